@@ -1,0 +1,51 @@
+# edgepush — make targets. Each target is self-contained; CI runs `make test`.
+SHELL := bash
+.SHELLFLAGS := -euo pipefail -c
+.DEFAULT_GOAL := build
+MAKEFLAGS += --no-builtin-rules
+
+GO      ?= go
+BIN     := bin
+PKGS    := ./...
+INTEROP := node/testdata/interop
+
+# build: compile the node and tools into ./bin.
+build:
+	$(GO) build -o $(BIN)/edgepush ./cmd/edgepush
+
+# run: start a node on :7999 (control 127.0.0.1:5561) with the built-in demo origin; open http://localhost:7999/.
+run: build
+	./$(BIN)/edgepush -demo
+
+# interop-deps: install Fanout's npm GRIP libraries for the interop test (needs npm).
+interop-deps:
+	@if command -v npm >/dev/null; then \
+		cd $(INTEROP) && npm install --no-package-lock --no-audit --no-fund --silent; \
+	else echo "npm not found: the interop test will be skipped"; fi
+
+# test: vet, then every test with the race detector (the command CI runs).
+test: interop-deps
+	$(GO) vet $(PKGS)
+	$(GO) test -race -count=1 -timeout 10m $(PKGS)
+
+# race: the tests again under the race detector, several times, to shake out flakes.
+race:
+	$(GO) test -race -count=3 -timeout 20m $(PKGS)
+
+# bench: the Go benchmarks (fan-out, parsing).
+bench:
+	$(GO) test -run '^$$' -bench . -benchmem -timeout 20m $(PKGS)
+
+# fuzz: run each fuzz target for FUZZTIME (default 30s).
+FUZZTIME ?= 30s
+fuzz:
+	for t in $$($(GO) test -list '^Fuzz' ./grip/ | grep '^Fuzz'); do \
+		$(GO) test -run '^$$' -fuzz "^$$t$$" -fuzztime $(FUZZTIME) ./grip/; \
+	done
+
+# lint: formatting and vet.
+lint:
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	$(GO) vet $(PKGS)
+
+.PHONY: build run interop-deps test race bench fuzz lint

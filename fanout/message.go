@@ -1,0 +1,44 @@
+package fanout
+
+import "sync"
+
+// FrameKinds is how many distinct encodings of one Message can be cached:
+// one per wire format a Transport writes (chunked stream, raw stream,
+// WebSocket text, ...). Kinds are small integers chosen by the transports.
+const FrameKinds = 8
+
+// Message is one item published to a channel. The payload is opaque to this
+// package; transports encode it with Frame, which runs each encoder at most
+// once per message, so a message going to 20,000 connections is framed once.
+type Message struct {
+	// Channel is the channel the message was published to.
+	Channel string
+	// Item is the published payload, interpreted only by transports.
+	Item any
+	// Seq is the message's position in its channel, set by Hub.Publish
+	// (1 for the first message a channel sees on this node).
+	Seq uint64
+
+	frames [FrameKinds]frame
+}
+
+type frame struct {
+	once sync.Once
+	b    []byte
+	last bool
+}
+
+// NewMessage returns a message for channel carrying item.
+func NewMessage(channel string, item any) *Message {
+	return &Message{Channel: channel, Item: item}
+}
+
+// Frame returns the encoding of m for kind, computing it with enc on first
+// use. enc returns the bytes to write and whether the connection ends after
+// them; it must not keep m beyond the call. Frame is safe for concurrent
+// use; kind must be below FrameKinds.
+func (m *Message) Frame(kind int, enc func(*Message) ([]byte, bool)) ([]byte, bool) {
+	f := &m.frames[kind]
+	f.once.Do(func() { f.b, f.last = enc(m) })
+	return f.b, f.last
+}

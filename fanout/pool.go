@@ -1,0 +1,273 @@
+package fanout
+
+import (
+	"errors"
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// PoolConfig configures a writer Pool.
+type PoolConfig struct {
+	// Shards is the number of writer goroutines. Zero: GOMAXPROCS.
+	Shards int
+	// MaxQueueBytes is the default per-connection queue limit in bytes.
+	// Zero: 1 MiB.
+	MaxQueueBytes int
+	// Tick is how often keep-alives and timeouts are checked. Zero: 250ms.
+	Tick time.Duration
+}
+
+// Pool owns the writer shards: each shard has one goroutine that writes
+// queued frames to its connections, coalescing everything queued for a
+// connection into one write, and checks their keep-alives and timeouts.
+// Connections are spread over shards round-robin.
+type Pool struct {
+	cfg    PoolConfig
+	shards []*writerShard
+	next   atomic.Uint32
+	stop   chan struct{}
+	wg     sync.WaitGroup
+	start  sync.Once
+	closed sync.Once
+
+	conns       atomic.Int64
+	bytes       atomic.Uint64
+	slow        atomic.Uint64
+	writeErrors atomic.Uint64
+	blocked     atomic.Uint64
+}
+
+// PoolStats is a snapshot of a Pool's counters.
+type PoolStats struct {
+	// Conns is the number of connections held now.
+	Conns int64 `json:"conns"`
+	// BytesWritten counts bytes written to connections.
+	BytesWritten uint64 `json:"bytes_written"`
+	// SlowConsumers counts connections closed for exceeding their queue.
+	SlowConsumers uint64 `json:"slow_consumers"`
+	// WriteErrors counts connections closed by a failed write.
+	WriteErrors uint64 `json:"write_errors"`
+	// BlockedWrites counts times a connection stopped keeping up and got a
+	// blocking writer of its own.
+	BlockedWrites uint64 `json:"blocked_writes"`
+}
+
+type writerShard struct {
+	pool *Pool
+	wake chan struct{}
+
+	readyMu sync.Mutex
+	readyQ  []*Conn
+	spareQ  []*Conn
+
+	connsMu sync.Mutex
+	conns   []*Conn
+}
+
+// NewPool returns a Pool; call Start before adding connections.
+func NewPool(cfg PoolConfig) *Pool {
+	if cfg.Shards <= 0 {
+		cfg.Shards = runtime.GOMAXPROCS(0)
+	}
+	if cfg.MaxQueueBytes <= 0 {
+		cfg.MaxQueueBytes = 1 << 20
+	}
+	if cfg.Tick <= 0 {
+		cfg.Tick = 250 * time.Millisecond
+	}
+	p := &Pool{cfg: cfg, stop: make(chan struct{})}
+	for range cfg.Shards {
+		p.shards = append(p.shards, &writerShard{pool: p, wake: make(chan struct{}, 1)})
+	}
+	return p
+}
+
+// Start starts the writer goroutines. It is idempotent.
+func (p *Pool) Start() {
+	p.start.Do(func() {
+		for _, s := range p.shards {
+			p.wg.Add(1)
+			go s.run()
+		}
+	})
+}
+
+// ErrPoolClosed is returned by Add after Close.
+var ErrPoolClosed = errors.New("fanout: pool closed")
+
+// Add registers a connection written through t. initial frames are queued
+// first, before anything delivered later.
+func (p *Pool) Add(t Transport, opts ConnOptions, initial ...[]byte) (*Conn, error) {
+	select {
+	case <-p.stop:
+		return nil, ErrPoolClosed
+	default:
+	}
+	if opts.MaxQueueBytes <= 0 {
+		opts.MaxQueueBytes = p.cfg.MaxQueueBytes
+	}
+	s := p.shards[int(p.next.Add(1))%len(p.shards)]
+	c := &Conn{t: t, shard: s, opts: opts}
+	now := time.Now().UnixNano()
+	c.lastWrite.Store(now)
+	if opts.Timeout > 0 {
+		c.deadline = now + int64(opts.Timeout)
+	}
+	if opts.KeepAliveInterval && opts.KeepAliveEvery > 0 {
+		c.nextKA = now + int64(opts.KeepAliveEvery)
+	}
+	s.add(c)
+	p.conns.Add(1)
+	for _, b := range initial {
+		c.Send(b, false)
+	}
+	return c, nil
+}
+
+// Close stops the writers and closes every connection with ErrShutdown.
+// Connections' Transport.Closed run before Close returns.
+func (p *Pool) Close() {
+	p.closed.Do(func() {
+		close(p.stop)
+		for _, s := range p.shards {
+			s.connsMu.Lock()
+			conns := append([]*Conn(nil), s.conns...)
+			s.connsMu.Unlock()
+			for _, c := range conns {
+				c.Close(ErrShutdown)
+			}
+		}
+		p.wg.Wait()
+	})
+}
+
+// Stats returns a snapshot of the Pool's counters.
+func (p *Pool) Stats() PoolStats {
+	return PoolStats{
+		Conns:         p.conns.Load(),
+		BytesWritten:  p.bytes.Load(),
+		SlowConsumers: p.slow.Load(),
+		WriteErrors:   p.writeErrors.Load(),
+		BlockedWrites: p.blocked.Load(),
+	}
+}
+
+func (s *writerShard) add(c *Conn) {
+	s.connsMu.Lock()
+	c.idx = len(s.conns)
+	s.conns = append(s.conns, c)
+	s.connsMu.Unlock()
+}
+
+func (s *writerShard) remove(c *Conn) {
+	s.connsMu.Lock()
+	defer s.connsMu.Unlock()
+	i := c.idx
+	if i < 0 || i >= len(s.conns) || s.conns[i] != c {
+		return
+	}
+	last := len(s.conns) - 1
+	s.conns[i] = s.conns[last]
+	s.conns[i].idx = i
+	s.conns[last] = nil
+	s.conns = s.conns[:last]
+	c.idx = -1
+	s.pool.conns.Add(-1)
+}
+
+// ready puts c on the shard's ready list and wakes the shard.
+func (s *writerShard) ready(c *Conn) {
+	s.readyMu.Lock()
+	s.readyQ = append(s.readyQ, c)
+	s.readyMu.Unlock()
+	select {
+	case s.wake <- struct{}{}:
+	default:
+	}
+}
+
+func (s *writerShard) run() {
+	defer s.pool.wg.Done()
+	tick := time.NewTicker(s.pool.cfg.Tick)
+	defer tick.Stop()
+	for {
+		select {
+		case <-s.pool.stop:
+			return
+		case <-s.wake:
+		case now := <-tick.C:
+			s.tick(now.UnixNano())
+		}
+		s.drain()
+	}
+}
+
+// drain flushes ready connections until none is left.
+func (s *writerShard) drain() {
+	for {
+		s.readyMu.Lock()
+		q := s.readyQ
+		s.readyQ, s.spareQ = s.spareQ[:0], nil
+		s.readyMu.Unlock()
+		if len(q) == 0 {
+			s.readyMu.Lock()
+			s.spareQ = q
+			s.readyMu.Unlock()
+			return
+		}
+		now := time.Now().UnixNano()
+		for _, c := range q {
+			c.flush(now)
+		}
+		clear(q)
+		s.readyMu.Lock()
+		s.spareQ = q[:0]
+		s.readyMu.Unlock()
+	}
+}
+
+// tick queues due keep-alives and timeout frames.
+func (s *writerShard) tick(now int64) {
+	var slow []*Conn
+	s.connsMu.Lock()
+	for _, c := range s.conns {
+		if b, last, ok := c.due(now); ok && !c.enqueue(b, last) {
+			slow = append(slow, c)
+		}
+	}
+	s.connsMu.Unlock()
+	for _, c := range slow {
+		s.pool.slow.Add(1)
+		c.Close(ErrSlowConsumer)
+	}
+}
+
+// due reports the frame a connection owes at time now, if any. It runs on
+// the shard goroutine under connsMu.
+func (c *Conn) due(now int64) (b []byte, last bool, ok bool) {
+	o := &c.opts
+	if c.deadline != 0 && now >= c.deadline {
+		c.deadline = 0
+		return o.TimeoutFrame, true, true
+	}
+	if o.KeepAlive == nil || o.KeepAliveEvery <= 0 {
+		return nil, false, false
+	}
+	every := int64(o.KeepAliveEvery)
+	if o.KeepAliveInterval {
+		if now < c.nextKA {
+			return nil, false, false
+		}
+		c.nextKA = now + every
+		return o.KeepAlive, false, true
+	}
+	if now-c.lastWrite.Load() < every {
+		return nil, false, false
+	}
+	// Count the keep-alive as written now so a slow flush does not queue
+	// a second one on the next tick.
+	c.lastWrite.Store(now)
+	return o.KeepAlive, false, true
+}

@@ -1,0 +1,15 @@
+module github.com/edgepush/edgepush
+
+go 1.26.0
+
+require golang.org/x/sys v0.49.0
+
+require (
+	github.com/klauspost/compress v1.20.3 // indirect
+	github.com/molecule-man/go-brrr v1.3.0 // indirect
+	github.com/valyala/bytebufferpool v1.0.0 // indirect
+	github.com/valyala/fasthttp v1.77.0 // indirect
+	go.uber.org/goleak v1.3.0 // indirect
+)
+
+replace github.com/molecule-man/go-brrr => github.com/molecule-man/go-brrr v1.0.1

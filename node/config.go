@@ -1,0 +1,227 @@
+package node
+
+import (
+	"bufio"
+	"errors"
+	"flag"
+	"fmt"
+	"net/url"
+	"os"
+	"strings"
+	"time"
+)
+
+// Config is the node's configuration. Every field is a command-line flag
+// and a config-file key of the same name (see RegisterFlags); the zero value
+// of a field means its default.
+type Config struct {
+	// Listen is the client listener address. Default ":7999".
+	Listen string
+	// Control is the control API listener (publish, status). Default
+	// "127.0.0.1:5561".
+	Control string
+	// Origin is the origin's base URL, e.g. "http://127.0.0.1:8080".
+	// Required.
+	Origin string
+	// SigKey signs the Grip-Sig JWT sent to the origin ("base64:..." for a
+	// binary key). Empty: no Grip-Sig is sent.
+	SigKey string
+	// SigIss is the Grip-Sig issuer claim. Default "edgepush".
+	SigIss string
+	// PublishKey, when set, is required on the control API (Bearer key,
+	// HS256 JWT signed with it, or Basic auth with it as password).
+	PublishKey string
+
+	// OriginTimeout bounds one origin request, retries included.
+	// Default 30s.
+	OriginTimeout time.Duration
+	// OriginDialTimeout bounds connecting to the origin. Default 3s.
+	OriginDialTimeout time.Duration
+	// OriginMaxBody caps an origin response body in bytes. Default 10 MiB.
+	OriginMaxBody int
+	// OriginRetries is how many times an idempotent origin request is
+	// retried after a failure on a reused connection (0–2). Default 1;
+	// negative: no retries.
+	OriginRetries int
+	// OriginMaxConns caps connections to the origin. Default 512.
+	OriginMaxConns int
+
+	// MaxConns caps client connections being served, held ones included;
+	// over it new connections get 503. Default 50000.
+	MaxConns int
+	// MaxHeaderBytes caps a client request's header. Default 16 KiB.
+	MaxHeaderBytes int
+	// MaxBody caps a client request body proxied to the origin. Default
+	// 1 MiB.
+	MaxBody int
+	// ReadTimeout bounds reading one client request (slowloris
+	// protection). Default 30s.
+	ReadTimeout time.Duration
+	// IdleTimeout closes a keep-alive client connection idle this long.
+	// Default 60s.
+	IdleTimeout time.Duration
+	// MaxChannels caps the channels one connection subscribes to; an
+	// origin response with more gets 502. Default 20.
+	MaxChannels int
+	// MaxQueueBytes caps bytes queued for one held connection; a client
+	// that falls further behind is disconnected as a slow consumer.
+	// Default 256 KiB.
+	MaxQueueBytes int
+	// WriteTimeout gives up on a held connection whose socket has accepted
+	// nothing for this long. Default 10s.
+	WriteTimeout time.Duration
+	// MaxPublishBody caps a control API request body. Default 1 MiB.
+	MaxPublishBody int
+	// LogLevel is debug, info, warn or error. Default info.
+	LogLevel string
+}
+
+// DefaultConfig returns the configuration with every default filled in
+// and Origin empty.
+func DefaultConfig() Config {
+	return Config{
+		Listen:            ":7999",
+		Control:           "127.0.0.1:5561",
+		SigIss:            "edgepush",
+		OriginTimeout:     30 * time.Second,
+		OriginDialTimeout: 3 * time.Second,
+		OriginMaxBody:     10 << 20,
+		OriginRetries:     1,
+		OriginMaxConns:    512,
+		MaxConns:          50000,
+		MaxHeaderBytes:    16 << 10,
+		MaxBody:           1 << 20,
+		ReadTimeout:       30 * time.Second,
+		IdleTimeout:       60 * time.Second,
+		MaxChannels:       20,
+		MaxQueueBytes:     256 << 10,
+		WriteTimeout:      10 * time.Second,
+		MaxPublishBody:    1 << 20,
+		LogLevel:          "info",
+	}
+}
+
+// RegisterFlags defines one flag per Config field on fs, bound to c. It is
+// the single list of the node's settings; the config file uses the same
+// names.
+func (c *Config) RegisterFlags(fs *flag.FlagSet) {
+	fs.StringVar(&c.Listen, "listen", c.Listen, "client listener `address`")
+	fs.StringVar(&c.Control, "control", c.Control, "control API listener `address` (publish, status)")
+	fs.StringVar(&c.Origin, "origin", c.Origin, "origin base `URL`, e.g. http://127.0.0.1:8080")
+	fs.StringVar(&c.SigKey, "sig-key", c.SigKey, "Grip-Sig signing `key` (base64:... for binary); empty: no Grip-Sig")
+	fs.StringVar(&c.SigIss, "sig-iss", c.SigIss, "Grip-Sig issuer")
+	fs.StringVar(&c.PublishKey, "publish-key", c.PublishKey, "`key` required on the control API; empty: no auth")
+	fs.DurationVar(&c.OriginTimeout, "origin-timeout", c.OriginTimeout, "origin request timeout")
+	fs.DurationVar(&c.OriginDialTimeout, "origin-dial-timeout", c.OriginDialTimeout, "origin connect timeout")
+	fs.IntVar(&c.OriginMaxBody, "origin-max-body", c.OriginMaxBody, "origin response body limit in `bytes`")
+	fs.IntVar(&c.OriginRetries, "origin-retries", c.OriginRetries, "retries of an idempotent origin request (0-2)")
+	fs.IntVar(&c.OriginMaxConns, "origin-max-conns", c.OriginMaxConns, "connections to the origin")
+	fs.IntVar(&c.MaxConns, "max-conns", c.MaxConns, "client connections (held ones included); over it: 503")
+	fs.IntVar(&c.MaxHeaderBytes, "max-header-bytes", c.MaxHeaderBytes, "client request header limit in `bytes`")
+	fs.IntVar(&c.MaxBody, "max-body", c.MaxBody, "client request body limit in `bytes`")
+	fs.DurationVar(&c.ReadTimeout, "read-timeout", c.ReadTimeout, "time to read a client request")
+	fs.DurationVar(&c.IdleTimeout, "idle-timeout", c.IdleTimeout, "idle keep-alive client connection timeout")
+	fs.IntVar(&c.MaxChannels, "max-channels", c.MaxChannels, "channels per connection")
+	fs.IntVar(&c.MaxQueueBytes, "max-queue-bytes", c.MaxQueueBytes, "bytes queued per held connection before it is dropped as a slow consumer")
+	fs.DurationVar(&c.WriteTimeout, "write-timeout", c.WriteTimeout, "give up on a held connection that accepts nothing for this long")
+	fs.IntVar(&c.MaxPublishBody, "max-publish-body", c.MaxPublishBody, "control API request body limit in `bytes`")
+	fs.StringVar(&c.LogLevel, "log-level", c.LogLevel, "log level: debug, info, warn, error")
+}
+
+// LoadConfigFile sets, on fs, every setting found in the file at path that
+// was not given on the command line (explicit flags win). The file holds
+// one "name = value" (or "name value") per line, names as the flags without
+// the dash; blank lines and lines starting with # are ignored.
+func LoadConfigFile(fs *flag.FlagSet, path string) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return fmt.Errorf("config: %w", err)
+	}
+	defer f.Close()
+	explicit := map[string]bool{}
+	fs.Visit(func(fl *flag.Flag) { explicit[fl.Name] = true })
+	sc := bufio.NewScanner(f)
+	for line := 1; sc.Scan(); line++ {
+		name, value, ok := parseConfigLine(sc.Text())
+		if !ok {
+			continue
+		}
+		if fs.Lookup(name) == nil || name == "config" {
+			return fmt.Errorf("config: %s:%d: unknown setting %q", path, line, name)
+		}
+		if explicit[name] {
+			continue
+		}
+		if err := fs.Set(name, value); err != nil {
+			return fmt.Errorf("config: %s:%d: %s: %w", path, line, name, err)
+		}
+	}
+	if err := sc.Err(); err != nil {
+		return fmt.Errorf("config: %s: %w", path, err)
+	}
+	return nil
+}
+
+func parseConfigLine(s string) (name, value string, ok bool) {
+	s = strings.TrimSpace(s)
+	if s == "" || strings.HasPrefix(s, "#") {
+		return "", "", false
+	}
+	if i := strings.IndexAny(s, "= \t"); i >= 0 {
+		name, value = s[:i], strings.TrimSpace(s[i:])
+		value = strings.TrimSpace(strings.TrimPrefix(value, "="))
+	} else {
+		name = s
+	}
+	return strings.TrimPrefix(name, "-"), unquote(value), true
+}
+
+func unquote(s string) string {
+	if len(s) >= 2 && (s[0] == '"' && s[len(s)-1] == '"' || s[0] == '\'' && s[len(s)-1] == '\'') {
+		return s[1 : len(s)-1]
+	}
+	return s
+}
+
+// withDefaults returns c with zero fields set to their defaults and checks
+// it.
+func (c Config) withDefaults() (Config, error) {
+	d := DefaultConfig()
+	setDefault(&c.Listen, d.Listen)
+	setDefault(&c.Control, d.Control)
+	setDefault(&c.SigIss, d.SigIss)
+	setDefault(&c.LogLevel, d.LogLevel)
+	setDefault(&c.OriginTimeout, d.OriginTimeout)
+	setDefault(&c.OriginDialTimeout, d.OriginDialTimeout)
+	setDefault(&c.OriginMaxBody, d.OriginMaxBody)
+	setDefault(&c.OriginMaxConns, d.OriginMaxConns)
+	setDefault(&c.MaxConns, d.MaxConns)
+	setDefault(&c.MaxHeaderBytes, d.MaxHeaderBytes)
+	setDefault(&c.MaxBody, d.MaxBody)
+	setDefault(&c.ReadTimeout, d.ReadTimeout)
+	setDefault(&c.IdleTimeout, d.IdleTimeout)
+	setDefault(&c.MaxChannels, d.MaxChannels)
+	setDefault(&c.MaxQueueBytes, d.MaxQueueBytes)
+	setDefault(&c.WriteTimeout, d.WriteTimeout)
+	setDefault(&c.MaxPublishBody, d.MaxPublishBody)
+	var errs []error
+	if c.Origin == "" {
+		errs = append(errs, errors.New("config: -origin is required"))
+	} else if u, err := url.Parse(c.Origin); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		errs = append(errs, fmt.Errorf("config: -origin %q: want http://host:port or https://host:port", c.Origin))
+	}
+	if c.OriginRetries > 2 {
+		errs = append(errs, fmt.Errorf("config: -origin-retries %d: at most 2", c.OriginRetries))
+	}
+	if _, err := parseLevel(c.LogLevel); err != nil {
+		errs = append(errs, err)
+	}
+	return c, errors.Join(errs...)
+}
+
+func setDefault[T comparable](v *T, d T) {
+	var zero T
+	if *v == zero {
+		*v = d
+	}
+}

@@ -1,0 +1,168 @@
+package node
+
+import (
+	"bytes"
+	"crypto/subtle"
+	"encoding/base64"
+	"encoding/json"
+	"runtime"
+	"time"
+
+	"github.com/edgepush/edgepush/fanout"
+	"github.com/edgepush/edgepush/grip"
+	"github.com/valyala/fasthttp"
+)
+
+// Version is the node's version, reported by /status.
+const Version = "0.1.0"
+
+// serveControl routes the control API.
+func (s *Server) serveControl(ctx *fasthttp.RequestCtx) {
+	defer recoverLog(s.log, "control request")
+	switch string(ctx.Path()) {
+	case "/publish", "/publish/":
+		s.servePublish(ctx)
+	case "/status":
+		if !s.authorized(ctx) {
+			controlError(ctx, fasthttp.StatusUnauthorized, "missing or invalid publish key")
+			return
+		}
+		writeJSON(ctx, fasthttp.StatusOK, s.Status())
+	case "/":
+		ctx.SetContentType("text/plain")
+		ctx.SetBodyString("edgepush API\n")
+	default:
+		controlError(ctx, fasthttp.StatusNotFound, "no such endpoint: "+string(ctx.Path()))
+	}
+}
+
+// servePublish is Pushpin's POST /publish/: the items are delivered to
+// the channels' subscribers, and the answer comes before delivery.
+func (s *Server) servePublish(ctx *fasthttp.RequestCtx) {
+	if !ctx.IsPost() {
+		ctx.Response.Header.Set("Allow", "POST")
+		controlError(ctx, fasthttp.StatusMethodNotAllowed, "Method not allowed: "+string(ctx.Method())+".")
+		return
+	}
+	if !s.authorized(ctx) {
+		controlError(ctx, fasthttp.StatusUnauthorized, "missing or invalid publish key")
+		return
+	}
+	req, err := grip.ParsePublish(ctx.PostBody())
+	if err != nil {
+		controlError(ctx, fasthttp.StatusBadRequest, err.Error())
+		return
+	}
+	for i := range req.Items {
+		s.publish(&req.Items[i])
+	}
+	if wantsJSON(ctx) {
+		writeJSON(ctx, fasthttp.StatusOK, map[string]string{"message": "Published"})
+		return
+	}
+	ctx.SetContentType("text/plain")
+	ctx.SetBodyString("Published\n")
+}
+
+// publish delivers one item to its channel's local subscribers.
+func (s *Server) publish(item *grip.Item) {
+	s.publishes.Add(1)
+	s.hub.Publish(fanout.NewMessage(item.Channel, item))
+}
+
+// authorized checks the control API credentials when a publish key is
+// set: "Bearer <key>", "Bearer <HS256 JWT signed with the key>" (Fanout's
+// publisher libraries), or Basic auth with the key as password
+// (pushpin-publish -u).
+func (s *Server) authorized(ctx *fasthttp.RequestCtx) bool {
+	if s.publishKey == nil {
+		return true
+	}
+	auth := ctx.Request.Header.Peek("Authorization")
+	scheme, cred, _ := bytes.Cut(auth, []byte(" "))
+	switch {
+	case bytes.EqualFold(scheme, []byte("Bearer")):
+		if subtle.ConstantTimeCompare(cred, s.publishKey) == 1 {
+			return true
+		}
+		_, err := grip.VerifyHS256(string(cred), s.publishKey, time.Now())
+		return err == nil
+	case bytes.EqualFold(scheme, []byte("Basic")):
+		raw, err := base64.StdEncoding.DecodeString(string(cred))
+		if err != nil {
+			return false
+		}
+		_, pass, _ := bytes.Cut(raw, []byte(":"))
+		return subtle.ConstantTimeCompare(pass, s.publishKey) == 1
+	}
+	return false
+}
+
+// Status is the node's state as GET /status reports it.
+type Status struct {
+	Version    string           `json:"version"`
+	Uptime     string           `json:"uptime"`
+	Listen     string           `json:"listen"`
+	Origin     string           `json:"origin"`
+	Held       int64            `json:"held_connections"`
+	Requests   uint64           `json:"requests"`
+	Published  uint64           `json:"published_items"`
+	OriginReqs OriginStatus     `json:"origin_requests"`
+	Hub        fanout.HubStats  `json:"hub"`
+	Pool       fanout.PoolStats `json:"delivery"`
+	Goroutines int              `json:"goroutines"`
+}
+
+// OriginStatus counts requests to the origin.
+type OriginStatus struct {
+	Requests            uint64 `json:"requests"`
+	Errors              uint64 `json:"errors"`
+	InvalidInstructions uint64 `json:"invalid_instructions"`
+}
+
+// Status returns a snapshot of the node's counters.
+func (s *Server) Status() Status {
+	return Status{
+		Version:   Version,
+		Uptime:    time.Since(s.started).Round(time.Second).String(),
+		Listen:    s.clientLn.Addr().String(),
+		Origin:    s.cfg.Origin,
+		Held:      s.held.Load(),
+		Requests:  s.requests.Load(),
+		Published: s.publishes.Load(),
+		OriginReqs: OriginStatus{
+			Requests:            s.origin.requests.Load(),
+			Errors:              s.origin.errors.Load(),
+			InvalidInstructions: s.badInstructs.Load(),
+		},
+		Hub:        s.hub.Stats(),
+		Pool:       s.pool.Stats(),
+		Goroutines: runtime.NumGoroutine(),
+	}
+}
+
+func wantsJSON(ctx *fasthttp.RequestCtx) bool {
+	return bytes.Contains(ctx.Request.Header.Peek("Accept"), []byte("application/json"))
+}
+
+// controlError answers like Pushpin (plain-text reason) unless the client
+// asks for JSON, which gets {"error": "..."}.
+func controlError(ctx *fasthttp.RequestCtx, code int, msg string) {
+	if wantsJSON(ctx) {
+		writeJSON(ctx, code, map[string]string{"error": msg})
+		return
+	}
+	ctx.SetStatusCode(code)
+	ctx.SetContentType("text/plain")
+	ctx.SetBodyString(msg + "\n")
+}
+
+func writeJSON(ctx *fasthttp.RequestCtx, code int, v any) {
+	b, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		code, b = fasthttp.StatusInternalServerError, []byte(`{"error":"encoding failed"}`)
+	}
+	ctx.SetStatusCode(code)
+	ctx.SetContentType("application/json")
+	ctx.SetBody(append(b, '\n'))
+}

@@ -1,0 +1,267 @@
+package node
+
+import (
+	"errors"
+	"net"
+	"sync"
+
+	"github.com/edgepush/edgepush/fanout"
+	"github.com/edgepush/edgepush/grip"
+	"github.com/edgepush/edgepush/node/connwatch"
+	"github.com/valyala/fasthttp"
+)
+
+// Frame kinds cached on each fanout.Message, one per wire encoding.
+const (
+	frameChunked = iota // http-stream content as an HTTP/1.1 chunk
+	frameRaw            // http-stream content as is (HTTP/1.0 client)
+)
+
+// errClientGone ends a held connection whose client hung up.
+var errClientGone = errors.New("client disconnected")
+
+// heldConn is the part shared by the held transports: the socket, its
+// subscriptions and its registration with the close watcher.
+type heldConn struct {
+	*fanout.SocketWriter
+	s        *Server
+	conn     net.Conn // the TCP connection
+	channels []string
+	kind     string // "stream" or "response", for logs and stats
+
+	mu     sync.Mutex
+	fc     *fanout.Conn
+	token  connwatch.Token
+	closed bool
+}
+
+// tcpConn unwraps fasthttp's hijacked connection(s) down to the socket.
+func tcpConn(c net.Conn) net.Conn {
+	for {
+		u, ok := c.(interface{ UnsafeConn() net.Conn })
+		if !ok {
+			return c
+		}
+		c = u.UnsafeConn()
+	}
+}
+
+// hold registers a hijacked connection with the writer pool, subscribes
+// it and watches it for hang-up. initial is written first.
+func (s *Server) hold(t fanout.Transport, h *heldConn, opts fanout.ConnOptions, initial ...[]byte) {
+	fc, err := s.pool.Add(t, opts, initial...)
+	if err != nil {
+		h.conn.Close()
+		return
+	}
+	s.held.Add(1)
+	for _, ch := range h.channels {
+		s.hub.Subscribe(ch, fc)
+	}
+	token, err := s.watch.Add(h.conn, func() { fc.Close(errClientGone) })
+	h.mu.Lock()
+	h.fc, h.token = fc, token
+	closed := h.closed
+	h.mu.Unlock()
+	if err != nil {
+		fc.Close(err)
+		return
+	}
+	if closed { // closed while subscribing: undo what Closed could not see
+		h.release()
+	}
+}
+
+// release unsubscribes and stops watching; it is safe to call twice.
+func (h *heldConn) release() {
+	h.mu.Lock()
+	fc, token := h.fc, h.token
+	h.mu.Unlock()
+	if fc == nil {
+		return
+	}
+	for _, ch := range h.channels {
+		h.s.hub.Unsubscribe(ch, fc)
+	}
+	if token != 0 {
+		h.s.watch.Remove(h.conn, token)
+	}
+}
+
+// markClosed records the end of the connection and releases it.
+func (h *heldConn) markClosed(reason error) {
+	h.mu.Lock()
+	h.closed = true
+	h.mu.Unlock()
+	h.release()
+	h.s.held.Add(-1)
+	h.s.log.Debug("held connection ended", "transport", h.kind, "channels", h.channels, "reason", errString(reason))
+}
+
+func errString(err error) string {
+	if err == nil {
+		return "done"
+	}
+	return err.Error()
+}
+
+// streamTransport is a Grip-Hold: stream connection (HTTP streaming and
+// SSE): http-stream content is written as chunks (raw for HTTP/1.0).
+type streamTransport struct {
+	heldConn
+	chunked bool
+}
+
+var _ fanout.Transport = (*streamTransport)(nil)
+
+func (t *streamTransport) Frame(m *fanout.Message) ([]byte, bool) {
+	if t.chunked {
+		return m.Frame(frameChunked, encodeChunked)
+	}
+	return m.Frame(frameRaw, encodeRaw)
+}
+
+func encodeChunked(m *fanout.Message) ([]byte, bool) {
+	f := m.Item.(*grip.Item).HTTPStream
+	switch {
+	case f == nil:
+		return nil, false
+	case f.Action == grip.ActionClose:
+		return lastChunk, true
+	case f.Action != grip.ActionSend || len(f.Content) == 0:
+		return nil, false
+	}
+	return appendChunk(make([]byte, 0, len(f.Content)+12), f.Content), false
+}
+
+func encodeRaw(m *fanout.Message) ([]byte, bool) {
+	f := m.Item.(*grip.Item).HTTPStream
+	switch {
+	case f == nil:
+		return nil, false
+	case f.Action == grip.ActionClose:
+		return nil, true
+	case f.Action != grip.ActionSend:
+		return nil, false
+	}
+	return f.Content, false
+}
+
+func (t *streamTransport) Closed(reason error) {
+	t.markClosed(reason)
+	if t.chunked && (reason == nil || errors.Is(reason, fanout.ErrShutdown)) {
+		if reason != nil { // shutdown: end the body cleanly, best effort
+			t.TryWrite([][]byte{lastChunk})
+		}
+	}
+	t.conn.Close()
+}
+
+// holdStream answers with the response head and initial body, then holds
+// the connection for http-stream publishes.
+func (s *Server) holdStream(ctx *fasthttp.RequestCtx, hr heldResponse, in *grip.Instruct) {
+	chunked := ctx.Request.Header.IsHTTP11()
+	head := appendHead(nil, hr.code, hr.reason, hr.headers)
+	if chunked {
+		head = append(head, "Transfer-Encoding: chunked\r\n\r\n"...)
+		if len(hr.body) > 0 {
+			head = appendChunk(head, hr.body)
+		}
+	} else {
+		head = append(head, "Connection: close\r\n\r\n"...)
+		head = append(head, hr.body...)
+	}
+	opts := fanout.ConnOptions{}
+	if ka := in.KeepAlive; ka != nil {
+		opts.KeepAlive = ka.Data
+		if chunked {
+			opts.KeepAlive = appendChunk(nil, ka.Data)
+		}
+		opts.KeepAliveEvery = ka.Timeout
+		opts.KeepAliveInterval = ka.Mode == grip.KeepAliveInterval
+	}
+	channels := channelNames(in)
+	s.hijack(ctx, func(c net.Conn) {
+		t := &streamTransport{heldConn: s.newHeldConn(c, channels, "stream"), chunked: chunked}
+		if t.SocketWriter == nil {
+			c.Close()
+			return
+		}
+		s.hold(t, &t.heldConn, opts, head)
+	})
+}
+
+// responseTransport is a Grip-Hold: response connection (long-poll): the
+// first http-response publish, or the held response at the timeout, is
+// the answer; then the connection goes back to serving requests.
+type responseTransport struct {
+	heldConn
+	hj        net.Conn // fasthttp's hijacked connection, to serve it again
+	held      heldResponse
+	keepAlive bool
+}
+
+var _ fanout.Transport = (*responseTransport)(nil)
+
+func (t *responseTransport) Frame(m *fanout.Message) ([]byte, bool) {
+	f := m.Item.(*grip.Item).HTTPResponse
+	if f == nil || f.Action != grip.ActionSend {
+		return nil, false
+	}
+	hr := heldResponse{code: f.Code, reason: f.Reason, headers: mergeHeaders(t.held.headers, f.Headers), body: f.Body}
+	return appendResponse(nil, hr, t.keepAlive), true
+}
+
+func (t *responseTransport) Closed(reason error) {
+	t.markClosed(reason)
+	if reason == nil && t.keepAlive {
+		t.s.serveAgain(t.hj)
+		return
+	}
+	if errors.Is(reason, fanout.ErrShutdown) {
+		t.TryWrite([][]byte{appendResponse(nil, t.held, false)})
+	}
+	t.conn.Close()
+}
+
+// holdResponse subscribes the connection and answers it later.
+func (s *Server) holdResponse(ctx *fasthttp.RequestCtx, hr heldResponse, in *grip.Instruct) {
+	keepAlive := !ctx.Request.Header.ConnectionClose() && ctx.Request.Header.IsHTTP11()
+	opts := fanout.ConnOptions{Timeout: in.Timeout, TimeoutFrame: appendResponse(nil, hr, keepAlive)}
+	channels := channelNames(in)
+	s.hijack(ctx, func(c net.Conn) {
+		t := &responseTransport{heldConn: s.newHeldConn(c, channels, "response"), hj: c, held: hr, keepAlive: keepAlive}
+		if t.SocketWriter == nil {
+			c.Close()
+			return
+		}
+		s.hold(t, &t.heldConn, opts)
+	})
+}
+
+func (s *Server) newHeldConn(c net.Conn, channels []string, kind string) heldConn {
+	tc := tcpConn(c)
+	w, err := fanout.NewSocketWriter(tc, s.cfg.WriteTimeout)
+	if err != nil {
+		s.log.Error("hold: connection is not a socket", "err", err)
+	}
+	return heldConn{SocketWriter: w, s: s, conn: tc, channels: channels, kind: kind}
+}
+
+// hijack takes the connection over from fasthttp once the handler returns;
+// fasthttp writes no response of its own.
+func (s *Server) hijack(ctx *fasthttp.RequestCtx, f func(net.Conn)) {
+	ctx.HijackSetNoResponse(true)
+	ctx.Hijack(func(c net.Conn) {
+		defer recoverLog(s.log, "hijack")
+		f(c)
+	})
+}
+
+func channelNames(in *grip.Instruct) []string {
+	names := make([]string, 0, len(in.Channels))
+	for _, c := range in.Channels {
+		names = append(names, c.Name)
+	}
+	return names
+}

@@ -1,0 +1,115 @@
+package node
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/url"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/valyala/fasthttp"
+)
+
+// originClient sends client requests to the origin.
+type originClient struct {
+	hc      *fasthttp.HostClient
+	prefix  string // origin URL path, prepended to request URIs
+	timeout time.Duration
+
+	requests atomic.Uint64
+	errors   atomic.Uint64
+}
+
+func newOriginClient(cfg Config) (*originClient, error) {
+	u, err := url.Parse(cfg.Origin)
+	if err != nil {
+		return nil, fmt.Errorf("origin: %w", err)
+	}
+	host := u.Host
+	tls := u.Scheme == "https"
+	if u.Port() == "" {
+		host = net.JoinHostPort(u.Hostname(), map[bool]string{true: "443", false: "80"}[tls])
+	}
+	dialTimeout := cfg.OriginDialTimeout
+	attempts := 1 + max(cfg.OriginRetries, 0)
+	hc := &fasthttp.HostClient{
+		Addr:                          host,
+		IsTLS:                         tls,
+		Dial:                          func(addr string) (net.Conn, error) { return fasthttp.DialTimeout(addr, dialTimeout) },
+		MaxConns:                      cfg.OriginMaxConns,
+		MaxConnWaitTimeout:            cfg.OriginTimeout,
+		MaxIdleConnDuration:           10 * time.Second,
+		ReadTimeout:                   cfg.OriginTimeout,
+		WriteTimeout:                  cfg.OriginTimeout,
+		MaxResponseBodySize:           cfg.OriginMaxBody,
+		MaxIdemponentCallAttempts:     attempts,
+		NoDefaultUserAgentHeader:      true,
+		DisablePathNormalizing:        true,
+		DisableHeaderNamesNormalizing: false,
+	}
+	return &originClient{hc: hc, prefix: strings.TrimSuffix(u.Path, "/"), timeout: cfg.OriginTimeout}, nil
+}
+
+// do sends req and reads the whole response into resp.
+func (o *originClient) do(req *fasthttp.Request, resp *fasthttp.Response) error {
+	o.requests.Add(1)
+	err := o.hc.DoTimeout(req, resp, o.timeout)
+	if err != nil {
+		o.errors.Add(1)
+	}
+	return err
+}
+
+// originStatus maps an origin failure to what the client gets.
+func originStatus(err error) (int, string) {
+	switch {
+	case errors.Is(err, fasthttp.ErrTimeout), errors.Is(err, fasthttp.ErrDialTimeout):
+		return fasthttp.StatusGatewayTimeout, "origin timed out"
+	case errors.Is(err, fasthttp.ErrBodyTooLarge):
+		return fasthttp.StatusBadGateway, "origin response too large"
+	case errors.Is(err, fasthttp.ErrNoFreeConns):
+		return fasthttp.StatusServiceUnavailable, "too many requests to the origin"
+	}
+	var ne net.Error
+	if errors.As(err, &ne) && ne.Timeout() {
+		return fasthttp.StatusGatewayTimeout, "origin timed out"
+	}
+	return fasthttp.StatusBadGateway, "origin unavailable"
+}
+
+// hopHeaders are the hop-by-hop headers a proxy must not forward (RFC 9110
+// §7.6.1), plus the framing headers the node sets itself.
+var hopHeaders = []string{
+	"Connection", "Keep-Alive", "Proxy-Connection", "Proxy-Authenticate",
+	"Proxy-Authorization", "TE", "Trailer", "Transfer-Encoding", "Upgrade",
+}
+
+func isHopHeader(name string, connTokens []string) bool {
+	for _, h := range hopHeaders {
+		if strings.EqualFold(name, h) {
+			return true
+		}
+	}
+	for _, t := range connTokens {
+		if strings.EqualFold(name, t) {
+			return true
+		}
+	}
+	return false
+}
+
+// connectionTokens returns the header names listed in a Connection header.
+func connectionTokens(v []byte) []string {
+	if len(v) == 0 {
+		return nil
+	}
+	var out []string
+	for _, t := range strings.Split(string(v), ",") {
+		if t = strings.TrimSpace(t); t != "" {
+			out = append(out, t)
+		}
+	}
+	return out
+}

@@ -1,0 +1,237 @@
+package node
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"runtime/debug"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/edgepush/edgepush/fanout"
+	"github.com/edgepush/edgepush/grip"
+	"github.com/edgepush/edgepush/node/connwatch"
+	"github.com/valyala/fasthttp"
+)
+
+// Server is one edgepush node: New builds it (no goroutines), Start opens
+// its listeners, Shutdown drains it.
+type Server struct {
+	cfg        Config
+	log        *slog.Logger
+	hub        *fanout.Hub
+	pool       *fanout.Pool
+	watch      *connwatch.Watcher
+	origin     *originClient
+	signer     *grip.Signer // nil: no Grip-Sig
+	publishKey []byte       // nil: control API open
+
+	client, control     *fasthttp.Server
+	clientLn, controlLn net.Listener
+	serving             sync.WaitGroup
+	started             time.Time
+
+	held          atomic.Int64  // held connections now
+	requests      atomic.Uint64 // client requests
+	badInstructs  atomic.Uint64 // origin responses with invalid instructions
+	publishes     atomic.Uint64 // items published
+	shutdownOnce  sync.Once
+	shutdownError error
+}
+
+// New checks cfg and builds a Server; log may be nil (no logging).
+func New(cfg Config, log *slog.Logger) (*Server, error) {
+	cfg, err := cfg.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	origin, err := newOriginClient(cfg)
+	if err != nil {
+		return nil, err
+	}
+	s := &Server{
+		cfg:    cfg,
+		log:    log,
+		hub:    fanout.NewHub(),
+		pool:   fanout.NewPool(fanout.PoolConfig{MaxQueueBytes: cfg.MaxQueueBytes}),
+		origin: origin,
+	}
+	if cfg.SigKey != "" {
+		key, err := grip.ParseKey(cfg.SigKey)
+		if err != nil {
+			return nil, fmt.Errorf("config: -sig-key: %w", err)
+		}
+		s.signer = grip.NewSigner(cfg.SigIss, key)
+	}
+	if cfg.PublishKey != "" {
+		key, err := grip.ParseKey(cfg.PublishKey)
+		if err != nil {
+			return nil, fmt.Errorf("config: -publish-key: %w", err)
+		}
+		s.publishKey = key
+	}
+	s.client = &fasthttp.Server{
+		Handler:               s.serveClient,
+		Name:                  "edgepush",
+		NoDefaultServerHeader: true,
+		ReadBufferSize:        cfg.MaxHeaderBytes,
+		MaxRequestBodySize:    cfg.MaxBody,
+		ReadTimeout:           cfg.ReadTimeout,
+		IdleTimeout:           cfg.IdleTimeout,
+		Concurrency:           cfg.MaxConns,
+		ReduceMemoryUsage:     true,
+		KeepHijackedConns:     true,
+		CloseOnShutdown:       true,
+		Logger:                fasthttpLogger{log},
+	}
+	s.control = &fasthttp.Server{
+		Handler:               s.serveControl,
+		Name:                  "edgepush",
+		NoDefaultServerHeader: true,
+		MaxRequestBodySize:    cfg.MaxPublishBody,
+		ReadTimeout:           cfg.ReadTimeout,
+		IdleTimeout:           cfg.IdleTimeout,
+		CloseOnShutdown:       true,
+		Logger:                fasthttpLogger{log},
+	}
+	return s, nil
+}
+
+// Start opens the client and control listeners and serves them in the
+// background.
+func (s *Server) Start() error {
+	w, err := connwatch.New()
+	if err != nil {
+		return err
+	}
+	s.watch = w
+	if s.clientLn, err = net.Listen("tcp", s.cfg.Listen); err != nil {
+		w.Close()
+		return fmt.Errorf("listen %s: %w", s.cfg.Listen, err)
+	}
+	if s.controlLn, err = net.Listen("tcp", s.cfg.Control); err != nil {
+		s.clientLn.Close()
+		w.Close()
+		return fmt.Errorf("control listen %s: %w", s.cfg.Control, err)
+	}
+	s.started = time.Now()
+	s.pool.Start()
+	s.serve(s.client, s.clientLn)
+	s.serve(s.control, s.controlLn)
+	s.log.Info("edgepush node started", "listen", s.clientLn.Addr().String(),
+		"control", s.controlLn.Addr().String(), "origin", s.cfg.Origin)
+	return nil
+}
+
+func (s *Server) serve(srv *fasthttp.Server, ln net.Listener) {
+	s.serving.Add(1)
+	go func() {
+		defer s.serving.Done()
+		if err := srv.Serve(ln); err != nil {
+			s.log.Error("serve", "addr", ln.Addr().String(), "err", err)
+		}
+	}()
+}
+
+// Addr is the client listener's address (after Start).
+func (s *Server) Addr() net.Addr { return s.clientLn.Addr() }
+
+// ControlAddr is the control listener's address (after Start).
+func (s *Server) ControlAddr() net.Addr { return s.controlLn.Addr() }
+
+// Shutdown stops accepting connections, ends held connections (streams
+// get their final chunk, long-polls their timeout answer), and waits for
+// requests in flight until ctx is done. It is idempotent.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.shutdownOnce.Do(func() {
+		errClient := s.client.ShutdownWithContext(ctx)
+		s.pool.Close()
+		errControl := s.control.ShutdownWithContext(ctx)
+		s.serving.Wait()
+		if s.watch != nil {
+			s.watch.Close()
+		}
+		s.shutdownError = errors.Join(errClient, errControl)
+		s.log.Info("edgepush node stopped")
+	})
+	return s.shutdownError
+}
+
+// serveAgain hands a connection whose long-poll was answered back to the
+// HTTP server for its next request.
+func (s *Server) serveAgain(c net.Conn) {
+	go func() {
+		if err := s.client.ServeConn(c); err != nil {
+			s.log.Debug("serve again", "err", err)
+		}
+	}()
+}
+
+// serveClient proxies one client request to the origin and acts on the
+// GRIP instructions in the answer.
+func (s *Server) serveClient(ctx *fasthttp.RequestCtx) {
+	defer recoverLog(s.log, "client request")
+	s.requests.Add(1)
+	if isWebSocketUpgrade(ctx) {
+		clientError(ctx, fasthttp.StatusNotImplemented, "WebSocket is not supported yet")
+		return
+	}
+	req, resp := fasthttp.AcquireRequest(), fasthttp.AcquireResponse()
+	defer fasthttp.ReleaseRequest(req)
+	defer fasthttp.ReleaseResponse(resp)
+	s.originRequest(ctx, req)
+	if err := s.origin.do(req, resp); err != nil {
+		code, msg := originStatus(err)
+		s.log.Warn("origin request failed", "path", string(ctx.Path()), "err", err, "status", code)
+		clientError(ctx, code, msg)
+		return
+	}
+	headers := originHeaders(resp)
+	in, err := grip.ParseInstruct(headers, resp.StatusCode(), resp.Body())
+	if err == nil && len(in.Channels) > s.cfg.MaxChannels {
+		err = fmt.Errorf("%d channels, at most %d allowed", len(in.Channels), s.cfg.MaxChannels)
+	}
+	if err != nil {
+		s.badInstructs.Add(1)
+		s.log.Warn("invalid GRIP instructions from origin", "path", string(ctx.Path()), "err", err)
+		clientError(ctx, fasthttp.StatusBadGateway, "invalid GRIP instructions from origin: "+err.Error())
+		return
+	}
+	hr := responseFor(resp, headers, in)
+	switch {
+	case in.Hold == grip.HoldNone || ctx.IsHead():
+		relay(ctx, hr)
+	case s.held.Load() >= int64(s.cfg.MaxConns):
+		clientError(ctx, fasthttp.StatusServiceUnavailable, "too many connections")
+	case in.Hold == grip.HoldStream:
+		s.holdStream(ctx, hr, in)
+	default:
+		s.holdResponse(ctx, hr, in)
+	}
+}
+
+func isWebSocketUpgrade(ctx *fasthttp.RequestCtx) bool {
+	return ctx.Request.Header.ConnectionUpgrade() && len(ctx.Request.Header.Peek("Upgrade")) > 0
+}
+
+// clientError answers a client with a short plain-text error.
+func clientError(ctx *fasthttp.RequestCtx, code int, msg string) {
+	ctx.Response.Reset()
+	ctx.SetStatusCode(code)
+	ctx.SetContentType("text/plain; charset=utf-8")
+	ctx.SetBodyString("edgepush: " + msg + "\n")
+}
+
+// recoverLog turns a panic into a log line; a bug in one request must not
+// take the node down.
+func recoverLog(log *slog.Logger, where string) {
+	if r := recover(); r != nil {
+		log.Error("panic", "in", where, "panic", fmt.Sprint(r), "stack", string(debug.Stack()))
+	}
+}

@@ -1,0 +1,170 @@
+// GRIP origin for interop tests, built on @fanoutio/serve-grip with plain node:http.
+//
+// Env:
+//   PORT              port to listen on (127.0.0.1); 0 = pick a free one. Default 8080.
+//   GRIP_KEY          HS256 key used to verify Grip-Sig (the proxy's sig_key). A value
+//                     starting with "base64:" is decoded first (serve-grip's convention).
+//                     Unset: serve-grip does not verify; any Grip-Sig counts as proxied.
+//   GRIP_ISS          if set, the Grip-Sig "iss" claim must equal it (e.g. "pushpin").
+//   GRIP_CONTROL_URI  control URI handed to serve-grip (it needs one; only used for
+//                     publishing, which this origin does not do). Default http://127.0.0.1:5561/.
+//   GRIP_REQUIRED=1   answer 501 to every request that is not proxied (validly signed,
+//                     when GRIP_KEY is set), the job of serve-grip's gripProxyRequired.
+//
+// Why the signature is checked again here: serve-grip 2.0.0's middleware calls
+// @fanoutio/grip's async validateSig() inside Array.some() without awaiting it, so the
+// returned Promise is truthy and ANY Grip-Sig header value (even "garbage") yields
+// req.grip.isSigned === true (and gripProxyRequired only checks the header is present).
+// This origin therefore decides "proxied"/"signed" with the same configuration through
+// serveGrip.getPublisher().validateGripSig(), which awaits it: HS256/384/512 JWT, key
+// GRIP_KEY, "exp" and "nbf" enforced when present (a token without "exp" is accepted),
+// "iss" compared only when GRIP_ISS is set. What serve-grip itself reported is logged.
+//
+// Prints "listening <port>" on stdout once ready; one log line per request on stderr.
+//
+// Routes:
+//   GET  /stream?ch=test                Grip-Hold: stream, body "stream open\n"
+//   GET  /sse?ch=test                   text/event-stream, hold stream, "event: message\ndata: hello\n\n"
+//   GET  /poll?ch=test&timeout=55       Grip-Hold: response, body {"timeout":true}
+//   GET  /sig                           {"signed":<bool>,"proxied":<bool>} (not held)
+//   POST /ws?ch=test                    WebSocket-over-HTTP: accept OPEN, subscribe ch,
+//                                       send "welcome", echo TEXT as "echo: <text>",
+//                                       echo BINARY unchanged, answer CLOSE with CLOSE.
+
+import http from 'node:http';
+import { ServeGrip } from '@fanoutio/serve-grip';
+
+const port = process.env.PORT !== undefined && process.env.PORT !== '' ? Number(process.env.PORT) : 8080;
+
+const gripConfig = {
+    control_uri: process.env.GRIP_CONTROL_URI || 'http://127.0.0.1:5561/',
+};
+if (process.env.GRIP_KEY) {
+    gripConfig.verify_key = process.env.GRIP_KEY;
+}
+if (process.env.GRIP_ISS) {
+    gripConfig.verify_iss = process.env.GRIP_ISS;
+}
+
+const serveGrip = new ServeGrip({ grip: gripConfig });
+const gripRequired = process.env.GRIP_REQUIRED === '1';
+
+function send(res, code, type, body) {
+    res.statusCode = code;
+    res.setHeader('Content-Type', type);
+    res.end(body);
+}
+
+function notProxied(res) {
+    send(res, 501, 'text/plain', 'not proxied (Grip-Sig missing or not valid)\n');
+}
+
+function handleHold(req, res, url, kind, sig) {
+    if (!sig.isProxied) {
+        notProxied(res);
+        return;
+    }
+    const ch = url.searchParams.get('ch') || 'test';
+    const instruct = res.grip.startInstruct();
+    instruct.addChannel(ch);
+    if (kind === 'stream') {
+        instruct.setHoldStream();
+        send(res, 200, 'text/plain', 'stream open\n');
+    } else if (kind === 'sse') {
+        instruct.setHoldStream();
+        res.setHeader('Cache-Control', 'no-cache');
+        send(res, 200, 'text/event-stream', 'event: message\ndata: hello\n\n');
+    } else {
+        const t = Number.parseInt(url.searchParams.get('timeout') ?? '', 10);
+        instruct.setHoldLongPoll(Number.isFinite(t) && t > 0 ? t : 55);
+        send(res, 200, 'application/json', '{"timeout":true}');
+    }
+}
+
+function handleWs(req, res, url) {
+    // Not gated on the signature so raw WebSocket-over-HTTP bodies can be POSTed with
+    // curl; the stderr log line and GET /sig tell whether the proxy signs these requests.
+    const ws = req.grip.wsContext;
+    if (ws == null) {
+        send(res, 400, 'text/plain', 'expected a WebSocket-over-HTTP request (application/websocket-events)\n');
+        return;
+    }
+    const ch = url.searchParams.get('ch') || 'test';
+    if (ws.isOpening()) {
+        ws.accept();
+        ws.subscribe(ch);
+        ws.send('welcome');
+    }
+    while (ws.canRecv()) {
+        let msg;
+        try {
+            msg = ws.recvRaw();
+        } catch {
+            // DISCONNECT: nothing more to say on this connection.
+            break;
+        }
+        if (msg === null) {
+            // CLOSE from the client: close back with its code (1000 if none).
+            ws.close(ws.closeCode ?? 1000);
+            break;
+        }
+        if (typeof msg === 'string') {
+            ws.send('echo: ' + msg);
+        } else {
+            ws.sendBinary(msg);
+        }
+    }
+    res.statusCode = 200;
+    res.end();
+}
+
+async function handle(req, res) {
+    if (!(await serveGrip.run(req, res))) {
+        return; // serve-grip already answered (e.g. 400 for undecodable ws events)
+    }
+    const url = new URL(req.url, 'http://origin.invalid');
+    const g = req.grip;
+    const sig = await serveGrip.getPublisher().validateGripSig(req.headers['grip-sig']);
+    process.stderr.write(`${req.method} ${req.url} proxied=${sig.isProxied} signed=${sig.isSigned}` +
+        ` (serve-grip said proxied=${g.isProxied} signed=${g.isSigned})` +
+        `${g.wsContext ? ` ws=${g.wsContext.id}` : ''}\n`);
+    if (gripRequired && !sig.isProxied) {
+        notProxied(res);
+        return;
+    }
+    const route = `${req.method} ${url.pathname}`;
+    switch (route) {
+        case 'GET /stream':
+            return handleHold(req, res, url, 'stream', sig);
+        case 'GET /sse':
+            return handleHold(req, res, url, 'sse', sig);
+        case 'GET /poll':
+            return handleHold(req, res, url, 'poll', sig);
+        case 'GET /sig':
+            return send(res, 200, 'application/json',
+                JSON.stringify({ signed: sig.isSigned, proxied: sig.isProxied }) + '\n');
+        case 'POST /ws':
+            return handleWs(req, res, url);
+        default:
+            return send(res, 404, 'text/plain', 'not found\n');
+    }
+}
+
+const server = http.createServer((req, res) => {
+    handle(req, res).catch((err) => {
+        process.stderr.write(`error: ${err && err.stack ? err.stack : err}\n`);
+        if (!res.headersSent) {
+            res.statusCode = 500;
+            res.setHeader('Content-Type', 'text/plain');
+        }
+        res.end('internal error\n');
+    });
+});
+
+server.listen(port, '127.0.0.1', () => {
+    process.stdout.write(`listening ${server.address().port}\n`);
+});
+
+for (const sig of ['SIGINT', 'SIGTERM']) {
+    process.on(sig, () => process.exit(0));
+}
