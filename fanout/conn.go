@@ -76,6 +76,7 @@ type Conn struct {
 	queued int // bytes in queue
 	state  connState
 	ending bool // the last frame is queued
+	doomed bool // over its limit: to be closed by the shard
 
 	// Owned by the shard (under shard.connsMu).
 	idx      int
@@ -95,11 +96,13 @@ func (c *Conn) Deliver(m *Message) {
 
 // Send queues b (which must not be modified afterwards) and, with last,
 // ends the connection once everything queued is written. A connection over
-// its queue limit is closed as a slow consumer. Send never blocks.
+// its queue limit is closed as a slow consumer, by its shard: Send runs
+// under the Hub's channel lock and must not call back into the Hub, which
+// Transport.Closed does. Send never blocks.
 func (c *Conn) Send(b []byte, last bool) {
 	if !c.enqueue(b, last) {
 		c.shard.pool.slow.Add(1)
-		c.Close(ErrSlowConsumer)
+		c.shard.closeLater(c, ErrSlowConsumer)
 	}
 }
 
@@ -110,11 +113,13 @@ func (c *Conn) enqueue(b []byte, last bool) bool {
 		return true
 	}
 	c.mu.Lock()
-	if c.state == stateClosed || c.ending {
+	if c.state == stateClosed || c.ending || c.doomed {
 		c.mu.Unlock()
 		return true
 	}
 	if c.queued+len(b) > c.opts.MaxQueueBytes {
+		c.doomed = true
+		c.queue, c.queued = nil, 0
 		c.mu.Unlock()
 		return false
 	}

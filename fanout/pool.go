@@ -61,6 +61,7 @@ type writerShard struct {
 	readyMu sync.Mutex
 	readyQ  []*Conn
 	spareQ  []*Conn
+	closeQ  []closing
 
 	connsMu sync.Mutex
 	conns   []*Conn
@@ -177,6 +178,22 @@ func (s *writerShard) remove(c *Conn) {
 	s.pool.conns.Add(-1)
 }
 
+type closing struct {
+	c      *Conn
+	reason error
+}
+
+// closeLater has the shard's goroutine close c with reason.
+func (s *writerShard) closeLater(c *Conn, reason error) {
+	s.readyMu.Lock()
+	s.closeQ = append(s.closeQ, closing{c, reason})
+	s.readyMu.Unlock()
+	select {
+	case s.wake <- struct{}{}:
+	default:
+	}
+}
+
 // ready puts c on the shard's ready list and wakes the shard.
 func (s *writerShard) ready(c *Conn) {
 	s.readyMu.Lock()
@@ -204,13 +221,17 @@ func (s *writerShard) run() {
 	}
 }
 
-// drain flushes ready connections until none is left.
+// drain closes connections marked for closing, then flushes ready
+// connections until none is left.
 func (s *writerShard) drain() {
 	for {
 		s.readyMu.Lock()
-		q := s.readyQ
-		s.readyQ, s.spareQ = s.spareQ[:0], nil
+		q, cq := s.readyQ, s.closeQ
+		s.readyQ, s.spareQ, s.closeQ = s.spareQ[:0], nil, nil
 		s.readyMu.Unlock()
+		for _, cl := range cq {
+			cl.c.Close(cl.reason)
+		}
 		if len(q) == 0 {
 			s.readyMu.Lock()
 			s.spareQ = q
@@ -230,17 +251,12 @@ func (s *writerShard) drain() {
 
 // tick queues due keep-alives and timeout frames.
 func (s *writerShard) tick(now int64) {
-	var slow []*Conn
 	s.connsMu.Lock()
+	defer s.connsMu.Unlock()
 	for _, c := range s.conns {
-		if b, last, ok := c.due(now); ok && !c.enqueue(b, last) {
-			slow = append(slow, c)
+		if b, last, ok := c.due(now); ok {
+			c.Send(b, last)
 		}
-	}
-	s.connsMu.Unlock()
-	for _, c := range slow {
-		s.pool.slow.Add(1)
-		c.Close(ErrSlowConsumer)
 	}
 }
 

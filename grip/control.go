@@ -3,19 +3,26 @@ package grip
 import (
 	"encoding/json"
 	"errors"
-	"strings"
 	"time"
 )
 
 // Control message types (the "type" of a "c:" message).
 const (
-	ControlSubscribe    = "subscribe"
-	ControlUnsubscribe  = "unsubscribe"
-	ControlDetach       = "detach"
-	ControlSession      = "session"
-	ControlSetMeta      = "set-meta"
-	ControlKeepAlive    = "keep-alive"
-	ControlSendDelayed  = "send-delayed"
+	// ControlSubscribe subscribes the connection to Channel.
+	ControlSubscribe = "subscribe"
+	// ControlUnsubscribe unsubscribes the connection from Channel.
+	ControlUnsubscribe = "unsubscribe"
+	// ControlDetach stops relaying client messages to the origin.
+	ControlDetach = "detach"
+	// ControlSession sets (or with an empty ID clears) the session ID.
+	ControlSession = "session"
+	// ControlSetMeta sets or deletes a connection meta value.
+	ControlSetMeta = "set-meta"
+	// ControlKeepAlive sets up (or without content disables) keep-alives.
+	ControlKeepAlive = "keep-alive"
+	// ControlSendDelayed sends Content after Timeout unless flushed first.
+	ControlSendDelayed = "send-delayed"
+	// ControlFlushDelayed sends a pending delayed message now.
 	ControlFlushDelayed = "flush-delayed"
 )
 
@@ -206,12 +213,13 @@ func ParseGripExtension(value string) (enabled bool, prefix string) {
 		if name != "grip" {
 			continue
 		}
-		params, ok := parseParams(rest)
+		var buf [4]param
+		params, ok := parseParams(buf[:0], rest)
 		if !ok {
 			return false, ""
 		}
 		for _, p := range params {
-			if strings.EqualFold(p.name, "message-prefix") {
+			if nameIs(p.name, "message-prefix") {
 				return true, p.value
 			}
 		}

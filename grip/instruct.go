@@ -2,7 +2,6 @@ package grip
 
 import (
 	"strconv"
-	"strings"
 	"time"
 )
 
@@ -68,15 +67,21 @@ type Link struct {
 // Response is a complete HTTP response given in instructions
 // (grip-instruct "response") or a publish.
 type Response struct {
-	Code    int
-	Reason  string
+	// Code is the status code, 100-999.
+	Code int
+	// Reason is the reason phrase; never empty.
+	Reason string
+	// Headers are sent as given, in order.
 	Headers []Header
-	Body    []byte
+	// Body is the response body.
+	Body []byte
 }
 
 // Instruct is what an origin response tells the proxy to do.
 type Instruct struct {
-	Hold     HoldMode
+	// Hold is HoldNone when the response is passed through.
+	Hold HoldMode
+	// Channels are the channels to subscribe to, header ones first.
 	Channels []Channel
 	// Timeout is the response hold timeout: DefaultTimeout unless given,
 	// and at least MinTimeout.
@@ -136,7 +141,7 @@ func ParseInstruct(headers []Header, status int, body []byte) (*Instruct, error)
 func isGripInstruct(headers []Header) bool {
 	ct, _ := firstHeader(headers, "Content-Type")
 	ct, _ = cutFirst(ct, false)
-	return strings.EqualFold(ct, "application/grip-instruct")
+	return nameIs(ct, "application/grip-instruct")
 }
 
 func parseHold(in *Instruct, headers []Header) error {
@@ -156,7 +161,8 @@ func parseHold(in *Instruct, headers []Header) error {
 }
 
 func parseChannels(in *Instruct, headers []Header) error {
-	elems, ok := listElements(headers, "Grip-Channel", false)
+	var buf [8]string
+	elems, ok := listElements(buf[:0], headers, "Grip-Channel", false)
 	if !ok {
 		return parseErr("Grip-Channel", "unterminated quoted string")
 	}
@@ -173,14 +179,15 @@ func parseChannels(in *Instruct, headers []Header) error {
 // parseChannel parses "name; prev-id=ID; filter=F; filter=G".
 func parseChannel(elem string) (Channel, error) {
 	name, rest := cutFirst(elem, false)
-	params, ok := parseParams(rest)
+	var buf [8]param
+	params, ok := parseParams(buf[:0], rest)
 	if !ok || name == "" {
 		return Channel{}, parseErr("Grip-Channel", "failed to parse '"+elem+"'")
 	}
 	c := Channel{Name: name}
 	c.PrevID, _ = paramValue(params, "prev-id")
 	for _, p := range params {
-		if strings.EqualFold(p.name, "filter") {
+		if nameIs(p.name, "filter") {
 			c.Filters = append(c.Filters, p.value)
 		}
 	}

@@ -8,7 +8,7 @@ import (
 )
 
 func parseExposeHeaders(in *Instruct, headers []Header) error {
-	elems, ok := listElements(headers, "Grip-Expose-Headers", false)
+	elems, ok := listElements(nil, headers, "Grip-Expose-Headers", false)
 	if !ok {
 		return parseErr("Grip-Expose-Headers", "unterminated quoted string")
 	}
@@ -25,7 +25,8 @@ func parseKeepAliveHeader(in *Instruct, headers []Header) error {
 		return nil
 	}
 	val, rest := cutFirst(v, false)
-	params, ok := parseParams(rest)
+	var buf [4]param
+	params, ok := parseParams(buf[:0], rest)
 	if !ok {
 		return parseErr("Grip-Keep-Alive", "unterminated quoted string")
 	}
@@ -68,12 +69,14 @@ func keepAliveFromParams(val string, params []param) (*KeepAlive, string) {
 // parseSetMeta parses every Grip-Set-Meta header: a list of key=value or
 // key="value" elements. Later keys win.
 func parseSetMeta(in *Instruct, headers []Header) error {
-	elems, ok := listElements(headers, "Grip-Set-Meta", false)
+	var buf [8]string
+	elems, ok := listElements(buf[:0], headers, "Grip-Set-Meta", false)
 	if !ok {
 		return parseErr("Grip-Set-Meta", "unterminated quoted string")
 	}
+	var pbuf [2]param
 	for _, e := range elems {
-		params, ok := parseParams(e)
+		params, ok := parseParams(pbuf[:0], e)
 		if !ok || len(params) == 0 {
 			return parseErr("Grip-Set-Meta", "cannot be empty")
 		}
@@ -109,7 +112,8 @@ func validStatus(code int) bool { return code >= 100 && code <= 999 }
 // or "<URI>; rel=gone". Elements without parameters or with another rel are
 // ignored; for each rel the last one wins.
 func parseLinks(in *Instruct, headers []Header) error {
-	elems, ok := listElements(headers, "Grip-Link", true)
+	var buf [4]string
+	elems, ok := listElements(buf[:0], headers, "Grip-Link", true)
 	if !ok {
 		return parseErr("Grip-Link", "unterminated quoted string")
 	}
@@ -123,7 +127,8 @@ func parseLinks(in *Instruct, headers []Header) error {
 
 func parseLink(in *Instruct, elem string) error {
 	target, rest := cutFirst(elem, true)
-	params, ok := parseParams(rest)
+	var buf [4]param
+	params, ok := parseParams(buf[:0], rest)
 	if !ok {
 		return parseErr("Grip-Link", "failed to parse '"+elem+"'")
 	}
@@ -139,9 +144,9 @@ func parseLink(in *Instruct, elem string) error {
 	}
 	rel, _ := paramValue(params, "rel")
 	switch {
-	case strings.EqualFold(rel, "next"):
+	case nameIs(rel, "next"):
 		return setNextLink(in, uri, params)
-	case strings.EqualFold(rel, "gone"):
+	case nameIs(rel, "gone"):
 		in.GoneLink = &Link{URI: uri}
 	}
 	return nil

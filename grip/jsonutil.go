@@ -162,7 +162,7 @@ func optBytes(obj map[string]any, pn, binKey, key string) ([]byte, bool, error) 
 	if !ok || err != nil {
 		return nil, false, err
 	}
-	return []byte(s), true, nil
+	return nonNil([]byte(s)), true, nil
 }
 
 func nonNil(b []byte) []byte {

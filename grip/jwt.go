@@ -14,13 +14,20 @@ import (
 
 // Errors returned by VerifyHS256 (and, for ErrEmptyKey, SignHS256).
 var (
-	ErrEmptyKey         = errors.New("grip: empty JWT key")
-	ErrTokenMalformed   = errors.New("grip: malformed JWT")
-	ErrTokenAlgorithm   = errors.New("grip: JWT algorithm is not HS256")
-	ErrTokenSignature   = errors.New("grip: JWT signature mismatch")
-	ErrTokenExpired     = errors.New("grip: JWT expired")
+	// ErrEmptyKey: signing or verifying with an empty key is refused.
+	ErrEmptyKey = errors.New("grip: empty JWT key")
+	// ErrTokenMalformed: not three base64url parts, or bad JSON.
+	ErrTokenMalformed = errors.New("grip: malformed JWT")
+	// ErrTokenAlgorithm: the header's alg is not HS256 ("none" included).
+	ErrTokenAlgorithm = errors.New("grip: JWT algorithm is not HS256")
+	// ErrTokenSignature: the signature does not match the key.
+	ErrTokenSignature = errors.New("grip: JWT signature mismatch")
+	// ErrTokenExpired: now is at or after the exp claim.
+	ErrTokenExpired = errors.New("grip: JWT expired")
+	// ErrTokenNotYetValid: now is before the nbf claim.
 	ErrTokenNotYetValid = errors.New("grip: JWT not valid yet")
-	ErrTokenClaims      = errors.New("grip: JWT exp or nbf is not a number")
+	// ErrTokenClaims: exp or nbf is present but not a number.
+	ErrTokenClaims = errors.New("grip: JWT exp or nbf is not a number")
 )
 
 const (

@@ -9,7 +9,31 @@ type Header struct{ Name, Value string }
 // (the ASCII set Qt's trimmed() removes, which Pushpin uses).
 const ows = " \t\r\n\v\f"
 
-func trimOWS(s string) string { return strings.Trim(s, ows) }
+func isOWS(c byte) bool {
+	return c == ' ' || c == '\t' || c == '\r' || c == '\n' || c == '\v' || c == '\f'
+}
+
+// trimOWS trims ows from both ends of s.
+func trimOWS(s string) string {
+	for len(s) > 0 && isOWS(s[0]) {
+		s = s[1:]
+	}
+	for len(s) > 0 && isOWS(s[len(s)-1]) {
+		s = s[:len(s)-1]
+	}
+	return s
+}
+
+// trimLeftOWS trims ows from the start of s.
+func trimLeftOWS(s string) string {
+	for len(s) > 0 && isOWS(s[0]) {
+		s = s[1:]
+	}
+	return s
+}
+
+// nameIs compares header or parameter names case-insensitively.
+func nameIs(a, b string) bool { return len(a) == len(b) && strings.EqualFold(a, b) }
 
 // IsGripHeader reports whether name starts with "Grip-" (case-insensitive).
 // Such headers are instructions for the proxy and never reach the client.
@@ -44,18 +68,19 @@ func containsFold(list []string, s string) bool {
 // firstHeader returns the value of the first header called name.
 func firstHeader(headers []Header, name string) (string, bool) {
 	for _, h := range headers {
-		if strings.EqualFold(h.Name, name) {
+		if nameIs(h.Name, name) {
 			return h.Value, true
 		}
 	}
 	return "", false
 }
 
-// listElements returns the comma-separated elements of every header called
-// name, in order. ok is false when a quoted string is not terminated.
-func listElements(headers []Header, name string, angle bool) (elems []string, ok bool) {
+// listElements appends to dst the comma-separated elements of every header
+// called name, in order. ok is false when a quoted string is not terminated.
+func listElements(dst []string, headers []Header, name string, angle bool) (elems []string, ok bool) {
+	elems = dst
 	for _, h := range headers {
-		if !strings.EqualFold(h.Name, name) {
+		if !nameIs(h.Name, name) {
 			continue
 		}
 		if elems, ok = splitList(elems, h.Value, angle); !ok {
@@ -122,11 +147,12 @@ func cutFirst(elem string, angle bool) (first, rest string) {
 	return trimOWS(elem[:from+i]), elem[from+i+1:]
 }
 
-// parseParams parses "a=1; b=\"x;y\"; c" into parameters. Names are
+// parseParams appends the parameters in "a=1; b=\"x;y\"; c" to dst. Names are
 // trimmed, unquoted values are trimmed, quoted values may contain ';' and
 // backslash escapes. Parameters with an empty name are dropped. ok is false
 // on an unterminated quoted string.
-func parseParams(s string) (params []param, ok bool) {
+func parseParams(dst []param, s string) (params []param, ok bool) {
+	params = dst
 	for len(s) > 0 {
 		i := strings.IndexAny(s, "=;")
 		if i < 0 || s[i] == ';' {
@@ -140,7 +166,7 @@ func parseParams(s string) (params []param, ok bool) {
 			continue
 		}
 		name := s[:i]
-		value, rest, ok := parseParamValue(strings.TrimLeft(s[i+1:], ows))
+		value, rest, ok := parseParamValue(trimLeftOWS(s[i+1:]))
 		if !ok {
 			return nil, false
 		}
@@ -211,7 +237,7 @@ func unquote(s string) (string, int, bool) {
 // (case-insensitive).
 func paramValue(params []param, name string) (string, bool) {
 	for _, p := range params {
-		if strings.EqualFold(p.name, name) {
+		if nameIs(p.name, name) {
 			return p.value, true
 		}
 	}

@@ -8,6 +8,7 @@ import (
 
 // PublishRequest is the body of a publish request (POST /publish/).
 type PublishRequest struct {
+	// Items are in the order given.
 	Items []Item
 }
 
@@ -27,9 +28,12 @@ type Item struct {
 	// Size is the publisher's size hint for stats; 0 when not given.
 	Size int
 
-	HTTPStream   *HTTPStreamFormat
+	// HTTPStream is the content for stream holds; nil when not given.
+	HTTPStream *HTTPStreamFormat
+	// HTTPResponse is the response for response holds; nil when not given.
 	HTTPResponse *HTTPResponseFormat
-	WSMessage    *WSMessageFormat
+	// WSMessage is the message for WebSocket connections; nil when not given.
+	WSMessage *WSMessageFormat
 }
 
 // Action says what a format tells held connections to do.
@@ -62,6 +66,7 @@ func (a Action) String() string {
 
 // HTTPStreamFormat is an item's "http-stream" format.
 type HTTPStreamFormat struct {
+	// Action is what to do; only ActionSend carries content.
 	Action Action
 	// Content is set (possibly empty) for ActionSend.
 	Content []byte
@@ -72,13 +77,16 @@ type HTTPStreamFormat struct {
 
 // HTTPResponseFormat is an item's "http-response" format.
 type HTTPResponseFormat struct {
+	// Action is what to do; only ActionSend carries a response.
 	Action Action
 	// Code defaults to 200 for ActionSend.
 	Code int
 	// Reason defaults to StatusText(Code) for ActionSend.
-	Reason  string
+	Reason string
+	// Headers are sent as given, in order.
 	Headers []Header
-	Body    []byte
+	// Body is the response body; nil when BodyPatch is given instead.
+	Body []byte
 	// BodyPatch is the raw JSON array given as "body-patch" (a JSON Patch
 	// for the held response's body); nil when not given. Body is nil then.
 	BodyPatch []byte
@@ -115,8 +123,11 @@ func (t WSType) String() string {
 
 // WSMessageFormat is an item's "ws-message" format.
 type WSMessageFormat struct {
-	Action  Action
-	Type    WSType
+	// Action is what to do: send, close or refresh.
+	Action Action
+	// Type is the message type for ActionSend.
+	Type WSType
+	// Content is the message; nil only for a ping or pong without payload.
 	Content []byte
 	// Code and Reason are the close frame's, for ActionClose; Code is 0
 	// when not given.

@@ -14,12 +14,20 @@ type WSEventType string
 // The event types Pushpin sends and understands. ParseWSEvents accepts
 // other types too, as Pushpin does (it then ignores them).
 const (
-	WSEventOpen       WSEventType = "OPEN"
-	WSEventText       WSEventType = "TEXT"
-	WSEventBinary     WSEventType = "BINARY"
-	WSEventPing       WSEventType = "PING"
-	WSEventPong       WSEventType = "PONG"
-	WSEventClose      WSEventType = "CLOSE"
+	// WSEventOpen opens the connection; the origin must answer the first
+	// request with it.
+	WSEventOpen WSEventType = "OPEN"
+	// WSEventText is a text message.
+	WSEventText WSEventType = "TEXT"
+	// WSEventBinary is a binary message.
+	WSEventBinary WSEventType = "BINARY"
+	// WSEventPing is a ping frame.
+	WSEventPing WSEventType = "PING"
+	// WSEventPong is a pong frame.
+	WSEventPong WSEventType = "PONG"
+	// WSEventClose is a close frame (content: see CloseEventContent).
+	WSEventClose WSEventType = "CLOSE"
+	// WSEventDisconnect ends the connection without a close handshake.
 	WSEventDisconnect WSEventType = "DISCONNECT"
 )
 

@@ -18,7 +18,11 @@ func (s *Server) originRequest(ctx *fasthttp.RequestCtx, req *fasthttp.Request) 
 	req.Header.SetMethodBytes(in.Header.Method())
 	req.SetRequestURI(s.origin.prefix + string(in.RequestURI()))
 	req.UseHostHeader = true
-	req.Header.SetHostBytes(in.Header.Host())
+	if host := in.Header.Host(); len(host) > 0 {
+		req.Header.SetHostBytes(host)
+	} else { // HTTP/1.0 without Host: name the origin
+		req.Header.SetHost(s.origin.hc.Addr)
+	}
 	tokens := connectionTokens(in.Header.Peek("Connection"))
 	for k, v := range in.Header.All() {
 		name := string(k)

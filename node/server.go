@@ -194,8 +194,8 @@ func (s *Server) serveClient(ctx *fasthttp.RequestCtx) {
 	}
 	headers := originHeaders(resp)
 	in, err := grip.ParseInstruct(headers, resp.StatusCode(), resp.Body())
-	if err == nil && len(in.Channels) > s.cfg.MaxChannels {
-		err = fmt.Errorf("%d channels, at most %d allowed", len(in.Channels), s.cfg.MaxChannels)
+	if err == nil {
+		err = s.checkChannels(in)
 	}
 	if err != nil {
 		s.badInstructs.Add(1)
@@ -214,6 +214,19 @@ func (s *Server) serveClient(ctx *fasthttp.RequestCtx) {
 	default:
 		s.holdResponse(ctx, hr, in)
 	}
+}
+
+// checkChannels applies the node's limits to a hold's channels.
+func (s *Server) checkChannels(in *grip.Instruct) error {
+	switch {
+	case in.Hold == grip.HoldNone:
+		return nil
+	case len(in.Channels) == 0:
+		return errors.New("Grip-Hold without Grip-Channel")
+	case len(in.Channels) > s.cfg.MaxChannels:
+		return fmt.Errorf("%d channels, at most %d allowed", len(in.Channels), s.cfg.MaxChannels)
+	}
+	return nil
 }
 
 func isWebSocketUpgrade(ctx *fasthttp.RequestCtx) bool {
