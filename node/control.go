@@ -158,7 +158,7 @@ func controlError(ctx *fasthttp.RequestCtx, code int, msg string) {
 }
 
 func writeJSON(ctx *fasthttp.RequestCtx, code int, v any) {
-	b, err := json.MarshalIndent(v, "", "  ")
+	b, err := json.Marshal(v)
 	if err != nil {
 		code, b = fasthttp.StatusInternalServerError, []byte(`{"error":"encoding failed"}`)
 	}

@@ -85,6 +85,7 @@ func New(cfg Config, log *slog.Logger) (*Server, error) {
 		ReadTimeout:           cfg.ReadTimeout,
 		IdleTimeout:           cfg.IdleTimeout,
 		Concurrency:           cfg.MaxConns,
+		ErrorHandler:          requestError,
 		ReduceMemoryUsage:     true,
 		KeepHijackedConns:     true,
 		CloseOnShutdown:       true,
@@ -95,6 +96,7 @@ func New(cfg Config, log *slog.Logger) (*Server, error) {
 		Name:                  "edgepush",
 		NoDefaultServerHeader: true,
 		MaxRequestBodySize:    cfg.MaxPublishBody,
+		ErrorHandler:          requestError,
 		ReadTimeout:           cfg.ReadTimeout,
 		IdleTimeout:           cfg.IdleTimeout,
 		CloseOnShutdown:       true,
@@ -231,6 +233,24 @@ func (s *Server) checkChannels(in *grip.Instruct) error {
 
 func isWebSocketUpgrade(ctx *fasthttp.RequestCtx) bool {
 	return ctx.Request.Header.ConnectionUpgrade() && len(ctx.Request.Header.Peek("Upgrade")) > 0
+}
+
+// requestError answers a request fasthttp could not read.
+func requestError(ctx *fasthttp.RequestCtx, err error) {
+	var small *fasthttp.ErrSmallBuffer
+	switch {
+	case errors.Is(err, fasthttp.ErrBodyTooLarge):
+		clientError(ctx, fasthttp.StatusRequestEntityTooLarge, "request body too large")
+	case errors.As(err, &small):
+		clientError(ctx, fasthttp.StatusRequestHeaderFieldsTooLarge, "request header too large")
+	default:
+		var te interface{ Timeout() bool }
+		if errors.As(err, &te) && te.Timeout() {
+			clientError(ctx, fasthttp.StatusRequestTimeout, "request timed out")
+			return
+		}
+		clientError(ctx, fasthttp.StatusBadRequest, "malformed request")
+	}
 }
 
 // clientError answers a client with a short plain-text error.
