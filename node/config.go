@@ -24,7 +24,9 @@ type Config struct {
 	// Required.
 	Origin string
 	// SigKey signs the Grip-Sig JWT sent to the origin ("base64:..." for a
-	// binary key). Empty: no Grip-Sig is sent.
+	// binary key). Empty: a random key chosen at start, so origins that
+	// only check that Grip-Sig is present still see the proxy; set it for
+	// origins that verify the signature.
 	SigKey string
 	// SigIss is the Grip-Sig issuer claim. Default "edgepush".
 	SigIss string
@@ -74,6 +76,8 @@ type Config struct {
 	MaxPublishBody int
 	// LogLevel is debug, info, warn or error. Default info.
 	LogLevel string
+	// ShutdownTimeout bounds a graceful shutdown. Default 10s.
+	ShutdownTimeout time.Duration
 }
 
 // DefaultConfig returns the configuration with every default filled in
@@ -98,6 +102,7 @@ func DefaultConfig() Config {
 		WriteTimeout:      10 * time.Second,
 		MaxPublishBody:    1 << 20,
 		LogLevel:          "info",
+		ShutdownTimeout:   10 * time.Second,
 	}
 }
 
@@ -108,7 +113,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.Listen, "listen", c.Listen, "client listener `address`")
 	fs.StringVar(&c.Control, "control", c.Control, "control API listener `address` (publish, status)")
 	fs.StringVar(&c.Origin, "origin", c.Origin, "origin base `URL`, e.g. http://127.0.0.1:8080")
-	fs.StringVar(&c.SigKey, "sig-key", c.SigKey, "Grip-Sig signing `key` (base64:... for binary); empty: no Grip-Sig")
+	fs.StringVar(&c.SigKey, "sig-key", c.SigKey, "Grip-Sig signing `key` (base64:... for binary); empty: a random key")
 	fs.StringVar(&c.SigIss, "sig-iss", c.SigIss, "Grip-Sig issuer")
 	fs.StringVar(&c.PublishKey, "publish-key", c.PublishKey, "`key` required on the control API; empty: no auth")
 	fs.DurationVar(&c.OriginTimeout, "origin-timeout", c.OriginTimeout, "origin request timeout")
@@ -126,6 +131,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.DurationVar(&c.WriteTimeout, "write-timeout", c.WriteTimeout, "give up on a held connection that accepts nothing for this long")
 	fs.IntVar(&c.MaxPublishBody, "max-publish-body", c.MaxPublishBody, "control API request body limit in `bytes`")
 	fs.StringVar(&c.LogLevel, "log-level", c.LogLevel, "log level: debug, info, warn, error")
+	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", c.ShutdownTimeout, "how long a graceful shutdown may take")
 }
 
 // LoadConfigFile sets, on fs, every setting found in the file at path that
@@ -204,6 +210,7 @@ func (c Config) withDefaults() (Config, error) {
 	setDefault(&c.MaxQueueBytes, d.MaxQueueBytes)
 	setDefault(&c.WriteTimeout, d.WriteTimeout)
 	setDefault(&c.MaxPublishBody, d.MaxPublishBody)
+	setDefault(&c.ShutdownTimeout, d.ShutdownTimeout)
 	var errs []error
 	if c.Origin == "" {
 		errs = append(errs, errors.New("config: -origin is required"))

@@ -63,7 +63,9 @@ func TestPublishKeyAuth(t *testing.T) {
 		}
 		return tok
 	}
-	basic := func(user, pass string) string { return "Basic " + base64.StdEncoding.EncodeToString([]byte(user+":"+pass)) }
+	basic := func(user, pass string) string {
+		return "Basic " + base64.StdEncoding.EncodeToString([]byte(user+":"+pass))
+	}
 	for _, tc := range []struct {
 		name, auth string
 		code       int

@@ -37,9 +37,7 @@ func (s *Server) originRequest(ctx *fasthttp.RequestCtx, req *fasthttp.Request) 
 	}
 	req.Header.Set("X-Forwarded-For", xff)
 	req.Header.Set("X-Forwarded-Proto", map[bool]string{true: "https", false: "http"}[ctx.IsTLS()])
-	if s.signer != nil {
-		req.Header.Set("Grip-Sig", s.signer.Token(time.Now()))
-	}
+	req.Header.Set("Grip-Sig", s.signer.Token(time.Now()))
 	if body := in.Body(); len(body) > 0 {
 		req.SetBodyRaw(body)
 	}

@@ -2,6 +2,7 @@ package node
 
 import (
 	"context"
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -26,8 +27,8 @@ type Server struct {
 	pool       *fanout.Pool
 	watch      *connwatch.Watcher
 	origin     *originClient
-	signer     *grip.Signer // nil: no Grip-Sig
-	publishKey []byte       // nil: control API open
+	signer     *grip.Signer
+	publishKey []byte // nil: control API open
 
 	client, control     *fasthttp.Server
 	clientLn, controlLn net.Listener
@@ -62,13 +63,14 @@ func New(cfg Config, log *slog.Logger) (*Server, error) {
 		pool:   fanout.NewPool(fanout.PoolConfig{MaxQueueBytes: cfg.MaxQueueBytes}),
 		origin: origin,
 	}
+	sigKey := make([]byte, 32)
+	rand.Read(sigKey)
 	if cfg.SigKey != "" {
-		key, err := grip.ParseKey(cfg.SigKey)
-		if err != nil {
+		if sigKey, err = grip.ParseKey(cfg.SigKey); err != nil {
 			return nil, fmt.Errorf("config: -sig-key: %w", err)
 		}
-		s.signer = grip.NewSigner(cfg.SigIss, key)
 	}
+	s.signer = grip.NewSigner(cfg.SigIss, sigKey)
 	if cfg.PublishKey != "" {
 		key, err := grip.ParseKey(cfg.PublishKey)
 		if err != nil {

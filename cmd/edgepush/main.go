@@ -35,7 +35,6 @@ func run(args []string, stderr io.Writer) int {
 	configFile := fs.String("config", "", "read settings from `file` (one \"name = value\" per line; flags win)")
 	withDemo := fs.Bool("demo", false, "run the built-in demo origin (used when -origin is not set)")
 	showVersion := fs.Bool("version", false, "print the version and exit")
-	drain := fs.Duration("shutdown-timeout", 10*time.Second, "how long shutdown waits for requests in flight")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -75,7 +74,7 @@ func run(args []string, stderr io.Writer) int {
 	defer cancel()
 	<-ctx.Done()
 	log.Info("shutting down")
-	sctx, scancel := context.WithTimeout(context.Background(), *drain)
+	sctx, scancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
 	defer scancel()
 	if err := srv.Shutdown(sctx); err != nil {
 		log.Error("shutdown", "err", err)
