@@ -60,6 +60,10 @@ type ConnOptions struct {
 	// TimeoutFrame is written and the connection is closed normally.
 	Timeout      time.Duration
 	TimeoutFrame []byte
+	// Ping, when PingEvery is positive, is written every PingEvery
+	// regardless of other traffic (WebSocket liveness pings).
+	Ping      []byte
+	PingEvery time.Duration
 }
 
 // Conn is one held connection's delivery state: a bounded queue of frames,
@@ -82,6 +86,7 @@ type Conn struct {
 	idx      int
 	deadline int64 // unix nanos, 0: none
 	nextKA   int64 // unix nanos, interval keep-alive
+	nextPing int64 // unix nanos
 	// lastWrite is the unix-nano time of the last completed write.
 	lastWrite atomic.Int64
 }
@@ -152,6 +157,16 @@ func (c *Conn) Close(reason error) {
 	c.mu.Unlock()
 	c.shard.remove(c)
 	c.t.Closed(reason)
+}
+
+// SetKeepAlive replaces the connection's keep-alive (see ConnOptions);
+// a nil frame or a zero period turns it off.
+func (c *Conn) SetKeepAlive(frame []byte, every time.Duration, interval bool) {
+	s := c.shard
+	s.connsMu.Lock()
+	defer s.connsMu.Unlock()
+	c.opts.KeepAlive, c.opts.KeepAliveEvery, c.opts.KeepAliveInterval = frame, every, interval
+	c.nextKA = time.Now().UnixNano() + int64(every)
 }
 
 // Closed reports whether the connection has ended.

@@ -119,6 +119,9 @@ func (p *Pool) Add(t Transport, opts ConnOptions, initial ...[]byte) (*Conn, err
 	if opts.KeepAliveInterval && opts.KeepAliveEvery > 0 {
 		c.nextKA = now + int64(opts.KeepAliveEvery)
 	}
+	if opts.PingEvery > 0 {
+		c.nextPing = now + int64(opts.PingEvery)
+	}
 	s.add(c)
 	p.conns.Add(1)
 	for _, b := range initial {
@@ -249,41 +252,43 @@ func (s *writerShard) drain() {
 	}
 }
 
-// tick queues due keep-alives and timeout frames.
+// tick queues due keep-alives, pings and timeout frames.
 func (s *writerShard) tick(now int64) {
 	s.connsMu.Lock()
 	defer s.connsMu.Unlock()
 	for _, c := range s.conns {
-		if b, last, ok := c.due(now); ok {
-			c.Send(b, last)
-		}
+		c.tick(now)
 	}
 }
 
-// due reports the frame a connection owes at time now, if any. It runs on
-// the shard goroutine under connsMu.
-func (c *Conn) due(now int64) (b []byte, last bool, ok bool) {
+// tick queues what the connection owes at time now. It runs on the shard
+// goroutine under connsMu.
+func (c *Conn) tick(now int64) {
 	o := &c.opts
 	if c.deadline != 0 && now >= c.deadline {
 		c.deadline = 0
-		return o.TimeoutFrame, true, true
+		c.Send(o.TimeoutFrame, true)
+		return
+	}
+	if o.PingEvery > 0 && now >= c.nextPing {
+		c.nextPing = now + int64(o.PingEvery)
+		c.Send(o.Ping, false)
 	}
 	if o.KeepAlive == nil || o.KeepAliveEvery <= 0 {
-		return nil, false, false
+		return
 	}
 	every := int64(o.KeepAliveEvery)
 	if o.KeepAliveInterval {
-		if now < c.nextKA {
-			return nil, false, false
+		if now >= c.nextKA {
+			c.nextKA = now + every
+			c.Send(o.KeepAlive, false)
 		}
-		c.nextKA = now + every
-		return o.KeepAlive, false, true
+		return
 	}
-	if now-c.lastWrite.Load() < every {
-		return nil, false, false
+	if now-c.lastWrite.Load() >= every {
+		// Count the keep-alive as written now so that a slow flush does
+		// not queue a second one on the next tick.
+		c.lastWrite.Store(now)
+		c.Send(o.KeepAlive, false)
 	}
-	// Count the keep-alive as written now so a slow flush does not queue
-	// a second one on the next tick.
-	c.lastWrite.Store(now)
-	return o.KeepAlive, false, true
 }

@@ -74,6 +74,27 @@ type Config struct {
 	WriteTimeout time.Duration
 	// MaxPublishBody caps a control API request body. Default 1 MiB.
 	MaxPublishBody int
+	// WSReadLimit caps one WebSocket message from a client in bytes; a
+	// bigger one closes the connection with 1009. Default 64 KiB.
+	WSReadLimit int
+	// WSPingInterval is how often the node pings WebSocket clients; a
+	// client silent for two intervals is dropped. Default 30s.
+	WSPingInterval time.Duration
+	// WSMaxPending caps bytes of client messages waiting for the origin
+	// (one WebSocket-over-HTTP request is in flight at a time); over it
+	// the connection is closed with 1013. Default 256 KiB.
+	WSMaxPending int
+	// WSOriginRetries is how many times a failed WebSocket-over-HTTP
+	// request is retried (with back-off) before the client is closed with
+	// 1011. Default 3; negative: none.
+	WSOriginRetries int
+	// WSCompression negotiates permessage-deflate with clients that offer
+	// it. Default off.
+	WSCompression bool
+	// WSAllowedOrigins, comma-separated, restricts the Origin header of
+	// WebSocket handshakes. Empty: any origin (a proxy leaves this to the
+	// origin server).
+	WSAllowedOrigins string
 	// LogLevel is debug, info, warn or error. Default info.
 	LogLevel string
 	// ShutdownTimeout bounds a graceful shutdown. Default 10s.
@@ -101,6 +122,10 @@ func DefaultConfig() Config {
 		MaxQueueBytes:     256 << 10,
 		WriteTimeout:      10 * time.Second,
 		MaxPublishBody:    1 << 20,
+		WSReadLimit:       64 << 10,
+		WSPingInterval:    30 * time.Second,
+		WSMaxPending:      256 << 10,
+		WSOriginRetries:   3,
 		LogLevel:          "info",
 		ShutdownTimeout:   10 * time.Second,
 	}
@@ -130,6 +155,12 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.IntVar(&c.MaxQueueBytes, "max-queue-bytes", c.MaxQueueBytes, "bytes queued per held connection before it is dropped as a slow consumer")
 	fs.DurationVar(&c.WriteTimeout, "write-timeout", c.WriteTimeout, "give up on a held connection that accepts nothing for this long")
 	fs.IntVar(&c.MaxPublishBody, "max-publish-body", c.MaxPublishBody, "control API request body limit in `bytes`")
+	fs.IntVar(&c.WSReadLimit, "ws-read-limit", c.WSReadLimit, "largest WebSocket message from a client, in `bytes`")
+	fs.DurationVar(&c.WSPingInterval, "ws-ping-interval", c.WSPingInterval, "WebSocket ping interval")
+	fs.IntVar(&c.WSMaxPending, "ws-max-pending", c.WSMaxPending, "`bytes` of client WebSocket messages waiting for the origin")
+	fs.IntVar(&c.WSOriginRetries, "ws-origin-retries", c.WSOriginRetries, "retries of a failed WebSocket-over-HTTP request")
+	fs.BoolVar(&c.WSCompression, "ws-compression", c.WSCompression, "negotiate WebSocket permessage-deflate")
+	fs.StringVar(&c.WSAllowedOrigins, "ws-allowed-origins", c.WSAllowedOrigins, "comma-separated WebSocket Origin values allowed; empty: any")
 	fs.StringVar(&c.LogLevel, "log-level", c.LogLevel, "log level: debug, info, warn, error")
 	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", c.ShutdownTimeout, "how long a graceful shutdown may take")
 }
@@ -211,6 +242,11 @@ func (c Config) withDefaults() (Config, error) {
 	setDefault(&c.WriteTimeout, d.WriteTimeout)
 	setDefault(&c.MaxPublishBody, d.MaxPublishBody)
 	setDefault(&c.ShutdownTimeout, d.ShutdownTimeout)
+	setDefault(&c.WSReadLimit, d.WSReadLimit)
+	setDefault(&c.WSPingInterval, d.WSPingInterval)
+	setDefault(&c.WSMaxPending, d.WSMaxPending)
+	setDefault(&c.WSOriginRetries, d.WSOriginRetries)
+	c.WSOriginRetries = max(c.WSOriginRetries, 0)
 	var errs []error
 	if c.Origin == "" {
 		errs = append(errs, errors.New("config: -origin is required"))

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"runtime/debug"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -15,6 +16,7 @@ import (
 	"github.com/edgepush/edgepush/fanout"
 	"github.com/edgepush/edgepush/grip"
 	"github.com/edgepush/edgepush/node/connwatch"
+	"github.com/fasthttp/websocket"
 	"github.com/valyala/fasthttp"
 )
 
@@ -29,6 +31,10 @@ type Server struct {
 	origin     *originClient
 	signer     *grip.Signer
 	publishKey []byte // nil: control API open
+
+	upgrader  *websocket.FastHTTPUpgrader
+	wsOrigins []string
+	bg        bgGroup // goroutines the node starts for connections
 
 	client, control     *fasthttp.Server
 	clientLn, controlLn net.Listener
@@ -77,6 +83,17 @@ func New(cfg Config, log *slog.Logger) (*Server, error) {
 			return nil, fmt.Errorf("config: -publish-key: %w", err)
 		}
 		s.publishKey = key
+	}
+	s.upgrader = &websocket.FastHTTPUpgrader{
+		ReadBufferSize:    1024,
+		WriteBufferPool:   &sync.Pool{},
+		EnableCompression: cfg.WSCompression,
+		CheckOrigin:       func(*fasthttp.RequestCtx) bool { return true }, // checked before the origin is asked
+	}
+	for _, o := range strings.Split(cfg.WSAllowedOrigins, ",") {
+		if o = strings.TrimSpace(o); o != "" {
+			s.wsOrigins = append(s.wsOrigins, o)
+		}
 	}
 	s.client = &fasthttp.Server{
 		Handler:               s.serveClient,
@@ -156,6 +173,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	s.shutdownOnce.Do(func() {
 		errClient := s.client.ShutdownWithContext(ctx)
 		s.pool.Close()
+		s.bg.StopAndWait()
 		errControl := s.control.ShutdownWithContext(ctx)
 		s.serving.Wait()
 		if s.watch != nil {
@@ -170,11 +188,14 @@ func (s *Server) Shutdown(ctx context.Context) error {
 // serveAgain hands a connection whose long-poll was answered back to the
 // HTTP server for its next request.
 func (s *Server) serveAgain(c net.Conn) {
-	go func() {
+	started := s.bg.Go(func() {
 		if err := s.client.ServeConn(c); err != nil {
 			s.log.Debug("serve again", "err", err)
 		}
-	}()
+	})
+	if !started {
+		c.Close()
+	}
 }
 
 // serveClient proxies one client request to the origin and acts on the
@@ -183,7 +204,7 @@ func (s *Server) serveClient(ctx *fasthttp.RequestCtx) {
 	defer recoverLog(s.log, "client request")
 	s.requests.Add(1)
 	if isWebSocketUpgrade(ctx) {
-		clientError(ctx, fasthttp.StatusNotImplemented, "WebSocket is not supported yet")
+		s.serveWebSocket(ctx)
 		return
 	}
 	req, resp := fasthttp.AcquireRequest(), fasthttp.AcquireResponse()

@@ -1,0 +1,301 @@
+package node
+
+import (
+	"context"
+	"encoding/base64"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/edgepush/edgepush/grip"
+	"github.com/fasthttp/websocket"
+)
+
+// wsOrigin is a WebSocket-over-HTTP origin: it subscribes every
+// connection to "room" and answers client messages by their text.
+type wsOrigin struct {
+	mu       sync.Mutex
+	received []grip.WSEvent
+	connIDs  map[string]bool
+	sigs     int
+	metas    []string
+}
+
+func (o *wsOrigin) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.URL.Path == "/refuse" {
+		w.WriteHeader(http.StatusForbidden)
+		io.WriteString(w, "nope\n")
+		return
+	}
+	body, _ := io.ReadAll(r.Body)
+	evs, err := grip.ParseWSEvents(body)
+	if err != nil || r.Header.Get("Content-Type") != grip.WebSocketEventsType || r.Header.Get("Connection-Id") == "" {
+		http.Error(w, "bad request", 400)
+		return
+	}
+	o.mu.Lock()
+	o.received = append(o.received, evs...)
+	if o.connIDs == nil {
+		o.connIDs = map[string]bool{}
+	}
+	o.connIDs[r.Header.Get("Connection-Id")] = true
+	if r.Header.Get("Grip-Sig") != "" {
+		o.sigs++
+	}
+	o.metas = append(o.metas, r.Header.Get("Meta-User"))
+	o.mu.Unlock()
+	var out []grip.WSEvent
+	text := func(s string) { out = append(out, grip.WSEvent{Type: grip.WSEventText, Content: []byte(s)}) }
+	for _, ev := range evs {
+		switch ev.Type {
+		case grip.WSEventOpen:
+			if r.URL.Path == "/noopen" {
+				text("m:hi")
+				continue
+			}
+			out = append(out, ev)
+			text(`c:{"type":"subscribe","channel":"room"}`)
+			text(`c:{"type":"set-meta","name":"user","value":"alice"}`)
+			text("m:welcome")
+			text("unprefixed messages are dropped")
+			w.Header().Set("Sec-WebSocket-Extensions", "grip")
+			w.Header().Set("X-Origin", "yes")
+		case grip.WSEventText:
+			switch s := string(ev.Content); s {
+			case "detach":
+				text(`c:{"type":"detach"}`)
+			case "close-me":
+				out = append(out, grip.WSEvent{Type: grip.WSEventClose, Content: grip.CloseEventContent(4001, "bye")})
+			case "disconnect":
+				out = append(out, grip.WSEvent{Type: grip.WSEventDisconnect})
+			case "keepalive":
+				text(`c:{"type":"keep-alive","content":"ka","timeout":1}`)
+			default:
+				text("m:echo: " + s)
+			}
+		case grip.WSEventBinary:
+			out = append(out, grip.WSEvent{Type: grip.WSEventBinary, Content: append([]byte("m:"), ev.Content...)})
+		case grip.WSEventClose:
+			out = append(out, ev)
+		}
+	}
+	w.Header().Set("Content-Type", grip.WebSocketEventsType)
+	w.Write(grip.AppendWSEvents(nil, out...))
+}
+
+func (o *wsOrigin) events() []grip.WSEvent {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return append([]grip.WSEvent(nil), o.received...)
+}
+
+func (o *wsOrigin) hasEvent(typ grip.WSEventType, content string) bool {
+	for _, ev := range o.events() {
+		if ev.Type == typ && string(ev.Content) == content {
+			return true
+		}
+	}
+	return false
+}
+
+func dialWS(tb testing.TB, n *testNode, path string, compress bool) *websocket.Conn {
+	tb.Helper()
+	d := websocket.Dialer{HandshakeTimeout: 5 * time.Second, EnableCompression: compress}
+	c, resp, err := d.Dial("ws://"+n.Addr().String()+path, nil)
+	if err != nil {
+		tb.Fatalf("dial %s: %v", path, err)
+	}
+	if resp.Header.Get("X-Origin") != "yes" {
+		tb.Fatalf("101 lacks the origin's headers: %v", resp.Header)
+	}
+	tb.Cleanup(func() { c.Close() })
+	c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	return c
+}
+
+func readText(tb testing.TB, c *websocket.Conn) string {
+	tb.Helper()
+	mt, p, err := c.ReadMessage()
+	if err != nil {
+		tb.Fatalf("read: %v", err)
+	}
+	if mt != websocket.TextMessage {
+		tb.Fatalf("message type %d, want text", mt)
+	}
+	return string(p)
+}
+
+func expectClose(tb testing.TB, c *websocket.Conn, code int, text string) {
+	tb.Helper()
+	for {
+		_, _, err := c.ReadMessage()
+		if err == nil {
+			continue
+		}
+		ce, ok := err.(*websocket.CloseError)
+		if !ok || ce.Code != code || (text != "" && ce.Text != text) {
+			tb.Fatalf("got %v, want close %d %q", err, code, text)
+		}
+		return
+	}
+}
+
+func wsPublish(ws map[string]any) map[string]any {
+	return map[string]any{"channel": "room", "formats": map[string]any{"ws-message": ws}}
+}
+
+func TestWebSocketEchoSubscribePublish(t *testing.T) {
+	o := &wsOrigin{}
+	n := startNode(t, o)
+	c := dialWS(t, n, "/ws", false)
+	if got := readText(t, c); got != "welcome" {
+		t.Fatalf("first message %q", got)
+	}
+	c.WriteMessage(websocket.TextMessage, []byte("hello"))
+	if got := readText(t, c); got != "echo: hello" {
+		t.Fatalf("echo %q", got)
+	}
+	n.waitSubscribers(t, "room", 1)
+	n.publish(t, wsPublish(map[string]any{"content": "pushed"}))
+	if got := readText(t, c); got != "pushed" {
+		t.Fatalf("publish %q", got)
+	}
+	n.publish(t, wsPublish(map[string]any{"content-bin": base64.StdEncoding.EncodeToString([]byte{0, 1, 2})}))
+	if mt, p, err := c.ReadMessage(); err != nil || mt != websocket.BinaryMessage || string(p) != "\x00\x01\x02" {
+		t.Fatalf("binary publish: %d %q %v", mt, p, err)
+	}
+	c.WriteMessage(websocket.BinaryMessage, []byte{9, 8})
+	if mt, p, err := c.ReadMessage(); err != nil || mt != websocket.BinaryMessage || string(p) != "\x09\x08" {
+		t.Fatalf("binary echo: %d %q %v", mt, p, err)
+	}
+	o.mu.Lock()
+	ids, sigs, metas := len(o.connIDs), o.sigs, o.metas
+	o.mu.Unlock()
+	if ids != 1 || sigs != 3 || metas[len(metas)-1] != "alice" {
+		t.Fatalf("origin saw %d connection ids, %d signed requests, metas %q", ids, sigs, metas)
+	}
+	n.publish(t, wsPublish(map[string]any{"action": "close", "code": 4002, "reason": "done"}))
+	expectClose(t, c, 4002, "done")
+	n.waitSubscribers(t, "room", 0)
+}
+
+func TestWebSocketCloseCodesBothWays(t *testing.T) {
+	o := &wsOrigin{}
+	n := startNode(t, o)
+
+	c := dialWS(t, n, "/ws", false)
+	readText(t, c)
+	c.WriteMessage(websocket.TextMessage, []byte("close-me"))
+	expectClose(t, c, 4001, "bye")
+
+	c2 := dialWS(t, n, "/ws", false)
+	readText(t, c2)
+	c2.WriteMessage(websocket.CloseMessage, websocket.FormatCloseMessage(4000, "client done"))
+	expectClose(t, c2, 4000, "client done")
+	waitFor(t, "origin to get CLOSE 4000", func() bool {
+		return o.hasEvent(grip.WSEventClose, string(grip.CloseEventContent(4000, "client done")))
+	})
+
+	c3 := dialWS(t, n, "/ws", false)
+	readText(t, c3)
+	c3.Close() // TCP drop, no close frame
+	waitFor(t, "origin to get DISCONNECT", func() bool { return o.hasEvent(grip.WSEventDisconnect, "") })
+	waitFor(t, "held connections to reach 0", func() bool { return n.held.Load() == 0 })
+}
+
+func TestWebSocketDetachAndKeepAlive(t *testing.T) {
+	o := &wsOrigin{}
+	n := startNode(t, o)
+	c := dialWS(t, n, "/ws", false)
+	readText(t, c)
+	c.WriteMessage(websocket.TextMessage, []byte("keepalive"))
+	start := time.Now()
+	for range 2 {
+		if got := readText(t, c); got != "ka" {
+			t.Fatalf("got %q, want keep-alive", got)
+		}
+	}
+	if d := time.Since(start); d > 4*time.Second {
+		t.Fatalf("keep-alives took %v", d)
+	}
+	c.WriteMessage(websocket.TextMessage, []byte("detach"))
+	waitFor(t, "detach to reach origin", func() bool { return o.hasEvent(grip.WSEventText, "detach") })
+	time.Sleep(50 * time.Millisecond) // let the origin's answer (c:detach) be applied
+	c.WriteMessage(websocket.TextMessage, []byte("after detach"))
+	n.waitSubscribers(t, "room", 1)
+	n.publish(t, wsPublish(map[string]any{"content": "still subscribed"}))
+	for {
+		if got := readText(t, c); got == "still subscribed" {
+			break
+		} else if got != "ka" {
+			t.Fatalf("got %q", got)
+		}
+	}
+	if o.hasEvent(grip.WSEventText, "after detach") {
+		t.Fatal("a message sent after detach reached the origin")
+	}
+}
+
+func TestWebSocketRefusals(t *testing.T) {
+	n := startNode(t, &wsOrigin{})
+	d := websocket.Dialer{HandshakeTimeout: 5 * time.Second}
+	_, resp, err := d.Dial("ws://"+n.Addr().String()+"/refuse", nil)
+	if err == nil || resp == nil || resp.StatusCode != 403 {
+		t.Fatalf("refused: err %v resp %v", err, resp)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	if string(body) != "nope\n" {
+		t.Fatalf("refusal body %q", body)
+	}
+	_, resp, err = d.Dial("ws://"+n.Addr().String()+"/noopen", nil)
+	if err == nil || resp == nil || resp.StatusCode != 502 {
+		t.Fatalf("no OPEN: err %v resp %v", err, resp)
+	}
+}
+
+func TestWebSocketOriginDownMidConnection(t *testing.T) {
+	n := startNode(t, &wsOrigin{}, func(c *Config) { c.WSOriginRetries = 1 })
+	c := dialWS(t, n, "/ws", false)
+	readText(t, c)
+	n.origin.Close()
+	c.WriteMessage(websocket.TextMessage, []byte("anyone there?"))
+	expectClose(t, c, closeInternalError, "origin unavailable")
+}
+
+func TestWebSocketShutdownSends1001(t *testing.T) {
+	n := startNode(t, &wsOrigin{})
+	c := dialWS(t, n, "/ws", false)
+	readText(t, c)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := n.Shutdown(ctx); err != nil {
+		t.Fatal(err)
+	}
+	expectClose(t, c, closeGoingAway, "")
+}
+
+func TestWebSocketCompressionAndFanOut(t *testing.T) {
+	n := startNode(t, &wsOrigin{}, func(c *Config) { c.WSCompression = true })
+	const subs = 50
+	conns := make([]*websocket.Conn, subs)
+	for i := range conns {
+		conns[i] = dialWS(t, n, "/ws", i%2 == 0) // half negotiate permessage-deflate
+		readText(t, conns[i])
+	}
+	n.waitSubscribers(t, "room", subs)
+	big := strings.Repeat("compressible ", 200)
+	for i := range 5 {
+		n.publish(t, wsPublish(map[string]any{"content": fmt.Sprintf("%d %s", i, big)}))
+	}
+	for i, c := range conns {
+		for j := range 5 {
+			if got, want := readText(t, c), fmt.Sprintf("%d %s", j, big); got != want {
+				t.Fatalf("conn %d message %d: %d bytes, want %d", i, j, len(got), len(want))
+			}
+		}
+	}
+}
