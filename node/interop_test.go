@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/fasthttp/websocket"
 )
 
 // The interop tests run real third-party GRIP software against the node:
@@ -145,6 +147,31 @@ func TestInteropServeGripOriginAndGripPublisher(t *testing.T) {
 		if got := <-done; got != `application/json {"msg":"hi"}` {
 			t.Fatalf("got %q", got)
 		}
+	})
+	t.Run("websocket with wsContext", func(t *testing.T) {
+		d := websocket.Dialer{HandshakeTimeout: 5 * time.Second}
+		c, _, err := d.Dial("ws://"+n.Addr().String()+"/ws?ch=js-ws", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		c.SetReadDeadline(time.Now().Add(20 * time.Second))
+		if got := readText(t, c); got != "welcome" {
+			t.Fatalf("first message %q", got)
+		}
+		c.WriteMessage(websocket.TextMessage, []byte("hello"))
+		if got := readText(t, c); got != "echo: hello" {
+			t.Fatalf("echo %q", got)
+		}
+		n.waitSubscribers(t, "js-ws", 1)
+		if err := publishJS(t, jwtEnv, n.ctl+"/", "js-ws", "ws-message", "pushed to ws"); err != nil {
+			t.Fatal(err)
+		}
+		if got := readText(t, c); got != "pushed to ws" {
+			t.Fatalf("publish %q", got)
+		}
+		c.WriteMessage(websocket.CloseMessage, websocket.FormatCloseMessage(1000, ""))
+		expectClose(t, c, 1000, "")
 	})
 	t.Run("wrong publish key is refused", func(t *testing.T) {
 		if err := publishJS(t, []string{"PUBLISH_KEY=wrong", "PUBLISH_ISS=edgepush"}, n.ctl+"/", "x", "http-stream", "x"); err == nil {

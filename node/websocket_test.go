@@ -18,11 +18,14 @@ import (
 // wsOrigin is a WebSocket-over-HTTP origin: it subscribes every
 // connection to "room" and answers client messages by their text.
 type wsOrigin struct {
+	channel  string // subscribed on OPEN; default "room"
 	mu       sync.Mutex
 	received []grip.WSEvent
 	connIDs  map[string]bool
 	sigs     int
 	metas    []string
+	empty    int    // POSTs without events (keep-alive)
+	lastMode string // Meta-Mode of the last empty POST
 }
 
 func (o *wsOrigin) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -47,6 +50,10 @@ func (o *wsOrigin) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		o.sigs++
 	}
 	o.metas = append(o.metas, r.Header.Get("Meta-User"))
+	if len(evs) == 0 {
+		o.empty++
+		o.lastMode = r.Header.Get("Meta-Mode")
+	}
 	o.mu.Unlock()
 	var out []grip.WSEvent
 	text := func(s string) { out = append(out, grip.WSEvent{Type: grip.WSEventText, Content: []byte(s)}) }
@@ -58,7 +65,11 @@ func (o *wsOrigin) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 				continue
 			}
 			out = append(out, ev)
-			text(`c:{"type":"subscribe","channel":"room"}`)
+			ch := o.channel
+			if ch == "" {
+				ch = "room"
+			}
+			text(`c:{"type":"subscribe","channel":"` + ch + `"}`)
 			text(`c:{"type":"set-meta","name":"user","value":"alice"}`)
 			text("m:welcome")
 			text("unprefixed messages are dropped")
@@ -74,6 +85,11 @@ func (o *wsOrigin) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 				out = append(out, grip.WSEvent{Type: grip.WSEventDisconnect})
 			case "keepalive":
 				text(`c:{"type":"keep-alive","content":"ka","timeout":1}`)
+			case "stall":
+				time.Sleep(time.Second)
+			case "post-interval":
+				w.Header().Set("Keep-Alive-Interval", "1")
+				w.Header().Set("Set-Meta-Mode", "polled")
 			default:
 				text("m:echo: " + s)
 			}
@@ -298,4 +314,33 @@ func TestWebSocketCompressionAndFanOut(t *testing.T) {
 			}
 		}
 	}
+}
+
+func TestWebSocketKeepAliveIntervalPostsToOrigin(t *testing.T) {
+	o := &wsOrigin{}
+	n := startNode(t, o)
+	c := dialWS(t, n, "/ws", false)
+	readText(t, c)
+	c.WriteMessage(websocket.TextMessage, []byte("post-interval"))
+	waitFor(t, "two empty keep-alive POSTs", func() bool {
+		o.mu.Lock()
+		defer o.mu.Unlock()
+		return o.empty >= 2 && o.lastMode == "polled"
+	})
+}
+
+func TestWebSocketLimits(t *testing.T) {
+	n := startNode(t, &wsOrigin{}, func(c *Config) { c.WSReadLimit = 1000; c.WSMaxPending = 2000 })
+	c := dialWS(t, n, "/ws", false)
+	readText(t, c)
+	c.WriteMessage(websocket.TextMessage, []byte(strings.Repeat("x", 1001)))
+	expectClose(t, c, 1009, "")
+
+	c2 := dialWS(t, n, "/ws", false)
+	readText(t, c2)
+	c2.WriteMessage(websocket.TextMessage, []byte("stall")) // the origin takes a second
+	for range 5 {
+		c2.WriteMessage(websocket.TextMessage, []byte(strings.Repeat("y", 900)))
+	}
+	expectClose(t, c2, closeTryAgainLater, "")
 }

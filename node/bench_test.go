@@ -1,0 +1,124 @@
+package node
+
+import (
+	"bufio"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/edgepush/edgepush/fanout"
+	"github.com/edgepush/edgepush/grip"
+	"github.com/fasthttp/websocket"
+)
+
+// benchSubscribers opens n subscribers with open (at most 32 at a time)
+// and counts the messages they read.
+func benchSubscribers(b *testing.B, n int, open func() (func() error, error)) *atomic.Int64 {
+	b.Helper()
+	var got atomic.Int64
+	sem := make(chan struct{}, 32)
+	var wg sync.WaitGroup
+	var failed atomic.Int64
+	for range n {
+		sem <- struct{}{}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			read, err := open()
+			<-sem
+			if err != nil {
+				failed.Add(1)
+				return
+			}
+			go func() {
+				for read() == nil {
+					got.Add(1)
+				}
+			}()
+		}()
+	}
+	wg.Wait()
+	if f := failed.Load(); f > 0 {
+		b.Fatalf("%d of %d subscribers failed to connect", f, n)
+	}
+	return &got
+}
+
+// benchPublish publishes b.N items straight into the node (as the publish
+// handler does) and waits until every subscriber has read every one.
+func benchPublish(b *testing.B, n *testNode, subs int, got *atomic.Int64, item func(i int) *grip.Item) {
+	b.Helper()
+	n.waitSubscribers(b, "bench", subs)
+	base := got.Load()
+	b.ResetTimer()
+	for i := range b.N {
+		n.hub.Publish(fanout.NewMessage("bench", item(i)))
+	}
+	want := base + int64(b.N)*int64(subs)
+	deadline := time.Now().Add(time.Minute)
+	for got.Load() < want {
+		if time.Now().After(deadline) {
+			b.Fatalf("delivered %d of %d", got.Load()-base, want-base)
+		}
+		time.Sleep(100 * time.Microsecond)
+	}
+	b.StopTimer()
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*subs), "ns/delivery")
+}
+
+// BenchmarkPublishWebSocket5k publishes to 5,000 WebSocket clients held by
+// a node in this process (10,000 descriptors), end to end: publish,
+// framing, writes, client reads.
+func BenchmarkPublishWebSocket5k(b *testing.B) {
+	const subs = 5000
+	n := startNode(b, &wsOrigin{channel: "bench"}, func(c *Config) { c.MaxQueueBytes = 16 << 20 })
+	url := "ws://" + n.Addr().String() + "/ws"
+	got := benchSubscribers(b, subs, func() (func() error, error) {
+		c, _, err := websocket.DefaultDialer.Dial(url, nil)
+		if err != nil {
+			return nil, err
+		}
+		b.Cleanup(func() { c.Close() })
+		if _, _, err := c.ReadMessage(); err != nil { // welcome
+			return nil, err
+		}
+		return func() error { _, _, err := c.ReadMessage(); return err }, nil
+	})
+	payload := []byte(strings.Repeat("w", 64))
+	benchPublish(b, n, subs, got, func(int) *grip.Item {
+		return &grip.Item{Channel: "bench", WSMessage: &grip.WSMessageFormat{Content: payload}}
+	})
+}
+
+// BenchmarkPublishStream5k is the same for 5,000 HTTP streams.
+func BenchmarkPublishStream5k(b *testing.B) {
+	const subs = 5000
+	n := startNode(b, gripOrigin("open\n", "Grip-Hold", "stream", "Grip-Channel", "bench"),
+		func(c *Config) { c.MaxQueueBytes = 16 << 20 })
+	got := benchSubscribers(b, subs, func() (func() error, error) {
+		c, err := net.Dial("tcp", n.Addr().String())
+		if err != nil {
+			return nil, err
+		}
+		b.Cleanup(func() { c.Close() })
+		io.WriteString(c, "GET / HTTP/1.1\r\nHost: bench\r\n\r\n")
+		resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+		if err != nil {
+			return nil, err
+		}
+		r := bufio.NewReader(resp.Body)
+		if _, err := r.ReadString('\n'); err != nil { // "open"
+			return nil, err
+		}
+		return func() error { _, err := r.ReadString('\n'); return err }, nil
+	})
+	payload := []byte(strings.Repeat("s", 63) + "\n")
+	benchPublish(b, n, subs, got, func(int) *grip.Item {
+		return &grip.Item{Channel: "bench", HTTPStream: &grip.HTTPStreamFormat{Content: payload}}
+	})
+}
