@@ -2,17 +2,22 @@ module github.com/edgepush/edgepush
 
 go 1.26.0
 
-require golang.org/x/sys v0.49.0
+require (
+	github.com/HdrHistogram/hdrhistogram-go v1.2.0
+	github.com/dgraph-io/ristretto/v2 v2.4.2
+	github.com/fasthttp/websocket v1.5.12
+	github.com/klauspost/compress v1.20.3
+	github.com/valyala/fasthttp v1.77.0
+	go.uber.org/goleak v1.3.0
+	golang.org/x/sys v0.49.0
+)
 
 require (
-	github.com/HdrHistogram/hdrhistogram-go v1.2.0 // indirect
-	github.com/fasthttp/websocket v1.5.12 // indirect
-	github.com/klauspost/compress v1.20.3 // indirect
+	github.com/cespare/xxhash/v2 v2.3.0 // indirect
+	github.com/dustin/go-humanize v1.0.1 // indirect
 	github.com/molecule-man/go-brrr v1.3.0 // indirect
 	github.com/savsgio/gotils v0.0.0-20240704082632-aef3928b8a38 // indirect
 	github.com/valyala/bytebufferpool v1.0.0 // indirect
-	github.com/valyala/fasthttp v1.77.0 // indirect
-	go.uber.org/goleak v1.3.0 // indirect
 	golang.org/x/net v0.61.0 // indirect
 )
 

@@ -1,0 +1,376 @@
+package cache
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/dgraph-io/ristretto/v2"
+)
+
+// Config configures a Cache.
+type Config struct {
+	// MaxBytes bounds the memory of stored entries (bodies, headers,
+	// compressed variants). Zero: 256 MiB.
+	MaxBytes int64
+	// StaleIfError is how long past its freshness an entry may still be
+	// served while the origin fails, when the response does not say
+	// (stale-if-error=N). Zero disables it; DefaultConfig sets 24h.
+	StaleIfError time.Duration
+	// MaxLifetime caps how long an entry is kept, fresh and stale time
+	// together. Zero: 48h.
+	MaxLifetime time.Duration
+	// CompressMin is the smallest body stored with gzip and zstd variants.
+	// Zero: 1024 bytes.
+	CompressMin int
+	// Now is the clock; nil: time.Now. For tests.
+	Now func() time.Time
+}
+
+// DefaultConfig returns the defaults (StaleIfError 24h).
+func DefaultConfig() Config {
+	return Config{MaxBytes: 256 << 20, StaleIfError: 24 * time.Hour, MaxLifetime: 48 * time.Hour, CompressMin: 1024}
+}
+
+// Request identifies what a client asks for.
+type Request struct {
+	// Method is GET or HEAD (cached), OPEN for a WebSocket-over-HTTP
+	// open, anything else bypasses the cache.
+	Method string
+	// URL is scheme://host/path?query as the client asked.
+	URL string
+	// Header looks up a request header (for Vary); nil: no headers.
+	Header func(name string) string
+	// Authorized is true when the request carries Authorization: its
+	// response is stored only if the response allows it (RFC 9111 §3.5).
+	Authorized bool
+	// Credentials separates concurrent misses that must not share one
+	// origin answer (e.g. the Authorization value); it is not part of the
+	// stored key.
+	Credentials string
+}
+
+// Fetcher asks the origin. A transport failure is an error; any HTTP
+// answer, 5xx included, is a Response.
+type Fetcher func() (*Response, error)
+
+// Result says how a Get was answered.
+type Result int
+
+const (
+	// Miss: fetched from the origin (and stored if allowed).
+	Miss Result = iota
+	// Hit: a fresh stored entry.
+	Hit
+	// StaleRevalidating: a stale entry within stale-while-revalidate,
+	// while one background fetch refreshes it.
+	StaleRevalidating
+	// StaleOnError: a stale entry served because the origin failed.
+	StaleOnError
+	// Bypass: the request is not cacheable; fetched.
+	Bypass
+)
+
+var resultNames = [...]string{"miss", "hit", "stale-revalidating", "stale-on-error", "bypass"}
+
+// String returns the result's name as logged and counted.
+func (r Result) String() string { return resultNames[r] }
+
+// ErrClosed is returned by Get after Close.
+var ErrClosed = errors.New("cache: closed")
+
+// Cache stores origin responses. It is safe for concurrent use.
+type Cache struct {
+	cfg     Config
+	store   *ristretto.Cache[string, *Entry]
+	purges  *purges
+	flights flightGroup
+	vary    varySpecs
+	enc     *encoders
+	bg      sync.WaitGroup
+	closed  atomic.Bool
+	stats   counters
+}
+
+// New returns a Cache; Close releases it.
+func New(cfg Config) (*Cache, error) {
+	d := DefaultConfig()
+	if cfg.MaxBytes <= 0 {
+		cfg.MaxBytes = d.MaxBytes
+	}
+	if cfg.MaxLifetime <= 0 {
+		cfg.MaxLifetime = d.MaxLifetime
+	}
+	if cfg.CompressMin <= 0 {
+		cfg.CompressMin = d.CompressMin
+	}
+	if cfg.StaleIfError < 0 {
+		return nil, fmt.Errorf("cache: StaleIfError %v is negative", cfg.StaleIfError)
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	c := &Cache{cfg: cfg, purges: newPurges()}
+	store, err := ristretto.NewCache(&ristretto.Config[string, *Entry]{
+		NumCounters:        max(cfg.MaxBytes/256, 10000),
+		MaxCost:            cfg.MaxBytes,
+		BufferItems:        64,
+		IgnoreInternalCost: true,
+		OnEvict:            func(*ristretto.Item[*Entry]) { c.stats.evictions.Add(1) },
+		OnReject:           func(*ristretto.Item[*Entry]) { c.stats.rejected.Add(1) },
+	})
+	if err != nil {
+		return nil, fmt.Errorf("cache: %w", err)
+	}
+	c.store = store
+	if c.enc, err = newEncoders(); err != nil {
+		store.Close()
+		return nil, err
+	}
+	return c, nil
+}
+
+// Close waits for background refreshes and releases the store. Get must
+// not be called concurrently with or after Close.
+func (c *Cache) Close() {
+	if c.closed.Swap(true) {
+		return
+	}
+	c.bg.Wait()
+	c.store.Close()
+	c.enc.close()
+}
+
+func cacheable(method string) bool { return method == "GET" || method == "HEAD" || method == "OPEN" }
+
+// Get answers req from the cache or through fetch, applying the caching
+// rules: fresh hit; stale-while-revalidate; one fetch for concurrent
+// misses; stale-if-error when the origin fails. The returned Entry is
+// shared and must not be modified.
+func (c *Cache) Get(req *Request, fetch Fetcher) (*Entry, Result, error) {
+	c.stats.gets.Add(1)
+	if c.closed.Load() {
+		return nil, Miss, ErrClosed
+	}
+	if !cacheable(req.Method) {
+		c.stats.bypass.Add(1)
+		resp, err := fetch()
+		if err != nil {
+			return nil, Bypass, err
+		}
+		return &Entry{Response: *resp}, Bypass, nil
+	}
+	now := c.cfg.Now()
+	primary := req.Method + " " + req.URL
+	stale := c.lookup(primary, req, now)
+	if stale != nil {
+		switch c.freshness(stale, now) {
+		case fresh:
+			c.stats.hits.Add(1)
+			return stale, Hit, nil
+		case revalidating:
+			c.refresh(primary, req, fetch)
+			c.stats.staleRevalidating.Add(1)
+			return stale, StaleRevalidating, nil
+		}
+	}
+	c.stats.misses.Add(1)
+	res, shared := c.flights.do(primary+"\x00"+req.Credentials, func() loadResult { return c.load(primary, req, fetch) })
+	if shared {
+		c.stats.coalesced.Add(1)
+		if res.err == nil && !res.originFailed() && (!res.entry.pol.storable || !res.entry.matches(req)) {
+			// The leader's answer is not reusable for this request:
+			// ask on our own.
+			res = c.load(primary, req, fetch)
+		}
+	}
+	if res.originFailed() {
+		c.stats.originErrors.Add(1)
+		if stale != nil && c.usableOnError(stale, now) {
+			c.stats.staleOnError.Add(1)
+			return stale, StaleOnError, nil
+		}
+	}
+	if res.err != nil {
+		return nil, Miss, res.err
+	}
+	return res.entry, Miss, nil
+}
+
+type loadResult struct {
+	entry *Entry
+	err   error
+}
+
+// originFailed: a transport error or a 5xx answer.
+func (r loadResult) originFailed() bool {
+	return r.err != nil || r.entry.Status >= 500
+}
+
+// load fetches and stores. The purge clock is read before the fetch, so
+// that a purge during the fetch makes the stored entry stale or gone.
+func (c *Cache) load(primary string, req *Request, fetch Fetcher) loadResult {
+	seq := c.purges.tick()
+	resp, err := fetch()
+	if err != nil {
+		return loadResult{err: err}
+	}
+	c.stats.fetches.Add(1)
+	now := c.cfg.Now()
+	e := newEntry(resp, req, now, seq, c.cfg.StaleIfError)
+	e.primary = primary
+	if e.pol.storable {
+		c.storeEntry(e)
+	}
+	return loadResult{entry: e}
+}
+
+// refresh starts one background fetch for a stale-while-revalidate entry.
+func (c *Cache) refresh(primary string, req *Request, fetch Fetcher) {
+	key := primary + "\x00" + req.Credentials
+	if c.flights.busy(key) {
+		return
+	}
+	r := *req
+	c.bg.Add(1)
+	go func() {
+		defer c.bg.Done()
+		c.flights.do(key, func() loadResult { return c.load(primary, &r, fetch) })
+	}()
+}
+
+func (c *Cache) storeEntry(e *Entry) {
+	if e.Compress {
+		e.gzip, e.zstd = c.enc.variants(&e.Response, c.cfg.CompressMin)
+	}
+	e.cost = e.size()
+	ttl := min(e.pol.freshFor+max(e.pol.staleIfError, e.pol.swr), c.cfg.MaxLifetime)
+	if ttl <= 0 {
+		return
+	}
+	c.vary.set(e.primary, e.varyNames)
+	if c.store.SetWithTTL(e.key, e, e.cost, ttl) {
+		c.stats.stores.Add(1)
+	} else {
+		c.stats.rejected.Add(1)
+	}
+	c.store.Wait() // so the next request sees it (misses are origin round trips anyway)
+}
+
+// lookup returns the stored entry for req, or nil. Hard-purged entries
+// are dropped.
+func (c *Cache) lookup(primary string, req *Request, now time.Time) *Entry {
+	names, ok := c.vary.get(primary)
+	if !ok {
+		return nil
+	}
+	key := variantKey(primary, names, req.Header)
+	e, ok := c.store.Get(key)
+	if !ok || e.key != key {
+		return nil
+	}
+	gone, softAt := c.purges.check(e.seq, e.purgeNames)
+	if gone {
+		c.store.Del(key)
+		return nil
+	}
+	if !softAt.IsZero() {
+		// Soft-purged: stale from the purge on, but not gone.
+		cp := *e
+		cp.staleSince = softAt
+		cp.softPurged = true
+		return &cp
+	}
+	return e
+}
+
+type freshnessState int
+
+const (
+	fresh freshnessState = iota
+	revalidating
+	expired
+)
+
+func (c *Cache) freshness(e *Entry, now time.Time) freshnessState {
+	if !e.softPurged && e.Age(now) < e.pol.freshFor {
+		return fresh
+	}
+	if now.Sub(e.staleAt()) < e.pol.swr {
+		return revalidating
+	}
+	return expired
+}
+
+func (c *Cache) usableOnError(e *Entry, now time.Time) bool {
+	return now.Sub(e.staleAt()) <= e.pol.staleIfError
+}
+
+// Purge purges the entries tagged with surrogate key: soft (stale:
+// revalidated before use, still served while the origin fails) or hard
+// (gone). It is O(1).
+func (c *Cache) Purge(key string, soft bool) {
+	c.stats.purges.Add(1)
+	c.purges.purge("k:"+key, soft, c.cfg.Now(), c.cfg.MaxLifetime)
+}
+
+// PurgeURL purges every method and variant of url
+// (scheme://host/path?query), soft or hard.
+func (c *Cache) PurgeURL(url string, soft bool) {
+	c.stats.purges.Add(1)
+	c.purges.purge("u:"+url, soft, c.cfg.Now(), c.cfg.MaxLifetime)
+}
+
+// variantKey is the stored key: the primary key plus the values of the
+// request headers the response varies on.
+func variantKey(primary string, names []string, header func(string) string) string {
+	if len(names) == 0 {
+		return primary
+	}
+	var b strings.Builder
+	b.WriteString(primary)
+	for _, n := range names {
+		b.WriteString("\x00")
+		b.WriteString(n)
+		b.WriteString("=")
+		if header != nil {
+			b.WriteString(normalizeVaryValue(header(n)))
+		}
+	}
+	return b.String()
+}
+
+// normalizeVaryValue folds whitespace differences that do not change a
+// header's meaning.
+func normalizeVaryValue(v string) string {
+	return strings.Join(strings.Fields(v), " ")
+}
+
+// varySpecs remembers, per primary key, which request headers the stored
+// response varies on. It is bounded: when full it starts over (entries
+// then miss once and are fetched again).
+type varySpecs struct {
+	mu sync.RWMutex
+	m  map[string][]string
+}
+
+const maxVarySpecs = 1 << 20
+
+func (v *varySpecs) get(primary string) ([]string, bool) {
+	v.mu.RLock()
+	defer v.mu.RUnlock()
+	names, ok := v.m[primary]
+	return names, ok
+}
+
+func (v *varySpecs) set(primary string, names []string) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	if v.m == nil || len(v.m) >= maxVarySpecs {
+		v.m = map[string][]string{}
+	}
+	v.m[primary] = names
+}

@@ -1,0 +1,139 @@
+package cache
+
+import (
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Entry is a stored (or just fetched) origin response with what the
+// caching rules say about it. It is shared between requests and must not
+// be modified.
+type Entry struct {
+	Response
+
+	primary    string
+	key        string
+	varyNames  []string
+	varyValues []string
+	purgeNames []string // "k:<surrogate key>", "u:<url>"
+	seq        uint64   // purge clock when the fetch started
+	storedAt   time.Time
+	initialAge time.Duration
+	pol        policy
+	gzip, zstd []byte
+	cost       int64
+	// Set on a copy when a soft purge made the entry stale.
+	softPurged bool
+	staleSince time.Time
+}
+
+func newEntry(resp *Response, req *Request, now time.Time, seq uint64, defaultStaleIfError time.Duration) *Entry {
+	e := &Entry{Response: *resp, seq: seq, storedAt: now, initialAge: initialAge(resp)}
+	e.pol = policyFor(resp, req.Authorized, now, defaultStaleIfError)
+	primary := req.Method + " " + req.URL
+	for _, v := range resp.values("Vary") {
+		name := http.CanonicalHeaderKey(v)
+		if name == "Accept-Encoding" { // the node serves encodings itself; the origin never sees it
+			continue
+		}
+		e.varyNames = append(e.varyNames, name)
+		val := ""
+		if req.Header != nil {
+			val = normalizeVaryValue(req.Header(name))
+		}
+		e.varyValues = append(e.varyValues, val)
+	}
+	e.key = variantKey(primary, e.varyNames, req.Header)
+	for _, f := range resp.Header {
+		if strings.EqualFold(f.Name, "Surrogate-Key") {
+			for _, k := range strings.Fields(f.Value) {
+				e.purgeNames = append(e.purgeNames, "k:"+k)
+			}
+		}
+	}
+	e.purgeNames = append(e.purgeNames, "u:"+req.URL)
+	return e
+}
+
+// matches reports whether the entry may answer req: same values of the
+// headers it varies on.
+func (e *Entry) matches(req *Request) bool {
+	for i, n := range e.varyNames {
+		v := ""
+		if req.Header != nil {
+			v = normalizeVaryValue(req.Header(n))
+		}
+		if v != e.varyValues[i] {
+			return false
+		}
+	}
+	return true
+}
+
+// Age is the entry's current age (RFC 9111 §4.2.3): the origin's Age plus
+// the time since it was stored.
+func (e *Entry) Age(now time.Time) time.Duration {
+	return e.initialAge + now.Sub(e.storedAt)
+}
+
+// StoredAt is when the origin produced the entry.
+func (e *Entry) StoredAt() time.Time { return e.storedAt }
+
+// Storable reports whether the caching rules allowed storing the entry.
+func (e *Entry) Storable() bool { return e.pol.storable }
+
+// staleAt is when the entry became stale: its expiry, or a soft purge.
+func (e *Entry) staleAt() time.Time {
+	exp := e.storedAt.Add(e.pol.freshFor - e.initialAge)
+	if e.softPurged && e.staleSince.Before(exp) {
+		return e.staleSince
+	}
+	return exp
+}
+
+// Body returns the body to send for a request's Accept-Encoding: a stored
+// zstd or gzip variant when the client accepts it, else the identity
+// body; encoding is "" for identity.
+func (e *Entry) Body(acceptEncoding string) (body []byte, encoding string) {
+	if e.zstd != nil && accepts(acceptEncoding, "zstd") {
+		return e.zstd, "zstd"
+	}
+	if e.gzip != nil && accepts(acceptEncoding, "gzip") {
+		return e.gzip, "gzip"
+	}
+	return e.Response.Body, ""
+}
+
+// HasVariants reports whether compressed variants exist (the response
+// then varies on Accept-Encoding).
+func (e *Entry) HasVariants() bool { return e.gzip != nil || e.zstd != nil }
+
+// accepts reports whether an Accept-Encoding value accepts coding with a
+// non-zero q.
+func accepts(header, coding string) bool {
+	for _, part := range strings.Split(header, ",") {
+		name, params, _ := strings.Cut(part, ";")
+		if !strings.EqualFold(strings.TrimSpace(name), coding) {
+			continue
+		}
+		q := 1.0
+		for _, p := range strings.Split(params, ";") {
+			if v, ok := strings.CutPrefix(strings.TrimSpace(p), "q="); ok {
+				q, _ = strconv.ParseFloat(v, 64)
+			}
+		}
+		return q > 0
+	}
+	return false
+}
+
+// size is the entry's cost in bytes.
+func (e *Entry) size() int64 {
+	n := 512 + len(e.key) + len(e.Response.Body) + len(e.gzip) + len(e.zstd)
+	for _, f := range e.Header {
+		n += len(f.Name) + len(f.Value) + 32
+	}
+	return int64(n)
+}

@@ -1,0 +1,191 @@
+package cache
+
+import (
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Field is one HTTP header field.
+type Field struct{ Name, Value string }
+
+// Response is an origin response as the cache stores it.
+type Response struct {
+	Status int
+	Reason string
+	Header []Field
+	Body   []byte
+	// Value is the caller's parsed form of the response (for example its
+	// GRIP instructions), computed once by the Fetcher and shared,
+	// read-only, by every request the entry serves.
+	Value any
+	// Compress asks for gzip and zstd variants of Body when stored (for
+	// bodies sent whole, not for the start of a stream).
+	Compress bool
+}
+
+// Get returns the first value of header name (case-insensitive).
+func (r *Response) Get(name string) string {
+	for _, f := range r.Header {
+		if strings.EqualFold(f.Name, name) {
+			return f.Value
+		}
+	}
+	return ""
+}
+
+// values returns every value of header name, comma lists split.
+func (r *Response) values(name string) []string {
+	var out []string
+	for _, f := range r.Header {
+		if !strings.EqualFold(f.Name, name) {
+			continue
+		}
+		for _, v := range strings.Split(f.Value, ",") {
+			if v = strings.TrimSpace(v); v != "" {
+				out = append(out, v)
+			}
+		}
+	}
+	return out
+}
+
+// directives are the parsed Cache-Control (and Surrogate-Control)
+// directives that matter to a shared cache.
+type directives struct {
+	noStore, private, noCache, public, mustRevalidate bool
+	maxAge, sMaxAge                                   time.Duration
+	hasMaxAge, hasSMaxAge                             bool
+	staleIfError, staleWhileRevalidate                time.Duration
+	hasStaleIfError, hasSWR                           bool
+}
+
+func parseDirectives(values []string) directives {
+	var d directives
+	for _, v := range values {
+		name, arg, _ := strings.Cut(v, "=")
+		name = strings.ToLower(strings.TrimSpace(name))
+		arg = strings.Trim(strings.TrimSpace(arg), `"`)
+		secs := func() (time.Duration, bool) {
+			n, err := strconv.ParseInt(arg, 10, 64)
+			if err != nil || n < 0 {
+				return 0, false
+			}
+			return time.Duration(min(n, 1<<31)) * time.Second, true
+		}
+		switch name {
+		case "no-store":
+			d.noStore = true
+		case "private":
+			d.private = true
+		case "no-cache":
+			d.noCache = true
+		case "public":
+			d.public = true
+		case "must-revalidate", "proxy-revalidate":
+			d.mustRevalidate = true
+		case "max-age":
+			d.maxAge, d.hasMaxAge = secs()
+		case "s-maxage":
+			d.sMaxAge, d.hasSMaxAge = secs()
+		case "stale-if-error":
+			d.staleIfError, d.hasStaleIfError = secs()
+		case "stale-while-revalidate":
+			d.staleWhileRevalidate, d.hasSWR = secs()
+		}
+	}
+	return d
+}
+
+// policy is what the caching rules say about one response.
+type policy struct {
+	storable     bool
+	freshFor     time.Duration
+	staleIfError time.Duration
+	swr          time.Duration
+	// noStale: the response may not be served stale (must-revalidate,
+	// proxy-revalidate, no-cache) unless it opted in with stale-if-error.
+	noStale bool
+}
+
+// unstorableStatus lists statuses never stored: authorization failures,
+// rate limits and server errors.
+func unstorableStatus(code int) bool {
+	switch code {
+	case 401, 403, 407, 429:
+		return true
+	}
+	return code >= 500 || code < 200
+}
+
+// policyFor applies RFC 9111 §3 and §4.2 as a shared cache, plus
+// Surrogate-Control, which a CDN obeys before Cache-Control. A response is
+// stored only with explicit freshness. defaultStaleIfError applies when the
+// response does not say.
+func policyFor(resp *Response, authorized bool, now time.Time, defaultStaleIfError time.Duration) policy {
+	cc := parseDirectives(resp.values("Cache-Control"))
+	sc := parseDirectives(resp.values("Surrogate-Control"))
+	var p policy
+	if cc.noStore || cc.private || sc.noStore || unstorableStatus(resp.Status) {
+		return p
+	}
+	for _, v := range resp.values("Vary") {
+		if v == "*" {
+			return p
+		}
+	}
+	if authorized && !cc.public && !cc.hasSMaxAge && !cc.mustRevalidate {
+		return p
+	}
+	switch {
+	case sc.hasMaxAge:
+		p.freshFor = sc.maxAge
+	case cc.hasSMaxAge:
+		p.freshFor = cc.sMaxAge
+	case cc.hasMaxAge:
+		p.freshFor = cc.maxAge
+	default:
+		exp := resp.Get("Expires")
+		if exp == "" {
+			return p // no explicit freshness: not stored
+		}
+		t, err := http.ParseTime(exp)
+		if err != nil {
+			return policy{storable: true} // invalid Expires: already stale (RFC 9111 §5.3)
+		}
+		date := now
+		if d, err := http.ParseTime(resp.Get("Date")); err == nil {
+			date = d
+		}
+		p.freshFor = max(t.Sub(date), 0)
+	}
+	if cc.noCache {
+		p.freshFor = 0
+	}
+	p.storable = true
+	p.noStale = cc.mustRevalidate || cc.noCache
+	p.staleIfError = defaultStaleIfError
+	for _, d := range []directives{cc, sc} {
+		if d.hasStaleIfError {
+			p.staleIfError, p.noStale = d.staleIfError, false
+		}
+		if d.hasSWR {
+			p.swr = d.staleWhileRevalidate
+		}
+	}
+	if p.noStale {
+		p.staleIfError, p.swr = 0, 0
+	}
+	return p
+}
+
+// initialAge is the origin's Age header (RFC 9111 §4.2.3, simplified: the
+// origin is close, so response delay is ignored).
+func initialAge(resp *Response) time.Duration {
+	n, err := strconv.ParseInt(strings.TrimSpace(resp.Get("Age")), 10, 64)
+	if err != nil || n < 0 {
+		return 0
+	}
+	return time.Duration(n) * time.Second
+}

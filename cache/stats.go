@@ -1,0 +1,60 @@
+package cache
+
+import "sync/atomic"
+
+// counters are named after the branches of Get.
+type counters struct {
+	gets, hits, misses, coalesced, fetches, bypass        atomic.Uint64
+	staleRevalidating, staleOnError, originErrors, stores atomic.Uint64
+	rejected, evictions, purges                           atomic.Uint64
+}
+
+// Stats is a snapshot of the cache's counters.
+type Stats struct {
+	// Gets counts lookups.
+	Gets uint64 `json:"gets"`
+	// Hits counts fresh entries served.
+	Hits uint64 `json:"hits"`
+	// Misses counts lookups that went to the origin (coalesced or not).
+	Misses uint64 `json:"misses"`
+	// Coalesced counts misses that waited for another request's fetch.
+	Coalesced uint64 `json:"coalesced"`
+	// Fetches counts origin answers received.
+	Fetches uint64 `json:"fetches"`
+	// Bypass counts requests that are not cacheable (methods).
+	Bypass uint64 `json:"bypass"`
+	// StaleRevalidating counts stale entries served during a background
+	// refresh (stale-while-revalidate).
+	StaleRevalidating uint64 `json:"stale_revalidating"`
+	// StaleOnError counts stale entries served because the origin failed.
+	StaleOnError uint64 `json:"stale_on_error"`
+	// OriginErrors counts fetches that failed or answered 5xx.
+	OriginErrors uint64 `json:"origin_errors"`
+	// Stores counts entries stored.
+	Stores uint64 `json:"stores"`
+	// Rejected counts entries the store dropped or refused.
+	Rejected uint64 `json:"rejected"`
+	// Evictions counts entries evicted to stay within MaxBytes.
+	Evictions uint64 `json:"evictions"`
+	// Purges counts purge calls (keys and URLs).
+	Purges uint64 `json:"purges"`
+	// Bytes is the cost of the entries stored now.
+	Bytes uint64 `json:"bytes"`
+}
+
+// Stats returns a snapshot of the counters.
+func (c *Cache) Stats() Stats {
+	s := &c.stats
+	st := Stats{
+		Gets: s.gets.Load(), Hits: s.hits.Load(), Misses: s.misses.Load(), Coalesced: s.coalesced.Load(),
+		Fetches: s.fetches.Load(), Bypass: s.bypass.Load(), StaleRevalidating: s.staleRevalidating.Load(),
+		StaleOnError: s.staleOnError.Load(), OriginErrors: s.originErrors.Load(), Stores: s.stores.Load(),
+		Rejected: s.rejected.Load(), Evictions: s.evictions.Load(), Purges: s.purges.Load(),
+	}
+	if !c.closed.Load() {
+		st.Bytes = uint64Of(c.store.MaxCost() - c.store.RemainingCost())
+	}
+	return st
+}
+
+func uint64Of(n int64) uint64 { return uint64(max(n, 0)) }

@@ -1,0 +1,109 @@
+package loadtest
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"time"
+)
+
+// subscriber is one client connection of some transport. A transport is
+// added (WebSocket is next) by implementing subscriber and giving it a
+// transportSpec in transportFor.
+type subscriber interface {
+	// open connects and subscribes. It returns once the client can tell it
+	// is subscribed (streams: the first body byte has arrived) or, where it
+	// cannot tell (long-poll), once the request is sent. On error the
+	// connection is closed.
+	open(ctx context.Context) error
+	// serve receives deliveries, handing each received message line to the
+	// connection's connState, until the connection ends; it returns why.
+	// It is called once, after a successful open, on its own goroutine.
+	serve() error
+	// close ends the connection and makes serve return soon. It may be
+	// called concurrently with serve, and more than once.
+	close()
+}
+
+// transportSpec is what Run needs to know about a transport.
+type transportSpec struct {
+	// format and field name the publish item format and its field that
+	// carries the message, e.g. "http-stream" and "content"; pre and post
+	// are the text around the message in that field.
+	format, field, pre, post string
+	// newSubscriber returns an unopened subscriber for connection cs.
+	newSubscriber func(t *target, cs *connState) subscriber
+}
+
+// transportFor returns the spec of transport tr.
+func transportFor(tr Transport) (transportSpec, error) {
+	switch tr {
+	case TransportStream:
+		return transportSpec{format: "http-stream", field: "content", post: "\n",
+			newSubscriber: newHTTPSubscriber(false)}, nil
+	case TransportSSE:
+		return transportSpec{format: "http-stream", field: "content", pre: "data: ", post: "\n\n",
+			newSubscriber: newHTTPSubscriber(false)}, nil
+	case TransportLongPoll:
+		return transportSpec{format: "http-response", field: "body", post: "\n",
+			newSubscriber: newHTTPSubscriber(true)}, nil
+	}
+	return transportSpec{}, fmt.Errorf("loadtest: unknown transport %q (want stream, sse or longpoll)", tr)
+}
+
+// target is what every subscriber of a run shares.
+type target struct {
+	addr           string // host:port of the proxy
+	req            []byte // the subscribe request, sent as is
+	dialers        *dialers
+	connectTimeout time.Duration
+	ctx            context.Context // cancelled when the run tears down
+}
+
+// dial opens connection number i.
+func (t *target) dial(ctx context.Context, i int) (net.Conn, error) {
+	return t.dialers.dial(ctx, i, t.addr)
+}
+
+// connState is what one subscriber connection knows about the messages it
+// received. It is written only by the connection's serve goroutine and
+// read after that goroutine has ended.
+type connState struct {
+	idx  int
+	run  *runState
+	seen []uint64 // bitmap of received sequence numbers
+	next int64    // highest sequence number received + 1
+
+	received   int32 // distinct messages received
+	duplicated int32 // messages received again
+	outOfOrder int32 // messages received after a later one
+	foreign    int32 // lines with a sequence number outside this run
+}
+
+// deliver records a received line if it carries a message of this run.
+func (c *connState) deliver(line []byte) {
+	seq, ts, ok := ParseMessage(line)
+	if !ok {
+		return
+	}
+	now := time.Now().UnixNano()
+	if seq >= int64(len(c.seen))*64 || seq >= int64(c.run.msgs) {
+		c.foreign++
+		return
+	}
+	w, bit := seq>>6, uint64(1)<<(seq&63)
+	if c.seen[w]&bit != 0 {
+		c.duplicated++
+		c.run.duplicated.Add(1)
+		return
+	}
+	c.seen[w] |= bit
+	c.received++
+	if seq < c.next {
+		c.outOfOrder++
+	} else {
+		c.next = seq + 1
+	}
+	c.run.latency.record(c.idx, time.Duration(now-ts))
+	c.run.received.Add(1)
+}
