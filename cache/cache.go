@@ -51,6 +51,11 @@ type Request struct {
 	// origin answer (e.g. the Authorization value); it is not part of the
 	// stored key.
 	Credentials string
+	// Snapshot, when set, returns a fetcher and header lookup that stay
+	// valid after Get returns, for a background refresh
+	// (stale-while-revalidate). Without it the refresh uses the Fetcher
+	// and Header given to Get.
+	Snapshot func() (Fetcher, func(name string) string)
 }
 
 // Fetcher asks the origin. A transport failure is an error; any HTTP
@@ -235,6 +240,9 @@ func (c *Cache) refresh(primary string, req *Request, fetch Fetcher) {
 		return
 	}
 	r := *req
+	if req.Snapshot != nil {
+		fetch, r.Header = req.Snapshot()
+	}
 	c.bg.Add(1)
 	go func() {
 		defer c.bg.Done()

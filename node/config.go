@@ -95,6 +95,24 @@ type Config struct {
 	// WebSocket handshakes. Empty: any origin (a proxy leaves this to the
 	// origin server).
 	WSAllowedOrigins string
+	// CacheOff turns the edge cache off: every request goes to the origin.
+	CacheOff bool
+	// CacheMaxBytes bounds the cache's memory. Default 256 MiB.
+	CacheMaxBytes int64
+	// StaleIfError is how long past its freshness a cached response is
+	// served while the origin fails, unless the response says
+	// (stale-if-error=N). Zero disables it; DefaultConfig sets 24h.
+	StaleIfError time.Duration
+	// OriginFailures is how many consecutive origin failures (transport
+	// errors, 5xx) open the circuit breaker: requests then fail at once
+	// (stale entries are served) while the origin is probed in the
+	// background. Default 5; negative: no breaker.
+	OriginFailures int
+	// OriginProbePath is what the breaker's probe GETs. Default "/".
+	OriginProbePath string
+	// OriginProbeMaxPause caps the pause between probes (it starts at 1s
+	// and doubles). Default 30s.
+	OriginProbeMaxPause time.Duration
 	// LogLevel is debug, info, warn or error. Default info.
 	LogLevel string
 	// ShutdownTimeout bounds a graceful shutdown. Default 10s.
@@ -105,29 +123,34 @@ type Config struct {
 // and Origin empty.
 func DefaultConfig() Config {
 	return Config{
-		Listen:            ":7999",
-		Control:           "127.0.0.1:5561",
-		SigIss:            "edgepush",
-		OriginTimeout:     30 * time.Second,
-		OriginDialTimeout: 3 * time.Second,
-		OriginMaxBody:     10 << 20,
-		OriginRetries:     1,
-		OriginMaxConns:    512,
-		MaxConns:          50000,
-		MaxHeaderBytes:    16 << 10,
-		MaxBody:           1 << 20,
-		ReadTimeout:       30 * time.Second,
-		IdleTimeout:       60 * time.Second,
-		MaxChannels:       20,
-		MaxQueueBytes:     256 << 10,
-		WriteTimeout:      10 * time.Second,
-		MaxPublishBody:    1 << 20,
-		WSReadLimit:       64 << 10,
-		WSPingInterval:    30 * time.Second,
-		WSMaxPending:      256 << 10,
-		WSOriginRetries:   3,
-		LogLevel:          "info",
-		ShutdownTimeout:   10 * time.Second,
+		Listen:              ":7999",
+		Control:             "127.0.0.1:5561",
+		SigIss:              "edgepush",
+		OriginTimeout:       30 * time.Second,
+		OriginDialTimeout:   3 * time.Second,
+		OriginMaxBody:       10 << 20,
+		OriginRetries:       1,
+		OriginMaxConns:      512,
+		MaxConns:            50000,
+		MaxHeaderBytes:      16 << 10,
+		MaxBody:             1 << 20,
+		ReadTimeout:         30 * time.Second,
+		IdleTimeout:         60 * time.Second,
+		MaxChannels:         20,
+		MaxQueueBytes:       256 << 10,
+		WriteTimeout:        10 * time.Second,
+		MaxPublishBody:      1 << 20,
+		WSReadLimit:         64 << 10,
+		WSPingInterval:      30 * time.Second,
+		WSMaxPending:        256 << 10,
+		WSOriginRetries:     3,
+		CacheMaxBytes:       256 << 20,
+		StaleIfError:        24 * time.Hour,
+		OriginFailures:      5,
+		OriginProbePath:     "/",
+		OriginProbeMaxPause: 30 * time.Second,
+		LogLevel:            "info",
+		ShutdownTimeout:     10 * time.Second,
 	}
 }
 
@@ -161,6 +184,12 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.IntVar(&c.WSOriginRetries, "ws-origin-retries", c.WSOriginRetries, "retries of a failed WebSocket-over-HTTP request")
 	fs.BoolVar(&c.WSCompression, "ws-compression", c.WSCompression, "negotiate WebSocket permessage-deflate")
 	fs.StringVar(&c.WSAllowedOrigins, "ws-allowed-origins", c.WSAllowedOrigins, "comma-separated WebSocket Origin values allowed; empty: any")
+	fs.BoolVar(&c.CacheOff, "cache-off", c.CacheOff, "turn the edge cache off")
+	fs.Int64Var(&c.CacheMaxBytes, "cache-max-bytes", c.CacheMaxBytes, "edge cache memory limit in `bytes`")
+	fs.DurationVar(&c.StaleIfError, "stale-if-error", c.StaleIfError, "serve cached responses this long past freshness while the origin fails (0: never), unless the response says")
+	fs.IntVar(&c.OriginFailures, "origin-failures", c.OriginFailures, "consecutive origin failures that open the circuit breaker (negative: never)")
+	fs.StringVar(&c.OriginProbePath, "origin-probe-path", c.OriginProbePath, "path the breaker probes the origin with")
+	fs.DurationVar(&c.OriginProbeMaxPause, "origin-probe-max-pause", c.OriginProbeMaxPause, "longest pause between origin probes")
 	fs.StringVar(&c.LogLevel, "log-level", c.LogLevel, "log level: debug, info, warn, error")
 	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", c.ShutdownTimeout, "how long a graceful shutdown may take")
 }
@@ -224,6 +253,7 @@ func unquote(s string) string {
 // it.
 func (c Config) withDefaults() (Config, error) {
 	d := DefaultConfig()
+	var errs []error
 	setDefault(&c.Listen, d.Listen)
 	setDefault(&c.Control, d.Control)
 	setDefault(&c.SigIss, d.SigIss)
@@ -247,7 +277,16 @@ func (c Config) withDefaults() (Config, error) {
 	setDefault(&c.WSMaxPending, d.WSMaxPending)
 	setDefault(&c.WSOriginRetries, d.WSOriginRetries)
 	c.WSOriginRetries = max(c.WSOriginRetries, 0)
-	var errs []error
+	setDefault(&c.CacheMaxBytes, d.CacheMaxBytes)
+	setDefault(&c.OriginFailures, d.OriginFailures)
+	setDefault(&c.OriginProbePath, d.OriginProbePath)
+	setDefault(&c.OriginProbeMaxPause, d.OriginProbeMaxPause)
+	if c.StaleIfError < 0 {
+		errs = append(errs, fmt.Errorf("config: -stale-if-error %v is negative", c.StaleIfError))
+	}
+	if !strings.HasPrefix(c.OriginProbePath, "/") {
+		errs = append(errs, fmt.Errorf("config: -origin-probe-path %q must start with /", c.OriginProbePath))
+	}
 	if c.Origin == "" {
 		errs = append(errs, errors.New("config: -origin is required"))
 	} else if u, err := url.Parse(c.Origin); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {

@@ -8,6 +8,7 @@ import (
 	"runtime"
 	"time"
 
+	"github.com/edgepush/edgepush/cache"
 	"github.com/edgepush/edgepush/fanout"
 	"github.com/edgepush/edgepush/grip"
 	"github.com/valyala/fasthttp"
@@ -110,6 +111,8 @@ type Status struct {
 	OriginReqs OriginStatus     `json:"origin_requests"`
 	Hub        fanout.HubStats  `json:"hub"`
 	Pool       fanout.PoolStats `json:"delivery"`
+	Cache      cache.Stats      `json:"cache"`
+	Breaker    string           `json:"origin_breaker"`
 	Goroutines int              `json:"goroutines"`
 }
 
@@ -137,8 +140,17 @@ func (s *Server) Status() Status {
 		},
 		Hub:        s.hub.Stats(),
 		Pool:       s.pool.Stats(),
+		Cache:      s.cacheStats(),
+		Breaker:    map[bool]string{true: "open", false: "closed"}[s.breaker.isOpen()],
 		Goroutines: runtime.NumGoroutine(),
 	}
+}
+
+func (s *Server) cacheStats() cache.Stats {
+	if s.cache == nil {
+		return cache.Stats{}
+	}
+	return s.cache.Stats()
 }
 
 func wantsJSON(ctx *fasthttp.RequestCtx) bool {

@@ -225,9 +225,11 @@ func (t *responseTransport) Closed(reason error) {
 }
 
 // holdResponse subscribes the connection and answers it later.
-func (s *Server) holdResponse(ctx *fasthttp.RequestCtx, hr heldResponse, in *grip.Instruct) {
+// hr is the held response that publishes merge with, onTimeout what the
+// client gets at the timeout (hr, possibly compressed).
+func (s *Server) holdResponse(ctx *fasthttp.RequestCtx, hr, onTimeout heldResponse, in *grip.Instruct) {
 	keepAlive := !ctx.Request.Header.ConnectionClose() && ctx.Request.Header.IsHTTP11()
-	opts := fanout.ConnOptions{Timeout: in.Timeout, TimeoutFrame: appendResponse(nil, hr, keepAlive)}
+	opts := fanout.ConnOptions{Timeout: in.Timeout, TimeoutFrame: appendResponse(nil, onTimeout, keepAlive)}
 	channels := channelNames(in)
 	s.hijack(ctx, func(c net.Conn) {
 		t := &responseTransport{heldConn: s.newHeldConn(c, channels, "response"), hj: c, held: hr, keepAlive: keepAlive}

@@ -240,7 +240,7 @@ func TestClientDisconnectUnsubscribesPromptly(t *testing.T) {
 
 func TestSlowConsumerIsDisconnected(t *testing.T) {
 	n := startNode(t, gripOrigin("x\n", "Grip-Hold", "stream", "Grip-Channel", "firehose"),
-		func(c *Config) { c.MaxQueueBytes = 256 << 10 })
+		func(c *Config) { c.MaxQueueBytes = 1 << 20 })
 	slow := dialRaw(t, n.Addr())
 	slow.get(t, "/") // and never read again
 	fast := dialRaw(t, n.Addr())

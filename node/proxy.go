@@ -1,7 +1,6 @@
 package node
 
 import (
-	"bytes"
 	"strconv"
 	"strings"
 	"time"
@@ -77,8 +76,8 @@ type heldResponse struct {
 
 // responseFor computes what the client sees of an origin response under
 // its instructions.
-func responseFor(resp *fasthttp.Response, headers []grip.Header, in *grip.Instruct) heldResponse {
-	hr := heldResponse{code: resp.StatusCode(), reason: string(resp.Header.StatusMessage()), headers: headers, body: resp.Body()}
+func responseFor(code int, reason string, headers []grip.Header, body []byte, in *grip.Instruct) heldResponse {
+	hr := heldResponse{code: code, reason: reason, headers: headers, body: body}
 	if r := in.Response; r != nil {
 		hr = heldResponse{code: r.Code, reason: r.Reason, headers: r.Headers, body: r.Body}
 	} else if in.Status != 0 {
@@ -88,7 +87,6 @@ func responseFor(resp *fasthttp.Response, headers []grip.Header, in *grip.Instru
 		hr.reason = grip.StatusText(hr.code)
 	}
 	hr.headers = clientHeaders(hr.headers, in.ExposeHeaders)
-	hr.body = bytes.Clone(hr.body)
 	return hr
 }
 

@@ -125,8 +125,8 @@ func TestOriginFailures(t *testing.T) {
 		code int
 		body string
 	}{
-		{"refused", down.url, 502, "edgepush: origin unavailable\n"},
-		{"timeout", slow.url, 504, "edgepush: origin timed out\n"},
+		{"refused", down.url, 502, "edgepush: origin unavailable (no cached copy to serve)\n"},
+		{"timeout", slow.url, 504, "edgepush: origin timed out (no cached copy to serve)\n"},
 		{"too large", big.url, 502, "edgepush: origin response too large\n"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -13,6 +13,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/edgepush/edgepush/cache"
 	"github.com/edgepush/edgepush/fanout"
 	"github.com/edgepush/edgepush/grip"
 	"github.com/edgepush/edgepush/node/connwatch"
@@ -32,6 +33,9 @@ type Server struct {
 	signer     *grip.Signer
 	publishKey []byte // nil: control API open
 
+	cache     *cache.Cache // nil: caching off
+	breaker   *breaker
+	stop      chan struct{} // closed by Shutdown: stops the prober
 	upgrader  *websocket.FastHTTPUpgrader
 	wsOrigins []string
 	bg        bgGroup // goroutines the node starts for connections
@@ -83,6 +87,14 @@ func New(cfg Config, log *slog.Logger) (*Server, error) {
 			return nil, fmt.Errorf("config: -publish-key: %w", err)
 		}
 		s.publishKey = key
+	}
+	s.breaker = newBreaker(cfg.OriginFailures, time.Second, cfg.OriginProbeMaxPause)
+	s.stop = make(chan struct{})
+	if !cfg.CacheOff {
+		s.cache, err = cache.New(cache.Config{MaxBytes: cfg.CacheMaxBytes, StaleIfError: cfg.StaleIfError})
+		if err != nil {
+			return nil, err
+		}
 	}
 	s.upgrader = &websocket.FastHTTPUpgrader{
 		ReadBufferSize:    1024,
@@ -143,6 +155,7 @@ func (s *Server) Start() error {
 	}
 	s.started = time.Now()
 	s.pool.Start()
+	s.bg.Go(func() { s.breaker.probeLoop(s.stop, s.probeOrigin) })
 	s.serve(s.client, s.clientLn)
 	s.serve(s.control, s.controlLn)
 	s.log.Info("edgepush node started", "listen", s.clientLn.Addr().String(),
@@ -154,7 +167,7 @@ func (s *Server) serve(srv *fasthttp.Server, ln net.Listener) {
 	s.serving.Add(1)
 	go func() {
 		defer s.serving.Done()
-		if err := srv.Serve(ln); err != nil {
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, net.ErrClosed) {
 			s.log.Error("serve", "addr", ln.Addr().String(), "err", err)
 		}
 	}()
@@ -171,13 +184,21 @@ func (s *Server) ControlAddr() net.Addr { return s.controlLn.Addr() }
 // requests in flight until ctx is done. It is idempotent.
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.shutdownOnce.Do(func() {
+		// Closing the listeners as well covers a Serve goroutine that has
+		// not registered its listener with fasthttp yet.
 		errClient := s.client.ShutdownWithContext(ctx)
+		s.clientLn.Close()
 		s.pool.Close()
+		close(s.stop)
 		s.bg.StopAndWait()
 		errControl := s.control.ShutdownWithContext(ctx)
+		s.controlLn.Close()
 		s.serving.Wait()
 		if s.watch != nil {
 			s.watch.Close()
+		}
+		if s.cache != nil {
+			s.cache.Close()
 		}
 		s.shutdownError = errors.Join(errClient, errControl)
 		s.log.Info("edgepush node stopped")
@@ -198,8 +219,8 @@ func (s *Server) serveAgain(c net.Conn) {
 	}
 }
 
-// serveClient proxies one client request to the origin and acts on the
-// GRIP instructions in the answer.
+// serveClient answers one client request from the cache or the origin
+// and acts on the GRIP instructions in the answer.
 func (s *Server) serveClient(ctx *fasthttp.RequestCtx) {
 	defer recoverLog(s.log, "client request")
 	s.requests.Add(1)
@@ -207,38 +228,48 @@ func (s *Server) serveClient(ctx *fasthttp.RequestCtx) {
 		s.serveWebSocket(ctx)
 		return
 	}
-	req, resp := fasthttp.AcquireRequest(), fasthttp.AcquireResponse()
-	defer fasthttp.ReleaseRequest(req)
-	defer fasthttp.ReleaseResponse(resp)
-	s.originRequest(ctx, req)
-	if err := s.origin.do(req, resp); err != nil {
-		code, msg := originStatus(err)
-		s.log.Warn("origin request failed", "path", string(ctx.Path()), "err", err, "status", code)
-		clientError(ctx, code, msg)
-		return
-	}
-	headers := originHeaders(resp)
-	in, err := grip.ParseInstruct(headers, resp.StatusCode(), resp.Body())
-	if err == nil {
-		err = s.checkChannels(in)
-	}
+	oreq := fasthttp.AcquireRequest()
+	defer fasthttp.ReleaseRequest(oreq)
+	s.originRequest(ctx, oreq)
+	e, result, err := s.cacheLookup(ctx, oreq)
 	if err != nil {
-		s.badInstructs.Add(1)
-		s.log.Warn("invalid GRIP instructions from origin", "path", string(ctx.Path()), "err", err)
-		clientError(ctx, fasthttp.StatusBadGateway, "invalid GRIP instructions from origin: "+err.Error())
+		s.originFailure(ctx, err)
 		return
 	}
-	hr := responseFor(resp, headers, in)
+	p := e.Value.(*parsed)
+	if p.err != nil {
+		s.badInstructs.Add(1)
+		s.log.Warn("invalid GRIP instructions from origin", "path", string(ctx.Path()), "err", p.err)
+		clientError(ctx, fasthttp.StatusBadGateway, "invalid GRIP instructions from origin: "+p.err.Error())
+		return
+	}
+	hr, in := p.hr, p.in
 	switch {
 	case in.Hold == grip.HoldNone || ctx.IsHead():
+		hr = withAge(encoded(ctx, e, hr), e, result)
+		hr.headers = append(hr.headers, grip.Header{Name: "X-Cache", Value: cacheStatus(result)})
 		relay(ctx, hr)
 	case s.held.Load() >= int64(s.cfg.MaxConns):
 		clientError(ctx, fasthttp.StatusServiceUnavailable, "too many connections")
 	case in.Hold == grip.HoldStream:
 		s.holdStream(ctx, hr, in)
 	default:
-		s.holdResponse(ctx, hr, in)
+		s.holdResponse(ctx, hr, encoded(ctx, e, hr), in)
 	}
+}
+
+// probeOrigin asks the origin whether it is back (any answer below 500).
+func (s *Server) probeOrigin() bool {
+	req, resp := fasthttp.AcquireRequest(), fasthttp.AcquireResponse()
+	defer fasthttp.ReleaseRequest(req)
+	defer fasthttp.ReleaseResponse(resp)
+	req.SetRequestURI(s.origin.prefix + s.cfg.OriginProbePath)
+	req.Header.SetHost(s.origin.hc.Addr)
+	req.Header.Set("Grip-Sig", s.signer.Token(time.Now()))
+	err := s.origin.do(req, resp)
+	ok := err == nil && resp.StatusCode() < 500
+	s.log.Info("origin probe", "ok", ok, "err", err)
+	return ok
 }
 
 // checkChannels applies the node's limits to a hold's channels.

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/edgepush/edgepush/cache"
 	"github.com/edgepush/edgepush/fanout"
 	"github.com/edgepush/edgepush/grip"
 	"github.com/fasthttp/websocket"
@@ -42,25 +43,26 @@ func (s *Server) serveWebSocket(ctx *fasthttp.RequestCtx) {
 		return
 	}
 	ws := newWSSession(s, ctx)
-	resp := fasthttp.AcquireResponse()
-	defer fasthttp.ReleaseResponse(resp)
-	events, err := ws.open(resp)
+	open := []grip.WSEvent{{Type: grip.WSEventOpen}}
+	fetch := func() (*cache.Response, error) { return ws.postEvents(open) }
+	creq := s.cacheRequest(ctx, "OPEN", func() cache.Fetcher { return fetch })
+	e, _, err := s.cacheGet(creq, fetch)
 	if err != nil {
-		var refusal *wsRefusal
-		switch {
-		case errors.As(err, &refusal):
-			relay(ctx, responseFor(resp, originHeaders(resp), &grip.Instruct{}))
-		default:
-			code, msg := originStatus(err)
-			if errors.Is(err, errBadOpen) {
-				code, msg = fasthttp.StatusBadGateway, err.Error()
-			}
-			s.log.Warn("WebSocket open failed", "path", string(ctx.Path()), "err", err)
-			clientError(ctx, code, msg)
-		}
+		s.originFailure(ctx, err)
 		return
 	}
-	for _, h := range ws.upgradeHeaders(resp) {
+	events, err := ws.opened(&e.Response)
+	if err != nil {
+		var refusal *wsRefusal
+		if errors.As(err, &refusal) {
+			relay(ctx, responseFor(e.Status, e.Reason, toHeaders(e.Header), e.Response.Body, &grip.Instruct{}))
+			return
+		}
+		s.log.Warn("WebSocket open failed", "path", string(ctx.Path()), "err", err)
+		clientError(ctx, fasthttp.StatusBadGateway, err.Error())
+		return
+	}
+	for _, h := range upgradeHeaders(e.Header) {
 		ctx.Response.Header.Add(h.Name, h.Value)
 	}
 	ws.deflate = s.wsCompress(ctx)
@@ -249,9 +251,9 @@ func (ws *wsSession) clientClose(code int, text string) {
 
 // upgradeHeaders returns the origin's OPEN response headers the client's
 // 101 response carries, and applies the WebSocket-over-HTTP ones.
-func (ws *wsSession) upgradeHeaders(resp *fasthttp.Response) []grip.Header {
+func upgradeHeaders(fs []cache.Field) []grip.Header {
 	var out []grip.Header
-	for _, h := range originHeaders(resp) {
+	for _, h := range toHeaders(fs) {
 		name := h.Name
 		switch {
 		case isHopHeader(name, nil) || grip.IsGripHeader(name),

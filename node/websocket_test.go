@@ -75,6 +75,9 @@ func (o *wsOrigin) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			text("unprefixed messages are dropped")
 			w.Header().Set("Sec-WebSocket-Extensions", "grip")
 			w.Header().Set("X-Origin", "yes")
+			if r.URL.Path == "/cachedws" {
+				w.Header().Set("Cache-Control", "max-age=1")
+			}
 		case grip.WSEventText:
 			switch s := string(ev.Content); s {
 			case "detach":

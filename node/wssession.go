@@ -11,6 +11,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/edgepush/edgepush/cache"
 	"github.com/edgepush/edgepush/fanout"
 	"github.com/edgepush/edgepush/grip"
 	"github.com/fasthttp/websocket"
@@ -95,11 +96,12 @@ func skipWSHeader(name string) bool {
 	return len(name) > 5 && strings.EqualFold(name[:5], "Meta-")
 }
 
-// exchange POSTs events to the origin and returns the events it answers.
-// A non-200 answer is a *wsRefusal (resp holds it).
-func (ws *wsSession) exchange(resp *fasthttp.Response, events []grip.WSEvent) ([]grip.WSEvent, error) {
-	req := fasthttp.AcquireRequest()
+// postEvents POSTs events to the origin and returns its answer, whatever
+// it is; only a transport failure is an error.
+func (ws *wsSession) postEvents(events []grip.WSEvent) (*cache.Response, error) {
+	req, resp := fasthttp.AcquireRequest(), fasthttp.AcquireResponse()
 	defer fasthttp.ReleaseRequest(req)
+	defer fasthttp.ReleaseResponse(resp)
 	req.Header.SetMethod(fasthttp.MethodPost)
 	req.SetRequestURI(ws.uri)
 	req.UseHostHeader = true
@@ -119,37 +121,63 @@ func (ws *wsSession) exchange(resp *fasthttp.Response, events []grip.WSEvent) ([
 	req.Header.Set("X-Forwarded-Proto", ws.proto)
 	req.Header.Set("Grip-Sig", ws.s.signer.Token(time.Now()))
 	req.SetBodyRaw(grip.AppendWSEvents(nil, events...))
-	if err := ws.s.origin.do(req, resp); err != nil {
+	if err := ws.s.originDo(req, resp); err != nil {
 		return nil, err
 	}
-	if resp.StatusCode() != fasthttp.StatusOK {
-		return nil, &wsRefusal{code: resp.StatusCode()}
+	return &cache.Response{
+		Status: resp.StatusCode(),
+		Reason: string(resp.Header.StatusMessage()),
+		Header: toFields(originHeaders(resp)),
+		// The events outlive resp, which goes back to its pool.
+		Body: bytes.Clone(resp.Body()),
+	}, nil
+}
+
+// eventsOf checks an origin answer and returns its events. A non-200
+// answer is a *wsRefusal.
+func eventsOf(r *cache.Response) ([]grip.WSEvent, error) {
+	if r.Status != fasthttp.StatusOK {
+		return nil, &wsRefusal{code: r.Status}
 	}
-	if !bytes.HasPrefix(resp.Header.ContentType(), []byte(grip.WebSocketEventsType)) {
-		return nil, fmt.Errorf("%w: answer is %q, not %s", errBadOpen, resp.Header.ContentType(), grip.WebSocketEventsType)
+	if ct := r.Get("Content-Type"); !strings.HasPrefix(ct, grip.WebSocketEventsType) {
+		return nil, fmt.Errorf("%w: answer is %q, not %s", errBadOpen, ct, grip.WebSocketEventsType)
 	}
-	// The events outlive resp, which goes back to its pool.
-	evs, err := grip.ParseWSEvents(bytes.Clone(resp.Body()))
+	evs, err := grip.ParseWSEvents(r.Body)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", errBadOpen, err)
 	}
-	ws.applyHeaders(resp)
 	return evs, nil
 }
 
-// open sends OPEN; the origin must answer OPEN first.
-func (ws *wsSession) open(resp *fasthttp.Response) ([]grip.WSEvent, error) {
-	evs, err := ws.exchange(resp, []grip.WSEvent{{Type: grip.WSEventOpen}})
+// exchange POSTs events and returns the events the origin answers.
+func (ws *wsSession) exchange(events []grip.WSEvent) ([]grip.WSEvent, error) {
+	r, err := ws.postEvents(events)
+	if err != nil {
+		return nil, err
+	}
+	evs, err := eventsOf(r)
+	if err != nil {
+		return nil, err
+	}
+	ws.applyHeaders(r)
+	return evs, nil
+}
+
+// opened applies the origin's answer to OPEN (fresh or cached): it must
+// start with OPEN; its headers set the grip extension, meta and
+// keep-alive interval.
+func (ws *wsSession) opened(r *cache.Response) ([]grip.WSEvent, error) {
+	evs, err := eventsOf(r)
 	if err != nil {
 		return nil, err
 	}
 	if len(evs) == 0 || evs[0].Type != grip.WSEventOpen {
 		return nil, errBadOpen
 	}
+	ws.applyHeaders(r)
 	ws.mu.Lock()
-	ext := resp.Header.Peek("Sec-WebSocket-Extensions")
 	ws.gripExt, ws.prefix = false, nil
-	for _, e := range strings.Split(string(ext), ",") {
+	for _, e := range strings.Split(r.Get("Sec-WebSocket-Extensions"), ",") {
 		if on, prefix := grip.ParseGripExtension(e); on {
 			ws.gripExt, ws.prefix = true, []byte(prefix)
 		}
@@ -159,21 +187,20 @@ func (ws *wsSession) open(resp *fasthttp.Response) ([]grip.WSEvent, error) {
 }
 
 // applyHeaders applies Set-Meta-* and Keep-Alive-Interval from an answer.
-func (ws *wsSession) applyHeaders(resp *fasthttp.Response) {
+func (ws *wsSession) applyHeaders(r *cache.Response) {
 	ws.mu.Lock()
 	defer ws.mu.Unlock()
-	for k, v := range resp.Header.All() {
-		name := string(k)
-		if len(name) > 9 && strings.EqualFold(name[:9], "Set-Meta-") {
-			if len(v) == 0 {
-				delete(ws.meta, name[9:])
+	for _, f := range r.Header {
+		if len(f.Name) > 9 && strings.EqualFold(f.Name[:9], "Set-Meta-") {
+			if f.Value == "" {
+				delete(ws.meta, f.Name[9:])
 			} else {
-				ws.meta[name[9:]] = string(v)
+				ws.meta[f.Name[9:]] = f.Value
 			}
 		}
 	}
-	if v := resp.Header.Peek("Keep-Alive-Interval"); v != nil {
-		ws.kaEvery = parseKeepAliveInterval(v)
+	if v := r.Get("Keep-Alive-Interval"); v != "" {
+		ws.kaEvery = parseKeepAliveInterval([]byte(v))
 	}
 }
 
@@ -239,6 +266,13 @@ func (ws *wsSession) sendLoop() {
 		}
 		ws.mu.Unlock()
 		evs, err := ws.post(batch)
+		if err != nil && len(batch) == 0 {
+			// A keep-alive or refresh: the origin is down, the client is
+			// not; try again at the next interval.
+			ws.s.log.Debug("WebSocket keep-alive request failed", "connection", ws.id, "err", err)
+			ws.armKeepAlive()
+			continue
+		}
 		if err != nil {
 			ws.originFailed(err, batch)
 			return
@@ -252,8 +286,6 @@ func (ws *wsSession) sendLoop() {
 // post sends one batch, retrying transport failures and 5xx answers with
 // back-off while the connection lasts.
 func (ws *wsSession) post(batch []grip.WSEvent) ([]grip.WSEvent, error) {
-	resp := fasthttp.AcquireResponse()
-	defer fasthttp.ReleaseResponse(resp)
 	var err error
 	for attempt := 0; attempt <= ws.s.cfg.WSOriginRetries; attempt++ {
 		if attempt > 0 {
@@ -263,7 +295,7 @@ func (ws *wsSession) post(batch []grip.WSEvent) ([]grip.WSEvent, error) {
 			}
 		}
 		var evs []grip.WSEvent
-		evs, err = ws.exchange(resp, batch)
+		evs, err = ws.exchange(batch)
 		var refusal *wsRefusal
 		if err == nil || errors.Is(err, errBadOpen) || (errors.As(err, &refusal) && refusal.code < 500) {
 			return evs, err

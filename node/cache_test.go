@@ -1,0 +1,424 @@
+package node
+
+import (
+	"bufio"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/fasthttp/websocket"
+)
+
+// restartableOrigin is a real origin on a fixed loopback port that a test
+// can stop (connections refused) and start again.
+type restartableOrigin struct {
+	addr    string
+	handler http.Handler
+	hits    atomic.Int64
+	mu      sync.Mutex
+	srv     *http.Server
+}
+
+func newRestartableOrigin(t *testing.T, h http.Handler) *restartableOrigin {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	o := &restartableOrigin{addr: ln.Addr().String(), handler: h}
+	o.serve(ln)
+	t.Cleanup(o.stop)
+	return o
+}
+
+func (o *restartableOrigin) serve(ln net.Listener) {
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		o.hits.Add(1)
+		o.handler.ServeHTTP(w, r)
+	})}
+	o.mu.Lock()
+	o.srv = srv
+	o.mu.Unlock()
+	go srv.Serve(ln)
+}
+
+func (o *restartableOrigin) stop() {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.srv != nil {
+		o.srv.Close()
+		o.srv = nil
+	}
+}
+
+func (o *restartableOrigin) start(t *testing.T) {
+	t.Helper()
+	ln, err := net.Listen("tcp", o.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	o.serve(ln)
+}
+
+func (o *restartableOrigin) url() string { return "http://" + o.addr }
+
+// gripRoutes answers /stream, /sse and /poll with cacheable holds on
+// channel "live", and /ws and /cachedws as a WebSocket-over-HTTP origin.
+func gripRoutes() http.Handler {
+	ws := &wsOrigin{channel: "live"}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		h := w.Header()
+		h.Set("Cache-Control", "max-age=1")
+		h.Set("Grip-Channel", "live")
+		switch r.URL.Path {
+		case "/stream":
+			h.Set("Grip-Hold", "stream")
+			io.WriteString(w, "initial\n")
+		case "/sse":
+			h.Set("Grip-Hold", "stream")
+			h.Set("Content-Type", "text/event-stream")
+			io.WriteString(w, "event: init\ndata: 0\n\n")
+		case "/poll":
+			h.Set("Grip-Hold", "response")
+			io.WriteString(w, "nothing yet\n")
+		default:
+			h.Del("Cache-Control")
+			h.Del("Grip-Channel")
+			ws.ServeHTTP(w, r)
+		}
+	})
+}
+
+func TestConnectionsOpenFromCacheWhileOriginIsDown(t *testing.T) {
+	o := newRestartableOrigin(t, gripRoutes())
+	n := startNode(t, http.NotFoundHandler(), func(c *Config) { c.Origin = o.url() })
+	warm := func(path string) {
+		c := dialRaw(t, n.Addr())
+		resp := c.get(t, path)
+		if resp.Header.Get("X-Cache") != "" && resp.Header.Get("Grip-Hold") != "" {
+			t.Fatalf("GRIP headers leaked: %v", resp.Header)
+		}
+		c.Close()
+	}
+	for _, p := range []string{"/stream", "/sse"} {
+		warm(p)
+	}
+	// A long-poll is answered only later; the origin's answer is cached
+	// as soon as it arrives.
+	before := o.hits.Load()
+	pc := dialRaw(t, n.Addr())
+	io.WriteString(pc, "GET /poll HTTP/1.1\r\nHost: test\r\n\r\n")
+	waitFor(t, "the long-poll to reach the origin", func() bool { return o.hits.Load() > before })
+	n.waitSubscribers(t, "live", 1)
+	pc.Close()
+	n.waitSubscribers(t, "live", 0)
+	wsWarm := dialWS(t, n, "/cachedws", false)
+	readText(t, wsWarm)
+	wsWarm.Close()
+	hitsBefore := o.hits.Load()
+	o.stop()
+	time.Sleep(1100 * time.Millisecond) // past max-age=1: entries are stale, within stale-if-error
+
+	stream := bufio.NewReader(dialRaw(t, n.Addr()).get(t, "/stream").Body)
+	if got := readLine(t, stream); got != "initial\n" {
+		t.Fatalf("stream from cache: %q", got)
+	}
+	sseResp := dialRaw(t, n.Addr()).get(t, "/sse")
+	events := sseEvents(sseResp.Body)
+	if ev := <-events; ev != "init:0" {
+		t.Fatalf("sse from cache: %q", ev)
+	}
+	ws := dialWS(t, n, "/cachedws", false)
+	if got := readText(t, ws); got != "welcome" {
+		t.Fatalf("websocket from cache: %q", got)
+	}
+	poll := dialRaw(t, n.Addr())
+	pollDone := make(chan string, 1)
+	go func() {
+		resp := poll.get(t, "/poll")
+		b, _ := io.ReadAll(resp.Body)
+		pollDone <- string(b)
+	}()
+	n.waitSubscribers(t, "live", 4)
+	n.publish(t, map[string]any{"channel": "live", "formats": map[string]any{
+		"http-stream":   map[string]any{"content": "event: update\ndata: 1\n\n"},
+		"http-response": map[string]any{"body": "update 1\n"},
+		"ws-message":    map[string]any{"content": "update 1"},
+	}})
+	if got := readLine(t, stream); got != "event: update\n" {
+		t.Fatalf("stream publish: %q", got)
+	}
+	if ev := <-events; ev != "update:1" {
+		t.Fatalf("sse publish: %q", ev)
+	}
+	if got := readText(t, ws); got != "update 1" {
+		t.Fatalf("websocket publish: %q", got)
+	}
+	if got := <-pollDone; got != "update 1\n" {
+		t.Fatalf("long-poll publish: %q", got)
+	}
+	if o.hits.Load() != hitsBefore {
+		t.Fatal("the stopped origin was reached")
+	}
+	st := n.Status()
+	if st.Cache.StaleOnError < 3 {
+		t.Fatalf("cache stats %+v: want stale entries served on error", st.Cache)
+	}
+}
+
+func TestNoEntryAndOriginDownIsAClearError(t *testing.T) {
+	o := newRestartableOrigin(t, gripRoutes())
+	n := startNode(t, http.NotFoundHandler(), func(c *Config) { c.Origin = o.url() })
+	o.stop()
+	resp, err := http.Get(n.url + "/stream?never-cached")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 502 || !strings.Contains(string(b), "no cached copy") {
+		t.Fatalf("got %d %q", resp.StatusCode, b)
+	}
+}
+
+func TestVaryAndAuthorizationIsolation(t *testing.T) {
+	var fetches atomic.Int64
+	n := startNode(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		fetches.Add(1)
+		w.Header().Set("Cache-Control", "max-age=60")
+		if r.URL.Path == "/vary" {
+			w.Header().Set("Vary", "X-User")
+		}
+		fmt.Fprintf(w, "user=%s auth=%s", r.Header.Get("X-User"), r.Header.Get("Authorization"))
+	}))
+	get := func(path string, headers ...string) (string, string) {
+		req, _ := http.NewRequest("GET", n.url+path, nil)
+		for i := 0; i+1 < len(headers); i += 2 {
+			req.Header.Set(headers[i], headers[i+1])
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return string(b), resp.Header.Get("X-Cache")
+	}
+	if b, x := get("/vary", "X-User", "alice"); b != "user=alice auth=" || x != "MISS" {
+		t.Fatalf("alice: %q %s", b, x)
+	}
+	if b, x := get("/vary", "X-User", "alice"); b != "user=alice auth=" || x != "HIT" {
+		t.Fatalf("alice again: %q %s", b, x)
+	}
+	if b, _ := get("/vary", "X-User", "bob"); b != "user=bob auth=" {
+		t.Fatalf("bob got %q", b)
+	}
+	if b, _ := get("/vary"); b != "user= auth=" {
+		t.Fatalf("anonymous got %q", b)
+	}
+	// A response to an authorized request without public/s-maxage is not
+	// stored: no one else gets alice's answer.
+	if b, _ := get("/private", "Authorization", "Bearer alice"); b != "user= auth=Bearer alice" {
+		t.Fatalf("alice authorized: %q", b)
+	}
+	if b, x := get("/private", "Authorization", "Bearer bob"); b != "user= auth=Bearer bob" || x == "HIT" {
+		t.Fatalf("bob authorized: %q %s", b, x)
+	}
+	if b, _ := get("/private"); b != "user= auth=" {
+		t.Fatalf("anonymous after authorized: %q", b)
+	}
+}
+
+func TestPrivateAndNoStoreAreNeverStored(t *testing.T) {
+	var fetches atomic.Int64
+	n := startNode(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		fetches.Add(1)
+		w.Header().Set("Cache-Control", map[string]string{"/private": "private, max-age=60", "/nostore": "no-store, max-age=60"}[r.URL.Path])
+		io.WriteString(w, "x")
+	}))
+	for range 3 {
+		for _, p := range []string{"/private", "/nostore"} {
+			resp, err := http.Get(n.url + p)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+		}
+	}
+	if f := fetches.Load(); f != 6 {
+		t.Fatalf("origin fetches = %d, want 6", f)
+	}
+}
+
+func TestThousandConcurrentMissesOneFetch(t *testing.T) {
+	var fetches atomic.Int64
+	n := startNode(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		fetches.Add(1)
+		time.Sleep(300 * time.Millisecond) // long enough for every client to arrive
+		w.Header().Set("Cache-Control", "max-age=60")
+		w.Header().Set("Grip-Hold", "stream")
+		w.Header().Set("Grip-Channel", "crowd")
+		io.WriteString(w, "hello crowd\n")
+	}))
+	const clients = 1000
+	var wg sync.WaitGroup
+	errs := make(chan error, clients)
+	for range clients {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			c, err := net.Dial("tcp", n.Addr().String())
+			if err != nil {
+				errs <- err
+				return
+			}
+			defer c.Close()
+			c.SetDeadline(time.Now().Add(30 * time.Second))
+			io.WriteString(c, "GET /crowd HTTP/1.1\r\nHost: test\r\n\r\n")
+			resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+			if err != nil {
+				errs <- err
+				return
+			}
+			line, err := bufio.NewReader(resp.Body).ReadString('\n')
+			if err != nil || line != "hello crowd\n" {
+				errs <- fmt.Errorf("read %q: %v", line, err)
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	if f := fetches.Load(); f != 1 {
+		t.Fatalf("%d concurrent new connections made %d origin fetches, want 1", clients, f)
+	}
+}
+
+func TestCircuitBreakerPausesAndProbes(t *testing.T) {
+	o := newRestartableOrigin(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.WriteString(w, "up")
+	}))
+	n := startNode(t, http.NotFoundHandler(), func(c *Config) {
+		c.Origin, c.OriginFailures, c.OriginProbeMaxPause = o.url(), 3, time.Second
+	})
+	o.stop()
+	for range 3 {
+		resp, err := http.Get(n.url + "/x")
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+	}
+	waitFor(t, "breaker to open", n.breaker.isOpen)
+	requestsBefore := n.Server.origin.requests.Load()
+	resp, err := http.Get(n.url + "/x")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 502 || !strings.Contains(string(b), "being probed") {
+		t.Fatalf("while open: %d %q", resp.StatusCode, b)
+	}
+	if n.Server.origin.requests.Load() != requestsBefore {
+		t.Fatal("a request reached the dead origin while the breaker was open")
+	}
+	o.start(t)
+	waitFor(t, "a probe to close the breaker", func() bool { return !n.breaker.isOpen() })
+	resp, err = http.Get(n.url + "/x")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ = io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if string(b) != "up" {
+		t.Fatalf("after recovery: %q", b)
+	}
+}
+
+func TestEvictionNeverBreaksHeldConnections(t *testing.T) {
+	n := startNode(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Cache-Control", "max-age=60")
+		if r.URL.Path == "/held" {
+			w.Header().Set("Grip-Hold", "stream")
+			w.Header().Set("Grip-Channel", "kept")
+			io.WriteString(w, "held\n")
+			return
+		}
+		io.WriteString(w, strings.Repeat("f", 4000))
+	}), func(c *Config) { c.CacheMaxBytes = 32 << 10 })
+	var bodies []*bufio.Reader
+	for range 5 {
+		r := bufio.NewReader(dialRaw(t, n.Addr()).get(t, "/held").Body)
+		readLine(t, r)
+		bodies = append(bodies, r)
+	}
+	client := &http.Client{}
+	defer client.CloseIdleConnections()
+	for i := range 300 { // ~1.2 MB through a 32 KiB cache
+		resp, err := client.Get(fmt.Sprintf("%s/filler/%d", n.url, i))
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+	}
+	if st := n.Status().Cache; st.Evictions+st.Rejected == 0 {
+		t.Fatalf("no evictions: %+v", st)
+	}
+	n.publish(t, streamItem("kept", "still here\n"))
+	for _, r := range bodies {
+		if got := readLine(t, r); got != "still here\n" {
+			t.Fatalf("held connection got %q", got)
+		}
+	}
+}
+
+func TestCachedPlainResponseAgeAndCompression(t *testing.T) {
+	body := strings.Repeat(`{"counter":"a","value":42}`, 80)
+	n := startNode(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Cache-Control", "max-age=60")
+		w.Header().Set("Content-Type", "application/json")
+		io.WriteString(w, body)
+	}))
+	client := &http.Client{} // sends Accept-Encoding: gzip and decodes it
+	defer client.CloseIdleConnections()
+	for i, want := range []string{"MISS", "HIT"} {
+		resp, err := client.Get(n.url + "/data")
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if string(b) != body || !resp.Uncompressed || resp.Header.Get("X-Cache") != want {
+			t.Fatalf("request %d: %d bytes, uncompressed=%v, X-Cache=%s", i, len(b), resp.Uncompressed, resp.Header.Get("X-Cache"))
+		}
+		if want == "HIT" && resp.Header.Get("Age") == "" {
+			t.Fatal("cached response without Age")
+		}
+		if !strings.Contains(resp.Header.Get("Vary"), "Accept-Encoding") {
+			t.Fatalf("Vary = %q", resp.Header.Get("Vary"))
+		}
+	}
+	req, _ := http.NewRequest("GET", n.url+"/data", nil)
+	req.Header.Set("Accept-Encoding", "zstd")
+	resp, err := http.DefaultTransport.RoundTrip(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.Header.Get("Content-Encoding") != "zstd" || len(raw) >= len(body)/4 {
+		t.Fatalf("zstd: %q, %d bytes", resp.Header.Get("Content-Encoding"), len(raw))
+	}
+}
+
+var _ = websocket.TextMessage
