@@ -476,3 +476,49 @@ func TestBypassForOtherMethods(t *testing.T) {
 		t.Fatal("POST was cached")
 	}
 }
+
+// BenchmarkGetHit is the cost of answering from a fresh entry.
+func BenchmarkGetHit(b *testing.B) {
+	c, err := New(DefaultConfig())
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer c.Close()
+	fetch := func() (*Response, error) {
+		return &Response{Status: 200, Body: []byte("hello"), Header: []Field{
+			{"Cache-Control", "max-age=600"}, {"Surrogate-Key", "a b"}}}, nil
+	}
+	req := greq("http://h/bench?x=1")
+	c.Get(req, fetch)
+	b.ReportAllocs()
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			if _, res, _ := c.Get(req, fetch); res != Hit {
+				b.Fatal(res)
+			}
+		}
+	})
+}
+
+// BenchmarkGetHitVary is a hit on an entry that varies on two headers.
+func BenchmarkGetHitVary(b *testing.B) {
+	c, err := New(DefaultConfig())
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer c.Close()
+	fetch := func() (*Response, error) {
+		return &Response{Status: 200, Body: []byte("hello"), Header: []Field{
+			{"Cache-Control", "max-age=600"}, {"Vary", "Accept, X-User"}}}, nil
+	}
+	req := &Request{Method: "GET", URL: "http://h/v", Header: headerMap(map[string]string{"Accept": "text/event-stream", "X-User": "alice"})}
+	c.Get(req, fetch)
+	b.ReportAllocs()
+	b.ResetTimer()
+	for range b.N {
+		if _, res, _ := c.Get(req, fetch); res != Hit {
+			b.Fatal(res)
+		}
+	}
+}
