@@ -37,7 +37,7 @@ func BenchmarkPublish10kSubscribers(b *testing.B) {
 	pool := NewPool(PoolConfig{})
 	pool.Start()
 	defer pool.Close()
-	hub := NewHub()
+	hub := NewHub(HubConfig{})
 	var written atomic.Int64
 	for range subs {
 		c, err := pool.Add(discardTransport{&written}, ConnOptions{})
@@ -74,7 +74,7 @@ func BenchmarkPublish2kSockets(b *testing.B) {
 	pool := NewPool(PoolConfig{})
 	pool.Start()
 	defer pool.Close()
-	hub := NewHub()
+	hub := NewHub(HubConfig{})
 	payload := []byte(fmt.Sprintf("%063d\n", 0))
 	var read atomic.Int64
 	for range subs {

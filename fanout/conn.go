@@ -91,12 +91,32 @@ type Conn struct {
 	lastWrite atomic.Int64
 }
 
-var _ Subscriber = (*Conn)(nil)
+var (
+	_ Subscriber = (*Conn)(nil)
+	_ Replayer   = (*Conn)(nil)
+)
 
 // Deliver queues m's frame for the connection. It never blocks.
 func (c *Conn) Deliver(m *Message) {
 	b, last := c.t.Frame(m)
 	c.Send(b, last)
+}
+
+// ReplayChooser is a Transport that picks which of a channel's history
+// messages a new subscription replays (a long-poll answers only with the
+// newest one it can use).
+type ReplayChooser interface {
+	ChooseReplay(msgs []*Message) []*Message
+}
+
+// Replay delivers history messages on subscribing; see Hub.SubscribeFrom.
+func (c *Conn) Replay(msgs []*Message) {
+	if rc, ok := c.t.(ReplayChooser); ok {
+		msgs = rc.ChooseReplay(msgs)
+	}
+	for _, m := range msgs {
+		c.Deliver(m)
+	}
 }
 
 // Send queues b (which must not be modified afterwards) and, with last,

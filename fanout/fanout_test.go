@@ -78,7 +78,7 @@ func startPool(tb testing.TB, cfg PoolConfig) *Pool {
 func TestPublishReachesEverySubscriberInOrder(t *testing.T) {
 	ln := listen(t)
 	pool := startPool(t, PoolConfig{Shards: 2})
-	hub := NewHub()
+	hub := NewHub(HubConfig{})
 	const subs, msgs = 50, 200
 	clients := make([]net.Conn, subs)
 	for i := range clients {
@@ -143,7 +143,7 @@ func expectLines(c net.Conn, n int) error {
 func TestSlowConsumerIsClosedOthersKeepUp(t *testing.T) {
 	ln := listen(t)
 	pool := startPool(t, PoolConfig{Shards: 1, MaxQueueBytes: 64 << 10})
-	hub := NewHub()
+	hub := NewHub(HubConfig{})
 	slowT, slowClient := pair(t, ln)
 	_ = slowClient // never read
 	slow, _ := pool.Add(slowT, ConnOptions{})
@@ -189,7 +189,7 @@ func TestSlowConsumerIsClosedOthersKeepUp(t *testing.T) {
 func TestLastFrameEndsConnection(t *testing.T) {
 	ln := listen(t)
 	pool := startPool(t, PoolConfig{})
-	hub := NewHub()
+	hub := NewHub(HubConfig{})
 	tr, client := pair(t, ln)
 	c, _ := pool.Add(tr, ConnOptions{}, []byte("hello\n"))
 	hub.Subscribe("c", c)
@@ -253,7 +253,7 @@ func TestPoolCloseClosesConnections(t *testing.T) {
 }
 
 func TestUnsubscribeForgetsChannel(t *testing.T) {
-	hub := NewHub()
+	hub := NewHub(HubConfig{})
 	var s countSub
 	hub.Subscribe("a", &s)
 	hub.Subscribe("a", &s)
@@ -271,3 +271,52 @@ func TestUnsubscribeForgetsChannel(t *testing.T) {
 type countSub struct{ n int }
 
 func (s *countSub) Deliver(*Message) { s.n++ }
+
+type recSub struct{ got []string }
+
+func (s *recSub) Deliver(m *Message) { s.got = append(s.got, m.Item.(string)) }
+
+func TestSubscribeFromReplaysHistoryAfterPosition(t *testing.T) {
+	hub := NewHub(HubConfig{HistorySize: 3, HistoryAge: time.Minute})
+	hub.Publish(NewMessage("c", "m1"))
+	since := hub.Position()
+	for _, s := range []string{"m2", "m3", "m4"} {
+		hub.Publish(NewMessage("c", s))
+	}
+	hub.Publish(NewMessage("other", "x"))
+	var late recSub
+	hub.SubscribeFrom("c", &late, since)
+	hub.Publish(NewMessage("c", "m5"))
+	if got := strings.Join(late.got, " "); got != "m2 m3 m4 m5" {
+		t.Fatalf("replay + live = %q", got)
+	}
+	var old recSub // older than the history holds: gets what is kept (size 3)
+	hub.SubscribeFrom("c", &old, 0)
+	if got := strings.Join(old.got, " "); got != "m3 m4 m5" {
+		t.Fatalf("bounded replay = %q", got)
+	}
+	var fresh recSub
+	hub.Subscribe("c", &fresh)
+	if len(fresh.got) != 0 {
+		t.Fatalf("Subscribe replayed %q", fresh.got)
+	}
+	if st := hub.Stats(); st.Replayed != 6 {
+		t.Fatalf("replayed = %d", st.Replayed)
+	}
+}
+
+func TestHistoryExpiresAndSweepForgetsChannels(t *testing.T) {
+	hub := NewHub(HubConfig{HistorySize: 10, HistoryAge: 50 * time.Millisecond})
+	hub.Publish(NewMessage("c", "old"))
+	time.Sleep(60 * time.Millisecond)
+	var s recSub
+	hub.SubscribeFrom("c", &s, 0)
+	if len(s.got) != 0 {
+		t.Fatalf("expired history replayed: %q", s.got)
+	}
+	hub.Unsubscribe("c", &s)
+	hub.Sweep(time.Now())
+	if st := hub.Stats(); st.Channels != 0 {
+		t.Fatalf("channels after sweep = %d", st.Channels)
+	}
+}

@@ -1,6 +1,9 @@
 package fanout
 
-import "sync"
+import (
+	"sync"
+	"time"
+)
 
 // FrameKinds is how many distinct encodings of one Message can be cached:
 // one per wire format a Transport writes (chunked stream, raw stream,
@@ -18,6 +21,11 @@ type Message struct {
 	// Seq is the message's position in its channel, set by Hub.Publish
 	// (1 for the first message a channel sees on this node).
 	Seq uint64
+	// Pos is the message's position among all messages published on this
+	// node, set by Hub.Publish; see Hub.Position.
+	Pos uint64
+
+	at time.Time // when it was published
 
 	frames [FrameKinds]frame
 }

@@ -16,9 +16,12 @@ import (
 // parsed is what the node derives from an origin response, once per
 // response: kept in cache.Response.Value and shared by every hit.
 type parsed struct {
-	in  *grip.Instruct
-	hr  heldResponse // what the client sees (GRIP headers removed)
-	err error        // invalid instructions
+	// since is the hub position when the origin was asked: messages after
+	// it may be missing from the response and are replayed on subscribing.
+	since uint64
+	in    *grip.Instruct
+	hr    heldResponse // what the client sees (GRIP headers removed)
+	err   error        // invalid instructions
 }
 
 // originDo sends one request through the circuit breaker.
@@ -35,6 +38,7 @@ func (s *Server) originDo(req *fasthttp.Request, resp *fasthttp.Response) error 
 func (s *Server) fetchOrigin(req *fasthttp.Request) (*cache.Response, error) {
 	resp := fasthttp.AcquireResponse()
 	defer fasthttp.ReleaseResponse(resp)
+	since := s.hub.Position()
 	if err := s.originDo(req, resp); err != nil {
 		return nil, err
 	}
@@ -49,7 +53,7 @@ func (s *Server) fetchOrigin(req *fasthttp.Request) (*cache.Response, error) {
 	if err == nil {
 		err = s.checkChannels(in)
 	}
-	p := &parsed{in: in, err: err}
+	p := &parsed{since: since, in: in, err: err}
 	if err == nil {
 		p.hr = responseFor(r.Status, r.Reason, headers, r.Body, in)
 		r.Compress = in.Hold != grip.HoldStream

@@ -113,6 +113,16 @@ type Config struct {
 	// OriginProbeMaxPause caps the pause between probes (it starts at 1s
 	// and doubles). Default 30s.
 	OriginProbeMaxPause time.Duration
+	// PurgeInterval is the per-key purge rate limit: the first purge of a
+	// key runs at once, later ones within the interval fold into one
+	// trailing purge at its end. Zero: no limit; DefaultConfig sets 1s.
+	PurgeInterval time.Duration
+	// HistorySize is how many recent messages each channel keeps, to
+	// replay to connections opened from data older than them (a cached
+	// entry). Zero: none; DefaultConfig sets 64.
+	HistorySize int
+	// HistoryAge drops channel history older than this. Default 2m.
+	HistoryAge time.Duration
 	// LogLevel is debug, info, warn or error. Default info.
 	LogLevel string
 	// ShutdownTimeout bounds a graceful shutdown. Default 10s.
@@ -190,6 +200,9 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.IntVar(&c.OriginFailures, "origin-failures", c.OriginFailures, "consecutive origin failures that open the circuit breaker (negative: never)")
 	fs.StringVar(&c.OriginProbePath, "origin-probe-path", c.OriginProbePath, "path the breaker probes the origin with")
 	fs.DurationVar(&c.OriginProbeMaxPause, "origin-probe-max-pause", c.OriginProbeMaxPause, "longest pause between origin probes")
+	fs.DurationVar(&c.PurgeInterval, "purge-interval", c.PurgeInterval, "per-key purge rate limit (0: none)")
+	fs.IntVar(&c.HistorySize, "history-size", c.HistorySize, "recent messages kept per channel for replay (0: none)")
+	fs.DurationVar(&c.HistoryAge, "history-age", c.HistoryAge, "how long channel history is kept")
 	fs.StringVar(&c.LogLevel, "log-level", c.LogLevel, "log level: debug, info, warn, error")
 	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", c.ShutdownTimeout, "how long a graceful shutdown may take")
 }
@@ -278,6 +291,10 @@ func (c Config) withDefaults() (Config, error) {
 	setDefault(&c.WSOriginRetries, d.WSOriginRetries)
 	c.WSOriginRetries = max(c.WSOriginRetries, 0)
 	setDefault(&c.CacheMaxBytes, d.CacheMaxBytes)
+	setDefault(&c.HistoryAge, d.HistoryAge)
+	if c.PurgeInterval < 0 || c.HistorySize < 0 {
+		errs = append(errs, errors.New("config: -purge-interval and -history-size must not be negative"))
+	}
 	setDefault(&c.OriginFailures, d.OriginFailures)
 	setDefault(&c.OriginProbePath, d.OriginProbePath)
 	setDefault(&c.OriginProbeMaxPause, d.OriginProbeMaxPause)

@@ -5,12 +5,14 @@ import (
 	"crypto/subtle"
 	"encoding/base64"
 	"encoding/json"
+	"fmt"
 	"runtime"
 	"time"
 
 	"github.com/edgepush/edgepush/cache"
 	"github.com/edgepush/edgepush/fanout"
 	"github.com/edgepush/edgepush/grip"
+	"github.com/edgepush/edgepush/purge"
 	"github.com/valyala/fasthttp"
 )
 
@@ -23,6 +25,10 @@ func (s *Server) serveControl(ctx *fasthttp.RequestCtx) {
 	switch string(ctx.Path()) {
 	case "/publish", "/publish/":
 		s.servePublish(ctx)
+	case "/purge", "/purge/":
+		s.servePurge(ctx, false)
+	case "/purge-publish", "/purge-publish/":
+		s.servePurge(ctx, true)
 	case "/status":
 		if !s.authorized(ctx) {
 			controlError(ctx, fasthttp.StatusUnauthorized, "missing or invalid publish key")
@@ -63,6 +69,52 @@ func (s *Server) servePublish(ctx *fasthttp.RequestCtx) {
 	}
 	ctx.SetContentType("text/plain")
 	ctx.SetBodyString("Published\n")
+}
+
+// servePurge is POST /purge/ (purges) and POST /purge-publish/ (purges,
+// then publishes). Purges are rate-limited per key; publishes never wait.
+func (s *Server) servePurge(ctx *fasthttp.RequestCtx, withPublish bool) {
+	if !ctx.IsPost() {
+		ctx.Response.Header.Set("Allow", "POST")
+		writeJSON(ctx, fasthttp.StatusMethodNotAllowed, map[string]string{"error": "method not allowed: " + string(ctx.Method())})
+		return
+	}
+	if !s.authorized(ctx) {
+		writeJSON(ctx, fasthttp.StatusUnauthorized, map[string]string{"error": "missing or invalid publish key"})
+		return
+	}
+	req, items, err := s.parsePurge(ctx, withPublish)
+	if err != nil {
+		writeJSON(ctx, fasthttp.StatusBadRequest, map[string]string{"error": err.Error()})
+		return
+	}
+	resp := purge.Response{Purged: []purge.Outcome{}, Deferred: []purge.Outcome{}}
+	for _, t := range req.Targets() {
+		resp.Add(s.limiter.Request(t, req.IsSoft()))
+	}
+	if items != nil {
+		for i := range items.Items {
+			s.publish(&items.Items[i])
+		}
+		resp.Published = len(items.Items)
+	}
+	writeJSON(ctx, fasthttp.StatusOK, resp)
+}
+
+func (s *Server) parsePurge(ctx *fasthttp.RequestCtx, withPublish bool) (*purge.Request, *grip.PublishRequest, error) {
+	if !withPublish {
+		req, err := purge.ParsePurge(ctx.PostBody(), string(ctx.Request.Header.Peek("Surrogate-Key")))
+		return req, nil, err
+	}
+	req, body, err := purge.ParsePurgePublish(ctx.PostBody())
+	if err != nil || body == nil {
+		return req, nil, err
+	}
+	items, err := grip.ParsePublish(body)
+	if err != nil {
+		return nil, nil, fmt.Errorf("items: %w", err)
+	}
+	return req, items, nil
 }
 
 // publish delivers one item to its channel's local subscribers.
@@ -112,6 +164,7 @@ type Status struct {
 	Hub        fanout.HubStats  `json:"hub"`
 	Pool       fanout.PoolStats `json:"delivery"`
 	Cache      cache.Stats      `json:"cache"`
+	Purges     purge.Stats      `json:"purges"`
 	Breaker    string           `json:"origin_breaker"`
 	Goroutines int              `json:"goroutines"`
 }
@@ -141,6 +194,7 @@ func (s *Server) Status() Status {
 		Hub:        s.hub.Stats(),
 		Pool:       s.pool.Stats(),
 		Cache:      s.cacheStats(),
+		Purges:     s.limiter.Stats(),
 		Breaker:    map[bool]string{true: "open", false: "closed"}[s.breaker.isOpen()],
 		Goroutines: runtime.NumGoroutine(),
 	}

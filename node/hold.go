@@ -48,7 +48,8 @@ func tcpConn(c net.Conn) net.Conn {
 
 // hold registers a hijacked connection with the writer pool, subscribes
 // it and watches it for hang-up. initial is written first.
-func (s *Server) hold(t fanout.Transport, h *heldConn, opts fanout.ConnOptions, initial ...[]byte) {
+// Messages published after position since are replayed first.
+func (s *Server) hold(t fanout.Transport, h *heldConn, since uint64, opts fanout.ConnOptions, initial ...[]byte) {
 	fc, err := s.pool.Add(t, opts, initial...)
 	if err != nil {
 		h.conn.Close()
@@ -56,7 +57,7 @@ func (s *Server) hold(t fanout.Transport, h *heldConn, opts fanout.ConnOptions, 
 	}
 	s.held.Add(1)
 	for _, ch := range h.channels {
-		s.hub.Subscribe(ch, fc)
+		s.hub.SubscribeFrom(ch, fc, since)
 	}
 	token, err := s.watch.Add(h.conn, func() { fc.Close(errClientGone) })
 	h.mu.Lock()
@@ -159,7 +160,7 @@ func (t *streamTransport) Closed(reason error) {
 
 // holdStream answers with the response head and initial body, then holds
 // the connection for http-stream publishes.
-func (s *Server) holdStream(ctx *fasthttp.RequestCtx, hr heldResponse, in *grip.Instruct) {
+func (s *Server) holdStream(ctx *fasthttp.RequestCtx, hr heldResponse, in *grip.Instruct, since uint64) {
 	chunked := ctx.Request.Header.IsHTTP11()
 	head := appendHead(nil, hr.code, hr.reason, hr.headers)
 	if chunked {
@@ -187,7 +188,7 @@ func (s *Server) holdStream(ctx *fasthttp.RequestCtx, hr heldResponse, in *grip.
 			c.Close()
 			return
 		}
-		s.hold(t, &t.heldConn, opts, head)
+		s.hold(t, &t.heldConn, since, opts, head)
 	})
 }
 
@@ -212,6 +213,17 @@ func (t *responseTransport) Frame(m *fanout.Message) ([]byte, bool) {
 	return appendResponse(nil, hr, t.keepAlive), true
 }
 
+// ChooseReplay answers a long-poll opened from older data with the newest
+// http-response published since.
+func (t *responseTransport) ChooseReplay(msgs []*fanout.Message) []*fanout.Message {
+	for i := len(msgs) - 1; i >= 0; i-- {
+		if f := msgs[i].Item.(*grip.Item).HTTPResponse; f != nil && f.Action == grip.ActionSend {
+			return msgs[i : i+1]
+		}
+	}
+	return nil
+}
+
 func (t *responseTransport) Closed(reason error) {
 	t.markClosed(reason)
 	if reason == nil && t.keepAlive {
@@ -227,7 +239,7 @@ func (t *responseTransport) Closed(reason error) {
 // holdResponse subscribes the connection and answers it later.
 // hr is the held response that publishes merge with, onTimeout what the
 // client gets at the timeout (hr, possibly compressed).
-func (s *Server) holdResponse(ctx *fasthttp.RequestCtx, hr, onTimeout heldResponse, in *grip.Instruct) {
+func (s *Server) holdResponse(ctx *fasthttp.RequestCtx, hr, onTimeout heldResponse, in *grip.Instruct, since uint64) {
 	keepAlive := !ctx.Request.Header.ConnectionClose() && ctx.Request.Header.IsHTTP11()
 	opts := fanout.ConnOptions{Timeout: in.Timeout, TimeoutFrame: appendResponse(nil, onTimeout, keepAlive)}
 	channels := channelNames(in)
@@ -237,7 +249,7 @@ func (s *Server) holdResponse(ctx *fasthttp.RequestCtx, hr, onTimeout heldRespon
 			c.Close()
 			return
 		}
-		s.hold(t, &t.heldConn, opts)
+		s.hold(t, &t.heldConn, since, opts)
 	})
 }
 

@@ -17,6 +17,7 @@ import (
 	"github.com/edgepush/edgepush/fanout"
 	"github.com/edgepush/edgepush/grip"
 	"github.com/edgepush/edgepush/node/connwatch"
+	"github.com/edgepush/edgepush/purge"
 	"github.com/fasthttp/websocket"
 	"github.com/valyala/fasthttp"
 )
@@ -34,6 +35,7 @@ type Server struct {
 	publishKey []byte // nil: control API open
 
 	cache     *cache.Cache // nil: caching off
+	limiter   *purge.Limiter
 	breaker   *breaker
 	stop      chan struct{} // closed by Shutdown: stops the prober
 	upgrader  *websocket.FastHTTPUpgrader
@@ -69,7 +71,7 @@ func New(cfg Config, log *slog.Logger) (*Server, error) {
 	s := &Server{
 		cfg:    cfg,
 		log:    log,
-		hub:    fanout.NewHub(),
+		hub:    fanout.NewHub(fanout.HubConfig{HistorySize: cfg.HistorySize, HistoryAge: cfg.HistoryAge}),
 		pool:   fanout.NewPool(fanout.PoolConfig{MaxQueueBytes: cfg.MaxQueueBytes}),
 		origin: origin,
 	}
@@ -96,6 +98,7 @@ func New(cfg Config, log *slog.Logger) (*Server, error) {
 			return nil, err
 		}
 	}
+	s.limiter = purge.NewLimiter(cfg.PurgeInterval, cachePurger{s.cache})
 	s.upgrader = &websocket.FastHTTPUpgrader{
 		ReadBufferSize:    1024,
 		WriteBufferPool:   &sync.Pool{},
@@ -156,6 +159,7 @@ func (s *Server) Start() error {
 	s.started = time.Now()
 	s.pool.Start()
 	s.bg.Go(func() { s.breaker.probeLoop(s.stop, s.probeOrigin) })
+	s.bg.Go(s.sweepHistory)
 	s.serve(s.client, s.clientLn)
 	s.serve(s.control, s.controlLn)
 	s.log.Info("edgepush node started", "listen", s.clientLn.Addr().String(),
@@ -197,6 +201,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		if s.watch != nil {
 			s.watch.Close()
 		}
+		s.limiter.Close() // trailing purges run now
 		if s.cache != nil {
 			s.cache.Close()
 		}
@@ -252,9 +257,38 @@ func (s *Server) serveClient(ctx *fasthttp.RequestCtx) {
 	case s.held.Load() >= int64(s.cfg.MaxConns):
 		clientError(ctx, fasthttp.StatusServiceUnavailable, "too many connections")
 	case in.Hold == grip.HoldStream:
-		s.holdStream(ctx, hr, in)
+		s.holdStream(ctx, hr, in, p.since)
 	default:
-		s.holdResponse(ctx, hr, encoded(ctx, e, hr), in)
+		s.holdResponse(ctx, hr, encoded(ctx, e, hr), in, p.since)
+	}
+}
+
+// sweepHistory drops expired channel history now and then.
+func (s *Server) sweepHistory() {
+	t := time.NewTicker(max(s.cfg.HistoryAge/2, time.Second))
+	defer t.Stop()
+	for {
+		select {
+		case <-s.stop:
+			return
+		case now := <-t.C:
+			s.hub.Sweep(now)
+		}
+	}
+}
+
+// cachePurger applies purges to the cache, if there is one.
+type cachePurger struct{ c *cache.Cache }
+
+func (p cachePurger) Purge(key string, soft bool) {
+	if p.c != nil {
+		p.c.Purge(key, soft)
+	}
+}
+
+func (p cachePurger) PurgeURL(url string, soft bool) {
+	if p.c != nil {
+		p.c.PurgeURL(url, soft)
 	}
 }
 

@@ -44,7 +44,14 @@ func (s *Server) serveWebSocket(ctx *fasthttp.RequestCtx) {
 	}
 	ws := newWSSession(s, ctx)
 	open := []grip.WSEvent{{Type: grip.WSEventOpen}}
-	fetch := func() (*cache.Response, error) { return ws.postEvents(open) }
+	fetch := func() (*cache.Response, error) {
+		since := s.hub.Position()
+		r, err := ws.postEvents(open)
+		if r != nil {
+			r.Value = since // for replays to subscriptions the answer makes
+		}
+		return r, err
+	}
 	creq := s.cacheRequest(ctx, "OPEN", func() cache.Fetcher { return fetch })
 	e, _, err := s.cacheGet(creq, fetch)
 	if err != nil {
@@ -68,7 +75,8 @@ func (s *Server) serveWebSocket(ctx *fasthttp.RequestCtx) {
 	ws.deflate = s.wsCompress(ctx)
 	err = s.upgrader.Upgrade(ctx, func(c *websocket.Conn) {
 		defer recoverLog(s.log, "websocket")
-		ws.run(c, events)
+		since, _ := e.Value.(uint64)
+		ws.run(c, events, since)
 	})
 	if err != nil {
 		s.log.Debug("WebSocket upgrade failed", "err", err)

@@ -205,12 +205,12 @@ func (ws *wsSession) applyHeaders(r *cache.Response) {
 }
 
 // run drives the upgraded connection until the client's side ends.
-func (ws *wsSession) run(c *websocket.Conn, events []grip.WSEvent) {
+func (ws *wsSession) run(c *websocket.Conn, events []grip.WSEvent, since uint64) {
 	if err := ws.start(c); err != nil {
 		ws.s.log.Warn("WebSocket start", "err", err)
 		return
 	}
-	ws.playOriginEvents(events)
+	ws.playOriginEvents(events, since)
 	ws.armKeepAlive()
 	ws.readLoop(c)
 }
@@ -265,6 +265,7 @@ func (ws *wsSession) sendLoop() {
 			return
 		}
 		ws.mu.Unlock()
+		since := ws.s.hub.Position()
 		evs, err := ws.post(batch)
 		if err != nil && len(batch) == 0 {
 			// A keep-alive or refresh: the origin is down, the client is
@@ -277,7 +278,7 @@ func (ws *wsSession) sendLoop() {
 			ws.originFailed(err, batch)
 			return
 		}
-		ws.playOriginEvents(evs)
+		ws.playOriginEvents(evs, since)
 		ws.answerClientClose(batch)
 		ws.armKeepAlive()
 	}
@@ -343,12 +344,12 @@ func (ws *wsSession) answerClientClose(batch []grip.WSEvent) {
 }
 
 // playOriginEvents sends the origin's events to the client and obeys its
-// control messages.
-func (ws *wsSession) playOriginEvents(evs []grip.WSEvent) {
+// control messages; since is the hub position when the origin was asked.
+func (ws *wsSession) playOriginEvents(evs []grip.WSEvent, since uint64) {
 	for _, ev := range evs {
 		switch ev.Type {
 		case grip.WSEventText, grip.WSEventBinary:
-			ws.originMessage(ev)
+			ws.originMessage(ev, since)
 		case grip.WSEventPing:
 			ws.fc.Send(appendWSFrame(nil, opPing, ev.Content, false), false)
 		case grip.WSEventPong:
@@ -368,7 +369,7 @@ func (ws *wsSession) playOriginEvents(evs []grip.WSEvent) {
 // originMessage relays one origin message; with the grip extension,
 // "c:" messages are control messages and only messages with the prefix
 // (default "m:") reach the client, without it, as Pushpin does.
-func (ws *wsSession) originMessage(ev grip.WSEvent) {
+func (ws *wsSession) originMessage(ev grip.WSEvent, since uint64) {
 	op := byte(opText)
 	if ev.Type == grip.WSEventBinary {
 		op = opBinary
@@ -380,7 +381,7 @@ func (ws *wsSession) originMessage(ev grip.WSEvent) {
 	if gripExt {
 		switch {
 		case bytes.HasPrefix(p, []byte("c:")):
-			ws.control(p[2:])
+			ws.control(p[2:], since)
 			return
 		case !bytes.HasPrefix(p, prefix):
 			ws.s.log.Debug("dropping unprefixed WebSocket message from origin", "connection", ws.id)
@@ -392,7 +393,7 @@ func (ws *wsSession) originMessage(ev grip.WSEvent) {
 }
 
 // control obeys a "c:" control message.
-func (ws *wsSession) control(p []byte) {
+func (ws *wsSession) control(p []byte, since uint64) {
 	cm, err := grip.ParseControlMessage(p)
 	if err != nil {
 		ws.s.log.Debug("bad control message from origin", "connection", ws.id, "err", err)
@@ -400,7 +401,7 @@ func (ws *wsSession) control(p []byte) {
 	}
 	switch cm.Type {
 	case grip.ControlSubscribe:
-		ws.subscribe(cm.Channel, len(cm.Filters))
+		ws.subscribe(cm.Channel, len(cm.Filters), since)
 	case grip.ControlUnsubscribe:
 		ws.mu.Lock()
 		if _, ok := ws.channels[cm.Channel]; ok {
@@ -446,7 +447,8 @@ func wsTypeOf(s string) grip.WSType {
 
 // subscribe adds a channel within the connection's limits; over them the
 // connection is closed with 1008, as Pushpin closes it.
-func (ws *wsSession) subscribe(channel string, filters int) {
+// Messages published after since are replayed first.
+func (ws *wsSession) subscribe(channel string, filters int, since uint64) {
 	ws.mu.Lock()
 	defer ws.mu.Unlock()
 	if ws.done {
@@ -460,7 +462,7 @@ func (ws *wsSession) subscribe(channel string, filters int) {
 		return
 	}
 	ws.channels[channel] = struct{}{}
-	ws.s.hub.Subscribe(channel, ws.fc)
+	ws.s.hub.SubscribeFrom(channel, ws.fc, since)
 }
 
 // refresh makes the session call the origin (ws-message action refresh).
