@@ -159,6 +159,9 @@ func DefaultConfig() Config {
 		OriginFailures:      5,
 		OriginProbePath:     "/",
 		OriginProbeMaxPause: 30 * time.Second,
+		PurgeInterval:       time.Second,
+		HistorySize:         64,
+		HistoryAge:          2 * time.Minute,
 		LogLevel:            "info",
 		ShutdownTimeout:     10 * time.Second,
 	}
