@@ -110,13 +110,30 @@ func requestURL(ctx *fasthttp.RequestCtx) string {
 }
 
 // cacheLookup answers a client request from the cache or the origin.
-func (s *Server) cacheLookup(ctx *fasthttp.RequestCtx, oreq *fasthttp.Request) (*cache.Entry, cache.Result, error) {
-	creq := s.cacheRequest(ctx, string(ctx.Method()), func() cache.Fetcher {
+func (s *Server) cacheLookup(creq *cache.Request, oreq *fasthttp.Request) (*cache.Entry, cache.Result, error) {
+	return s.cacheGet(creq, func() (*cache.Response, error) { return s.fetchOrigin(oreq) })
+}
+
+// clientCacheRequest describes a client's HTTP request to the cache.
+func (s *Server) clientCacheRequest(ctx *fasthttp.RequestCtx, oreq *fasthttp.Request) *cache.Request {
+	return s.cacheRequest(ctx, string(ctx.Method()), func() cache.Fetcher {
 		own := &fasthttp.Request{}
 		oreq.CopyTo(own)
 		return func() (*cache.Response, error) { return s.fetchOrigin(own) }
 	})
-	return s.cacheGet(creq, func() (*cache.Response, error) { return s.fetchOrigin(oreq) })
+}
+
+// refetcher returns a function that asks the cache (or the origin) again
+// for creq after the client request is over: a held long-poll's answer to
+// a hint. Concurrent refetches of one URL make one origin request.
+func (s *Server) refetcher(creq *cache.Request) func() (*cache.Entry, error) {
+	fetch, header := creq.Snapshot()
+	own := *creq
+	own.Header, own.Snapshot = header, nil
+	return func() (*cache.Entry, error) {
+		e, _, err := s.cacheGet(&own, fetch)
+		return e, err
+	}
 }
 
 // cacheGet is Get on the cache, or a plain fetch when caching is off.

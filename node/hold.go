@@ -4,7 +4,9 @@ import (
 	"errors"
 	"net"
 	"sync"
+	"sync/atomic"
 
+	"github.com/edgepush/edgepush/cache"
 	"github.com/edgepush/edgepush/fanout"
 	"github.com/edgepush/edgepush/grip"
 	"github.com/edgepush/edgepush/node/connwatch"
@@ -200,17 +202,51 @@ type responseTransport struct {
 	hj        net.Conn // fasthttp's hijacked connection, to serve it again
 	held      heldResponse
 	keepAlive bool
+	refetch   func() (*cache.Entry, error) // for hints
+	hinting   atomic.Bool
 }
 
 var _ fanout.Transport = (*responseTransport)(nil)
 
 func (t *responseTransport) Frame(m *fanout.Message) ([]byte, bool) {
 	f := m.Item.(*grip.Item).HTTPResponse
+	if f != nil && f.Action == grip.ActionHint {
+		t.hint()
+		return nil, false
+	}
 	if f == nil || f.Action != grip.ActionSend {
 		return nil, false
 	}
 	hr := heldResponse{code: f.Code, reason: f.Reason, headers: mergeHeaders(t.held.headers, f.Headers), body: f.Body}
 	return appendResponse(nil, hr, t.keepAlive), true
+}
+
+// hint asks again for the held request ("the data changed, go fetch
+// it"): through the cache, so held long-polls of one URL make one origin
+// request. An answer that is not a hold goes to the client; a hold keeps
+// waiting. It runs under the Hub's lock, so the work is in a goroutine.
+func (t *responseTransport) hint() {
+	if t.refetch == nil || !t.hinting.CompareAndSwap(false, true) {
+		return
+	}
+	t.s.bg.Go(func() {
+		defer t.hinting.Store(false)
+		e, err := t.refetch()
+		if err != nil {
+			t.s.log.Debug("hint: refetch failed", "err", err)
+			return
+		}
+		p := e.Value.(*parsed)
+		if p.err != nil || p.in.Hold != grip.HoldNone {
+			return
+		}
+		t.mu.Lock()
+		fc := t.fc
+		t.mu.Unlock()
+		if fc != nil {
+			fc.Send(appendResponse(nil, p.hr, t.keepAlive), true)
+		}
+	})
 }
 
 // ChooseReplay answers a long-poll opened from older data with the newest
@@ -239,12 +275,13 @@ func (t *responseTransport) Closed(reason error) {
 // holdResponse subscribes the connection and answers it later.
 // hr is the held response that publishes merge with, onTimeout what the
 // client gets at the timeout (hr, possibly compressed).
-func (s *Server) holdResponse(ctx *fasthttp.RequestCtx, hr, onTimeout heldResponse, in *grip.Instruct, since uint64) {
+func (s *Server) holdResponse(ctx *fasthttp.RequestCtx, hr, onTimeout heldResponse, in *grip.Instruct, since uint64,
+	refetch func() (*cache.Entry, error)) {
 	keepAlive := !ctx.Request.Header.ConnectionClose() && ctx.Request.Header.IsHTTP11()
 	opts := fanout.ConnOptions{Timeout: in.Timeout, TimeoutFrame: appendResponse(nil, onTimeout, keepAlive)}
 	channels := channelNames(in)
 	s.hijack(ctx, func(c net.Conn) {
-		t := &responseTransport{heldConn: s.newHeldConn(c, channels, "response"), hj: c, held: hr, keepAlive: keepAlive}
+		t := &responseTransport{heldConn: s.newHeldConn(c, channels, "response"), hj: c, held: hr, keepAlive: keepAlive, refetch: refetch}
 		if t.SocketWriter == nil {
 			c.Close()
 			return

@@ -215,3 +215,46 @@ func TestPurgeAPIBadRequests(t *testing.T) {
 		})
 	}
 }
+
+func TestHintRefetchesThroughTheCacheOnce(t *testing.T) {
+	var fetches atomic.Int64
+	var ready atomic.Bool // the origin has new data: answer without holding
+	n := startNode(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		fetches.Add(1)
+		w.Header().Set("Cache-Control", "max-age=600")
+		w.Header().Set("Surrogate-Key", "feed")
+		if ready.Load() {
+			io.WriteString(w, "fresh data\n")
+			return
+		}
+		w.Header().Set("Grip-Hold", "response")
+		w.Header().Set("Grip-Channel", "feed")
+		io.WriteString(w, "timeout\n")
+	}))
+	const polls = 5
+	answers := make(chan string, polls)
+	for range polls {
+		c := dialRaw(t, n.Addr())
+		go func() {
+			b, _ := io.ReadAll(c.get(t, "/feed").Body)
+			answers <- string(b)
+		}()
+	}
+	n.waitSubscribers(t, "feed", polls)
+	ready.Store(true)
+	before := fetches.Load()
+	resp, err := http.Post(n.ctl+"/purge-publish/", "application/json", strings.NewReader(
+		`{"purge":{"keys":["feed"]},"items":[{"channel":"feed","formats":{"http-response":{"action":"hint"}}}]}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	for range polls {
+		if got := <-answers; got != "fresh data\n" {
+			t.Fatalf("hinted long-poll got %q", got)
+		}
+	}
+	if f := fetches.Load() - before; f != 1 {
+		t.Fatalf("%d held long-polls made %d origin fetches on a hint, want 1", polls, f)
+	}
+}

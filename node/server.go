@@ -236,7 +236,8 @@ func (s *Server) serveClient(ctx *fasthttp.RequestCtx) {
 	oreq := fasthttp.AcquireRequest()
 	defer fasthttp.ReleaseRequest(oreq)
 	s.originRequest(ctx, oreq)
-	e, result, err := s.cacheLookup(ctx, oreq)
+	creq := s.clientCacheRequest(ctx, oreq)
+	e, result, err := s.cacheLookup(creq, oreq)
 	if err != nil {
 		s.originFailure(ctx, err)
 		return
@@ -259,7 +260,7 @@ func (s *Server) serveClient(ctx *fasthttp.RequestCtx) {
 	case in.Hold == grip.HoldStream:
 		s.holdStream(ctx, hr, in, p.since)
 	default:
-		s.holdResponse(ctx, hr, encoded(ctx, e, hr), in, p.since)
+		s.holdResponse(ctx, hr, encoded(ctx, e, hr), in, p.since, s.refetcher(creq))
 	}
 }
 
