@@ -43,6 +43,10 @@ type Config struct {
 	// PublishURL is the node's Pushpin-compatible publish endpoint, e.g.
 	// "http://127.0.0.1:5561/publish/". Increments POST their updates here.
 	PublishURL string
+	// PurgeKeys makes each update also purge the counter's surrogate key
+	// (counter-<name>) in the same call: PublishURL is then the node's
+	// /purge-publish/ endpoint, so cached counter values never lag.
+	PurgeKeys bool
 	// PublishKey, if set, is sent as "Authorization: Bearer <key>" on every
 	// publish. Empty: no Authorization header.
 	PublishKey string
@@ -222,7 +226,11 @@ func (o *Origin) serveIncrement(w http.ResponseWriter, r *http.Request, name str
 	}
 	c.pubMu.Lock()
 	v := c.value.Add(1)
-	err := o.publish(context.WithoutCancel(r.Context()), counterUpdate(name, v))
+	update := counterUpdate(name, v)
+	if o.cfg.PurgeKeys {
+		update.Purge = &purgeSpec{Keys: []string{channel(name)}}
+	}
+	err := o.publish(context.WithoutCancel(r.Context()), update)
 	c.pubMu.Unlock()
 	w.Header().Set("Cache-Control", "no-store")
 	if err != nil {

@@ -473,3 +473,25 @@ func TestDefaultClient(t *testing.T) {
 		t.Error("Config.Client not used")
 	}
 }
+
+func TestIncrementPurgesAndPublishesInOneCall(t *testing.T) {
+	pub := newFakePublisher(t)
+	srv := startOrigin(t, Config{PublishURL: pub.url(), PurgeKeys: true})
+	if r := do(t, http.MethodPost, srv.URL+"/counters/b/increment"); r.Status != http.StatusOK {
+		t.Fatalf("increment: %d %s", r.Status, r.Body)
+	}
+	recs := pub.received()
+	if len(recs) != 1 {
+		t.Fatalf("%d publish calls", len(recs))
+	}
+	var body struct {
+		Purge struct{ Keys []string } `json:"purge"`
+		Items []struct{ Channel string }
+	}
+	if err := json.Unmarshal(recs[0].Body, &body); err != nil {
+		t.Fatal(err)
+	}
+	if len(body.Purge.Keys) != 1 || body.Purge.Keys[0] != "counter-b" || len(body.Items) != 2 {
+		t.Fatalf("purge-publish body: %s", recs[0].Body)
+	}
+}

@@ -10,9 +10,16 @@ import (
 	"strconv"
 )
 
-// publishRequest is the body of a Pushpin-compatible POST /publish/ call.
+// publishRequest is the body of a Pushpin-compatible POST /publish/ call,
+// or, with Purge, of edgepush's POST /purge-publish/.
 type publishRequest struct {
+	Purge *purgeSpec    `json:"purge,omitempty"`
 	Items []publishItem `json:"items"`
+}
+
+// purgeSpec names the surrogate keys a /purge-publish/ call purges.
+type purgeSpec struct {
+	Keys []string `json:"keys"`
 }
 
 // publishItem is one item of a publish request: a channel, an id and the

@@ -99,7 +99,8 @@ func startDemo(cfg *node.Config, log *slog.Logger) (stop func(), err error) {
 		controlHost = "127.0.0.1"
 	}
 	origin := demo.New(demo.Config{
-		PublishURL: "http://" + net.JoinHostPort(controlHost, controlPort) + "/publish/",
+		PublishURL: "http://" + net.JoinHostPort(controlHost, controlPort) + "/purge-publish/",
+		PurgeKeys:  true,
 		PublishKey: cfg.PublishKey,
 	})
 	hs := &http.Server{Handler: origin, ReadHeaderTimeout: 10 * time.Second}
