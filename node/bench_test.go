@@ -2,9 +2,11 @@ package node
 
 import (
 	"bufio"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -121,4 +123,41 @@ func BenchmarkPublishStream5k(b *testing.B) {
 	benchPublish(b, n, subs, got, func(int) *grip.Item {
 		return &grip.Item{Channel: "bench", HTTPStream: &grip.HTTPStreamFormat{Content: payload}}
 	})
+}
+
+// BenchmarkPurgePublish makes /purge-publish/ calls on loopback, one after
+// another, each purging a key and publishing to an open HTTP stream, and
+// reports calls per second and the delay from sending the call to the
+// stream client reading the message (p50, p99).
+func BenchmarkPurgePublish(b *testing.B) {
+	o := &counterOrigin{}
+	n := startNode(b, o)
+	stream := bufio.NewReader(dialRaw(b, n.Addr()).get(b, "/stream").Body)
+	if _, err := stream.ReadString('\n'); err != nil {
+		b.Fatal(err)
+	}
+	n.waitSubscribers(b, "counter", 1)
+	client := &http.Client{}
+	defer client.CloseIdleConnections()
+	delays := make([]time.Duration, 0, b.N)
+	b.ResetTimer()
+	for i := range b.N {
+		body := fmt.Sprintf(`{"purge":{"keys":["counter"]},"items":[{"channel":"counter","formats":{"http-stream":{"content":"value %d\n"}}}]}`, i)
+		start := time.Now()
+		resp, err := client.Post(n.ctl+"/purge-publish/", "application/json", strings.NewReader(body))
+		if err != nil {
+			b.Fatal(err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		if _, err := stream.ReadString('\n'); err != nil {
+			b.Fatal(err)
+		}
+		delays = append(delays, time.Since(start))
+	}
+	b.StopTimer()
+	slices.Sort(delays)
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "calls/s")
+	b.ReportMetric(float64(delays[len(delays)/2].Microseconds()), "p50-µs")
+	b.ReportMetric(float64(delays[len(delays)*99/100].Microseconds()), "p99-µs")
 }
