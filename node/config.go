@@ -123,6 +123,26 @@ type Config struct {
 	HistorySize int
 	// HistoryAge drops channel history older than this. Default 2m.
 	HistoryAge time.Duration
+	// ClusterBind, when set, joins this node to a tier: the memberlist
+	// address (host:port). Publishes and purges received by any member then
+	// reach every member. Empty: a single node.
+	ClusterBind string
+	// ClusterAdvertise is the memberlist address other members use, if not
+	// ClusterBind's.
+	ClusterAdvertise string
+	// Join lists members to join (host:port, comma-separated; DNS names
+	// resolved), retried in the background until one answers.
+	Join string
+	// NodeName is this node's unique name in the tier. Default: hostname.
+	NodeName string
+	// ClusterKey encrypts tier traffic and authenticates forwarded
+	// operations (16, 24 or 32 bytes; "base64:..." for binary). Without it
+	// forwarded operations are authenticated with the publish key.
+	ClusterKey string
+	// ClusterLabel keeps tiers on one network apart.
+	ClusterLabel string
+	// ClusterLocal uses memberlist's fast timings for a tier on one host.
+	ClusterLocal bool
 	// LogLevel is debug, info, warn or error. Default info.
 	LogLevel string
 	// ShutdownTimeout bounds a graceful shutdown. Default 10s.
@@ -206,6 +226,13 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.DurationVar(&c.PurgeInterval, "purge-interval", c.PurgeInterval, "per-key purge rate limit (0: none)")
 	fs.IntVar(&c.HistorySize, "history-size", c.HistorySize, "recent messages kept per channel for replay (0: none)")
 	fs.DurationVar(&c.HistoryAge, "history-age", c.HistoryAge, "how long channel history is kept")
+	fs.StringVar(&c.ClusterBind, "cluster-bind", c.ClusterBind, "memberlist `host:port`: join a tier of nodes (empty: single node)")
+	fs.StringVar(&c.ClusterAdvertise, "cluster-advertise", c.ClusterAdvertise, "memberlist `host:port` other members use")
+	fs.StringVar(&c.Join, "join", c.Join, "tier members to join, `host:port,...` (retried until one answers)")
+	fs.StringVar(&c.NodeName, "node-name", c.NodeName, "unique node name in the tier (default: hostname)")
+	fs.StringVar(&c.ClusterKey, "cluster-key", c.ClusterKey, "tier encryption `key` (16, 24 or 32 bytes, base64:... for binary)")
+	fs.StringVar(&c.ClusterLabel, "cluster-label", c.ClusterLabel, "tier label, keeps tiers on one network apart")
+	fs.BoolVar(&c.ClusterLocal, "cluster-local", c.ClusterLocal, "fast memberlist timings for a tier on one host")
 	fs.StringVar(&c.LogLevel, "log-level", c.LogLevel, "log level: debug, info, warn, error")
 	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", c.ShutdownTimeout, "how long a graceful shutdown may take")
 }

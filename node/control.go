@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/edgepush/edgepush/cache"
+	"github.com/edgepush/edgepush/cluster"
 	"github.com/edgepush/edgepush/fanout"
 	"github.com/edgepush/edgepush/grip"
 	"github.com/edgepush/edgepush/purge"
@@ -29,6 +30,8 @@ func (s *Server) serveControl(ctx *fasthttp.RequestCtx) {
 		s.servePurge(ctx, false)
 	case "/purge-publish", "/purge-publish/":
 		s.servePurge(ctx, true)
+	case cluster.OpsPath:
+		s.serveTierOps(ctx)
 	case "/status":
 		if !s.authorized(ctx) {
 			controlError(ctx, fasthttp.StatusUnauthorized, "missing or invalid publish key")
@@ -63,6 +66,7 @@ func (s *Server) servePublish(ctx *fasthttp.RequestCtx) {
 	for i := range req.Items {
 		s.publish(&req.Items[i])
 	}
+	s.forward(opPublish, ctx.PostBody())
 	if wantsJSON(ctx) {
 		writeJSON(ctx, fasthttp.StatusOK, map[string]string{"message": "Published"})
 		return
@@ -89,14 +93,19 @@ func (s *Server) servePurge(ctx *fasthttp.RequestCtx, withPublish bool) {
 		return
 	}
 	resp := purge.Response{Purged: []purge.Outcome{}, Deferred: []purge.Outcome{}}
-	for _, t := range req.Targets() {
-		resp.Add(s.limiter.Request(t, req.IsSoft()))
+	for _, o := range s.purgeLocal(req) {
+		resp.Add(o)
 	}
 	if items != nil {
 		for i := range items.Items {
 			s.publish(&items.Items[i])
 		}
 		resp.Published = len(items.Items)
+	}
+	if withPublish {
+		s.forward(opPurgePublish, ctx.PostBody())
+	} else if data, err := json.Marshal(req); err == nil {
+		s.forward(opPurge, data) // re-encoded: the keys may have come in a header
 	}
 	writeJSON(ctx, fasthttp.StatusOK, resp)
 }
@@ -165,6 +174,7 @@ type Status struct {
 	Pool       fanout.PoolStats `json:"delivery"`
 	Cache      cache.Stats      `json:"cache"`
 	Purges     purge.Stats      `json:"purges"`
+	Tier       *cluster.Stats   `json:"tier,omitempty"`
 	Breaker    string           `json:"origin_breaker"`
 	Goroutines int              `json:"goroutines"`
 }
@@ -195,9 +205,18 @@ func (s *Server) Status() Status {
 		Pool:       s.pool.Stats(),
 		Cache:      s.cacheStats(),
 		Purges:     s.limiter.Stats(),
+		Tier:       s.tierStats(),
 		Breaker:    map[bool]string{true: "open", false: "closed"}[s.breaker.isOpen()],
 		Goroutines: runtime.NumGoroutine(),
 	}
+}
+
+func (s *Server) tierStats() *cluster.Stats {
+	if s.tier == nil {
+		return nil
+	}
+	st := s.tier.Stats()
+	return &st
 }
 
 func (s *Server) cacheStats() cache.Stats {

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/edgepush/edgepush/cache"
+	"github.com/edgepush/edgepush/cluster"
 	"github.com/edgepush/edgepush/fanout"
 	"github.com/edgepush/edgepush/grip"
 	"github.com/edgepush/edgepush/node/connwatch"
@@ -36,6 +37,7 @@ type Server struct {
 
 	cache     *cache.Cache // nil: caching off
 	limiter   *purge.Limiter
+	tier      *cluster.Cluster // nil: single node
 	breaker   *breaker
 	stop      chan struct{} // closed by Shutdown: stops the prober
 	upgrader  *websocket.FastHTTPUpgrader
@@ -156,6 +158,12 @@ func (s *Server) Start() error {
 		w.Close()
 		return fmt.Errorf("control listen %s: %w", s.cfg.Control, err)
 	}
+	if err := s.startTier(); err != nil {
+		s.clientLn.Close()
+		s.controlLn.Close()
+		w.Close()
+		return err
+	}
 	s.started = time.Now()
 	s.pool.Start()
 	s.bg.Go(func() { s.breaker.probeLoop(s.stop, s.probeOrigin) })
@@ -188,6 +196,9 @@ func (s *Server) ControlAddr() net.Addr { return s.controlLn.Addr() }
 // requests in flight until ctx is done. It is idempotent.
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.shutdownOnce.Do(func() {
+		if s.tier != nil {
+			s.tier.Leave(2 * time.Second)
+		}
 		// Closing the listeners as well covers a Serve goroutine that has
 		// not registered its listener with fasthttp yet.
 		errClient := s.client.ShutdownWithContext(ctx)
@@ -200,6 +211,9 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		s.serving.Wait()
 		if s.watch != nil {
 			s.watch.Close()
+		}
+		if s.tier != nil {
+			s.tier.Shutdown()
 		}
 		s.limiter.Close() // trailing purges run now
 		if s.cache != nil {

@@ -1,0 +1,342 @@
+package cluster
+
+import (
+	"crypto/hmac"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log"
+	"net"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/hashicorp/memberlist"
+)
+
+// Cluster is this node's membership in a tier and its delivery of
+// operations to the other members. New joins nothing; Start does; Leave
+// then Shutdown end it.
+type Cluster struct {
+	cfg   Config
+	ml    *memberlist.Memberlist
+	inc   int64
+	seq   atomic.Uint64
+	dedup dedup
+
+	events chan memberlist.NodeEvent
+	stop   chan struct{}
+	wg     sync.WaitGroup
+
+	mu    sync.Mutex
+	peers map[string]*peer
+
+	received, duplicates atomic.Uint64
+	shutdown             sync.Once
+	left, closed         atomic.Bool
+}
+
+// meta is what a member tells the others about itself.
+type meta struct {
+	Control string `json:"control"`
+	Version string `json:"version"`
+}
+
+// New checks cfg and creates the memberlist (bound, not joined).
+func New(cfg Config) (*Cluster, error) {
+	if err := cfg.check(); err != nil {
+		return nil, err
+	}
+	c := &Cluster{
+		cfg:    cfg,
+		inc:    time.Now().UnixNano(),
+		events: make(chan memberlist.NodeEvent, 1024),
+		stop:   make(chan struct{}),
+		peers:  map[string]*peer{},
+	}
+	ml, err := memberlist.Create(c.memberlistConfig())
+	if err != nil {
+		return nil, fmt.Errorf("cluster: %w", err)
+	}
+	c.ml = ml
+	return c, nil
+}
+
+func (c *Cluster) memberlistConfig() *memberlist.Config {
+	mc := memberlist.DefaultLANConfig()
+	if c.cfg.Local {
+		mc = memberlist.DefaultLocalConfig()
+	}
+	mc.Name = c.cfg.Name
+	host, port := splitHostPort(c.cfg.Bind, "0.0.0.0", 7946)
+	mc.BindAddr, mc.BindPort = host, port
+	if c.cfg.Advertise != "" {
+		mc.AdvertiseAddr, mc.AdvertisePort = splitHostPort(c.cfg.Advertise, "", port)
+	}
+	// A node that comes back under its name from another address (a
+	// rescheduled container) may take the name over once declared dead.
+	mc.DeadNodeReclaimTime = 5 * time.Second
+	if c.cfg.Local {
+		mc.DeadNodeReclaimTime = 500 * time.Millisecond
+	}
+	mc.SecretKey = c.cfg.SecretKey
+	mc.Label = c.cfg.Label
+	mc.Delegate = delegate{c}
+	mc.Events = &memberlist.ChannelEventDelegate{Ch: c.events}
+	mc.Logger = log.New(logWriter{c.cfg.Log}, "", 0)
+	if c.cfg.Tune != nil {
+		c.cfg.Tune(mc)
+	}
+	return mc
+}
+
+func splitHostPort(addr, defHost string, defPort int) (string, int) {
+	host, p, err := net.SplitHostPort(addr)
+	if err != nil {
+		return defHost, defPort
+	}
+	port, err := strconv.Atoi(p)
+	if err != nil {
+		port = defPort
+	}
+	if host == "" {
+		host = defHost
+	}
+	return host, port
+}
+
+// Start handles membership events and joins the configured members in
+// the background, retrying until one answers.
+func (c *Cluster) Start() {
+	c.wg.Add(1)
+	go c.watch()
+	if len(c.cfg.Join) > 0 {
+		c.wg.Add(1)
+		go c.join()
+	}
+}
+
+// join tries the seeds until one of them answers.
+func (c *Cluster) join() {
+	defer c.wg.Done()
+	for {
+		n, err := c.ml.Join(c.cfg.Join)
+		if n > 0 {
+			c.cfg.Log.Info("joined the tier", "contacted", n)
+			return
+		}
+		c.cfg.Log.Debug("join failed, retrying", "err", err)
+		select {
+		case <-c.stop:
+			return
+		case <-time.After(joinRetry):
+		}
+	}
+}
+
+// watch turns membership events into peers. memberlist's event delegate
+// must not call back into memberlist; this goroutine may.
+func (c *Cluster) watch() {
+	defer c.wg.Done()
+	for {
+		select {
+		case <-c.stop:
+			return
+		case ev := <-c.events:
+			c.onEvent(ev)
+		}
+	}
+}
+
+func (c *Cluster) onEvent(ev memberlist.NodeEvent) {
+	n := ev.Node
+	if n.Name == c.cfg.Name {
+		return
+	}
+	var m meta
+	json.Unmarshal(n.Meta, &m)
+	c.mu.Lock()
+	old := c.peers[n.Name]
+	delete(c.peers, n.Name)
+	if ev.Event != memberlist.NodeLeave && m.Control != "" {
+		if old != nil && old.addr == m.Control {
+			c.peers[n.Name] = old // nothing changed for delivery
+			old = nil
+		} else {
+			p := newPeer(n.Name, m.Control, c.cfg.Token)
+			c.peers[n.Name] = p
+			c.wg.Add(1)
+			go func() { defer c.wg.Done(); p.run() }()
+			c.cfg.Log.Info("tier member joined", "node", n.Name, "control", m.Control, "version", m.Version)
+		}
+	}
+	c.mu.Unlock()
+	if old != nil {
+		old.close() // outside the lock: a hung peer must not delay publishes
+	}
+	if ev.Event == memberlist.NodeLeave {
+		// Its queue is dropped: it left or was declared dead; it gets
+		// operations again when it rejoins.
+		c.cfg.Log.Info("tier member left", "node", n.Name, "state", stateName(n.State))
+	}
+}
+
+func stateName(s memberlist.NodeStateType) string {
+	switch s {
+	case memberlist.StateAlive:
+		return "alive"
+	case memberlist.StateSuspect:
+		return "suspect"
+	case memberlist.StateDead:
+		return "dead"
+	case memberlist.StateLeft:
+		return "left"
+	}
+	return "unknown"
+}
+
+// Broadcast sends an operation of kind with data to every other alive
+// member; it returns at once (delivery is in the background).
+func (c *Cluster) Broadcast(kind string, data []byte) {
+	op := Op{Source: c.cfg.Name, Incarnation: c.inc, Seq: c.seq.Add(1), Kind: kind, Data: data}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, p := range c.peers {
+		p.enqueue(op, c.cfg.QueueLen)
+	}
+}
+
+// Authorized checks the Authorization header of a forwarded batch.
+func (c *Cluster) Authorized(authorization []byte) bool {
+	if c.cfg.Token == "" {
+		return true
+	}
+	want := "Bearer " + c.cfg.Token
+	return subtle.ConstantTimeCompare(authorization, []byte(want)) == 1
+}
+
+// TokenFor derives the token members use to authenticate operations from
+// the tier's secret key.
+func TokenFor(secretKey []byte) string {
+	mac := hmac.New(sha256.New, secretKey)
+	mac.Write([]byte("edgepush tier operations"))
+	return hex.EncodeToString(mac.Sum(nil))
+}
+
+// Receive applies a batch of operations POSTed by a peer, each once.
+func (c *Cluster) Receive(body []byte) error {
+	var ops []Op
+	if err := json.Unmarshal(body, &ops); err != nil {
+		return fmt.Errorf("cluster: bad batch: %w", err)
+	}
+	for _, op := range ops {
+		if op.Source == c.cfg.Name {
+			continue
+		}
+		if !c.dedup.fresh(op) {
+			c.duplicates.Add(1)
+			continue
+		}
+		c.received.Add(1)
+		c.cfg.Handler.HandleOp(op)
+	}
+	return nil
+}
+
+// Member is one tier member as /status shows it.
+type Member struct {
+	Name    string `json:"name"`
+	Addr    string `json:"addr"`
+	Control string `json:"control"`
+	Version string `json:"version"`
+	State   string `json:"state"`
+}
+
+// Stats is the tier's state.
+type Stats struct {
+	Node       string      `json:"node"`
+	Members    []Member    `json:"members"`
+	Received   uint64      `json:"ops_received"`
+	Duplicates uint64      `json:"ops_deduplicated"`
+	Peers      []PeerStats `json:"peers"`
+}
+
+// Stats returns the members and delivery counters.
+func (c *Cluster) Stats() Stats {
+	st := Stats{Node: c.cfg.Name, Received: c.received.Load(), Duplicates: c.duplicates.Load()}
+	for _, n := range c.ml.Members() {
+		var m meta
+		json.Unmarshal(n.Meta, &m)
+		st.Members = append(st.Members, Member{Name: n.Name, Addr: n.Address(), Control: m.Control, Version: m.Version, State: stateName(n.State)})
+	}
+	c.mu.Lock()
+	for _, p := range c.peers {
+		st.Peers = append(st.Peers, p.stats())
+	}
+	c.mu.Unlock()
+	return st
+}
+
+// NumMembers counts alive members, this node included.
+func (c *Cluster) NumMembers() int { return c.ml.NumMembers() }
+
+// LocalAddr is the memberlist address others join (host:port).
+func (c *Cluster) LocalAddr() string { return c.ml.LocalNode().Address() }
+
+// Leave tells the tier this node is going, waiting up to timeout.
+func (c *Cluster) Leave(timeout time.Duration) error {
+	if c.closed.Load() || c.left.Swap(true) {
+		return nil // memberlist panics on Leave after Shutdown
+	}
+	return c.ml.Leave(timeout)
+}
+
+// Shutdown stops delivery and memberlist. It is idempotent; call Leave
+// first for a graceful exit.
+func (c *Cluster) Shutdown() error {
+	var err error
+	c.shutdown.Do(func() {
+		c.closed.Store(true)
+		close(c.stop)
+		c.mu.Lock()
+		for name, p := range c.peers {
+			p.close()
+			delete(c.peers, name)
+		}
+		c.mu.Unlock()
+		err = c.ml.Shutdown()
+		c.wg.Wait()
+	})
+	return err
+}
+
+// delegate gives memberlist this node's metadata.
+type delegate struct{ c *Cluster }
+
+func (d delegate) NodeMeta(limit int) []byte {
+	b, _ := json.Marshal(meta{Control: d.c.cfg.ControlAddr, Version: d.c.cfg.Version})
+	if len(b) > limit {
+		return nil
+	}
+	return b
+}
+func (d delegate) NotifyMsg([]byte)                           {}
+func (d delegate) GetBroadcasts(overhead, limit int) [][]byte { return nil }
+func (d delegate) LocalState(join bool) []byte                { return nil }
+func (d delegate) MergeRemoteState(buf []byte, join bool)     {}
+
+// logWriter routes memberlist's log lines to slog at debug level.
+type logWriter struct {
+	log interface{ Debug(string, ...any) }
+}
+
+func (w logWriter) Write(p []byte) (int, error) {
+	w.log.Debug(string(p), "component", "memberlist")
+	return len(p), nil
+}
+
+var _ io.Writer = logWriter{}

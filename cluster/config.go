@@ -1,0 +1,81 @@
+package cluster
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"time"
+
+	"github.com/hashicorp/memberlist"
+)
+
+// Config configures a tier member.
+type Config struct {
+	// Name is the node's unique name in the tier. Default: the hostname.
+	Name string
+	// Bind is the memberlist address (host:port; port 0 picks one).
+	Bind string
+	// Advertise is the address other members use, if not Bind's.
+	Advertise string
+	// Join lists members to join (host:port, DNS names resolved); tried in
+	// the background until one answers, so nodes can start in any order.
+	Join []string
+	// SecretKey encrypts memberlist traffic (16, 24 or 32 bytes) and
+	// authenticates forwarded operations. Empty: neither.
+	SecretKey []byte
+	// Label separates tiers sharing a network: members with another label
+	// are ignored.
+	Label string
+	// ControlAddr is this node's control listener address as peers reach
+	// it (host:port); forwarded operations are POSTed there.
+	ControlAddr string
+	// Version is reported to peers in the node metadata.
+	Version string
+	// Token authenticates forwarded operations (sent as a Bearer token and
+	// required on receipt); empty: none. See TokenFor.
+	Token string
+	// Handler applies operations received from peers. Required.
+	Handler Handler
+	// QueueLen bounds each peer's queue of undelivered operations; a peer
+	// that falls further behind loses the oldest and is counted. Zero:
+	// 16384.
+	QueueLen int
+	// Local selects memberlist's timings for one host (tests, a tier on
+	// one machine): faster failure detection.
+	Local bool
+	// Tune, if set, adjusts the memberlist configuration last.
+	Tune func(*memberlist.Config)
+	// Log receives membership events; nil: no logging.
+	Log *slog.Logger
+}
+
+func (c *Config) check() error {
+	var errs []error
+	if c.Name == "" {
+		h, err := os.Hostname()
+		if err != nil {
+			errs = append(errs, fmt.Errorf("cluster: node name: %w", err))
+		}
+		c.Name = h
+	}
+	if c.Handler == nil {
+		errs = append(errs, errors.New("cluster: Handler is required"))
+	}
+	if c.ControlAddr == "" {
+		errs = append(errs, errors.New("cluster: ControlAddr is required"))
+	}
+	if n := len(c.SecretKey); n != 0 && n != 16 && n != 24 && n != 32 {
+		errs = append(errs, fmt.Errorf("cluster: secret key is %d bytes, want 16, 24 or 32", n))
+	}
+	if c.QueueLen <= 0 {
+		c.QueueLen = 16384
+	}
+	if c.Log == nil {
+		c.Log = slog.New(slog.DiscardHandler)
+	}
+	return errors.Join(errs...)
+}
+
+// joinRetry is the pause between join attempts.
+const joinRetry = time.Second

@@ -1,0 +1,190 @@
+package node
+
+import (
+	"bufio"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+)
+
+// startTier starts n nodes joined into one tier on loopback, all in front
+// of handler, and waits until every node sees every other.
+func startTier(t *testing.T, n int, handler http.Handler, mod ...func(i int, c *Config)) []*testNode {
+	t.Helper()
+	var nodes []*testNode
+	for i := range n {
+		node := startNode(t, handler, func(c *Config) {
+			c.ClusterBind, c.ClusterLocal, c.NodeName = "127.0.0.1:0", true, fmt.Sprintf("node-%d", i)
+			var seeds []string
+			for _, prev := range nodes {
+				seeds = append(seeds, prev.tier.LocalAddr())
+			}
+			c.Join = strings.Join(seeds, ",")
+			for _, f := range mod {
+				f(i, c)
+			}
+		})
+		nodes = append(nodes, node)
+	}
+	for _, node := range nodes {
+		waitForTier(t, node, n)
+	}
+	return nodes
+}
+
+func waitForTier(t *testing.T, node *testNode, n int) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for node.tier.NumMembers() != n || len(node.tier.Stats().Peers) != n-1 {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s sees %d members, %d peers; want %d", node.cfg.NodeName, node.tier.NumMembers(), len(node.tier.Stats().Peers), n)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func streamOrigin() http.Handler {
+	return gripOrigin("open\n", "Grip-Hold", "stream", "Grip-Channel", "tier")
+}
+
+func openStreams(t *testing.T, nodes []*testNode) []*bufio.Reader {
+	t.Helper()
+	var rs []*bufio.Reader
+	for _, node := range nodes {
+		r := bufio.NewReader(dialRaw(t, node.Addr()).get(t, "/").Body)
+		readLine(t, r)
+		node.waitSubscribers(t, "tier", 1)
+		rs = append(rs, r)
+	}
+	return rs
+}
+
+func TestTierPublishAtAnyNodeReachesAll(t *testing.T) {
+	for _, size := range []int{3, 5} {
+		t.Run(fmt.Sprint(size), func(t *testing.T) {
+			nodes := startTier(t, size, streamOrigin())
+			streams := openStreams(t, nodes)
+			for k, node := range nodes {
+				node.publish(t, streamItem("tier", fmt.Sprintf("from %d\n", k)))
+			}
+			// Each source's order is kept; sources interleave freely.
+			for i, r := range streams {
+				got := map[string]bool{}
+				for range nodes {
+					got[readLine(t, r)] = true
+				}
+				for k := range nodes {
+					if !got[fmt.Sprintf("from %d\n", k)] {
+						t.Fatalf("node %d missed the publish from node %d: %v", i, k, got)
+					}
+				}
+			}
+			st := nodes[0].tier.Stats()
+			if st.Received != uint64(size-1) || len(st.Members) != size {
+				t.Fatalf("node 0 tier stats %+v", st)
+			}
+		})
+	}
+}
+
+func TestTierPurgeAtAnyNodeInvalidatesAll(t *testing.T) {
+	o := &counterOrigin{}
+	nodes := startTier(t, 3, o, func(i int, c *Config) { c.PurgeInterval = 0 })
+	get := func(node *testNode) (string, string) {
+		resp := dialRaw(t, node.Addr()).get(t, "/value")
+		line, _ := bufio.NewReader(resp.Body).ReadString('\n')
+		return line, resp.Header.Get("X-Cache")
+	}
+	// Cache the value on every node (the counter origin holds streams;
+	// read the first line and hang up).
+	for _, node := range nodes {
+		if v, _ := get(node); v != "value 0\n" {
+			t.Fatalf("warm: %q", v)
+		}
+	}
+	fetches := o.fetches.Load()
+	for _, node := range nodes {
+		get(node)
+	}
+	if o.fetches.Load() != fetches {
+		t.Fatal("cached value was not served from cache")
+	}
+	o.value.Store(7)
+	resp, err := http.Post(nodes[1].ctl+"/purge/", "application/json", strings.NewReader(`{"keys":["counter"],"soft":false}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	for i, node := range nodes {
+		waitFor(t, fmt.Sprintf("node %d to apply the purge", i), func() bool { return node.Status().Purges.Run >= 1 })
+		if v, _ := get(node); v != "value 7\n" {
+			t.Fatalf("node %d after the purge: %q", i, v)
+		}
+	}
+}
+
+func TestTierSurvivesAKilledNodeAndItsRejoin(t *testing.T) {
+	nodes := startTier(t, 3, streamOrigin())
+	streams := openStreams(t, nodes[:2])
+	// "Kill" node 2: its tier and listeners stop without a graceful leave.
+	dead := nodes[2]
+	deadAddr := dead.tier.LocalAddr()
+	dead.tier.Shutdown()
+	dead.Shutdown(t.Context())
+	// Publishes keep reaching the survivors at once, while the others
+	// still count the dead node as a member.
+	for i := range 20 {
+		start := time.Now()
+		nodes[i%2].publish(t, streamItem("tier", fmt.Sprintf("m%d\n", i)))
+		for j, r := range streams {
+			if got := readLine(t, r); got != fmt.Sprintf("m%d\n", i) {
+				t.Fatalf("survivor %d: %q", j, got)
+			}
+		}
+		if d := time.Since(start); d > time.Second {
+			t.Fatalf("publish %d took %v with a dead member", i, d)
+		}
+	}
+	waitFor(t, "the dead node to leave the member list", func() bool { return nodes[0].tier.NumMembers() == 2 })
+	// It restarts with the same name and address and receives publishes
+	// again.
+	back := startNode(t, streamOrigin(), func(c *Config) {
+		c.ClusterBind, c.ClusterLocal, c.NodeName, c.Join = deadAddr, true, "node-2", nodes[0].tier.LocalAddr()
+	})
+	start := time.Now()
+	waitForTier(t, nodes[0], 3)
+	r := openStreams(t, []*testNode{back})[0]
+	nodes[0].publish(t, streamItem("tier", "welcome back\n"))
+	if got := readLine(t, r); got != "welcome back\n" || time.Since(start) > 10*time.Second {
+		t.Fatalf("rejoined node got %q after %v", got, time.Since(start))
+	}
+}
+
+func TestTierEncryption(t *testing.T) {
+	key := "0123456789abcdef"
+	nodes := startTier(t, 2, streamOrigin(), func(i int, c *Config) { c.ClusterKey = key })
+	intruder := startNode(t, streamOrigin(), func(c *Config) {
+		c.ClusterBind, c.ClusterLocal, c.NodeName, c.Join = "127.0.0.1:0", true, "intruder", nodes[0].tier.LocalAddr()
+		c.ClusterKey = "fedcba9876543210"
+	})
+	time.Sleep(time.Second) // give the join attempts time to fail
+	if n := nodes[0].tier.NumMembers(); n != 2 {
+		t.Fatalf("a node with the wrong key joined: %d members", n)
+	}
+	if n := intruder.tier.NumMembers(); n != 1 {
+		t.Fatalf("intruder sees %d members", n)
+	}
+	// Forwarded operations need the tier token too.
+	resp, err := http.Post(nodes[0].ctl+"/_cluster/ops", "application/json", strings.NewReader(`[]`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 401 {
+		t.Fatalf("ops without the token: %d %s", resp.StatusCode, b)
+	}
+}
