@@ -83,6 +83,9 @@ func (c *Cluster) memberlistConfig() *memberlist.Config {
 	if c.cfg.Local {
 		mc.DeadNodeReclaimTime = 500 * time.Millisecond
 	}
+	if c.cfg.PushPull > 0 {
+		mc.PushPullInterval = c.cfg.PushPull
+	}
 	mc.SecretKey = c.cfg.SecretKey
 	mc.Label = c.cfg.Label
 	mc.Delegate = delegate{c}
@@ -200,14 +203,20 @@ func stateName(s memberlist.NodeStateType) string {
 }
 
 // Broadcast sends an operation of kind with data to every other alive
-// member; it returns at once (delivery is in the background).
-func (c *Cluster) Broadcast(kind string, data []byte) {
+// member and returns it; delivery is in the background.
+func (c *Cluster) Broadcast(kind string, data []byte) Op {
 	op := Op{Source: c.cfg.Name, Incarnation: c.inc, Seq: c.seq.Add(1), Kind: kind, Data: data}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	for _, p := range c.peers {
 		p.enqueue(op, c.cfg.QueueLen)
 	}
+	return op
+}
+
+// ID names an operation uniquely in the tier.
+func (op Op) ID() string {
+	return op.Source + "/" + strconv.FormatInt(op.Incarnation, 36) + "/" + strconv.FormatUint(op.Seq, 36)
 }
 
 // Authorized checks the Authorization header of a forwarded batch.
@@ -326,8 +335,17 @@ func (d delegate) NodeMeta(limit int) []byte {
 }
 func (d delegate) NotifyMsg([]byte)                           {}
 func (d delegate) GetBroadcasts(overhead, limit int) [][]byte { return nil }
-func (d delegate) LocalState(join bool) []byte                { return nil }
-func (d delegate) MergeRemoteState(buf []byte, join bool)     {}
+func (d delegate) LocalState(join bool) []byte {
+	if d.c.cfg.State == nil {
+		return nil
+	}
+	return d.c.cfg.State.LocalState()
+}
+func (d delegate) MergeRemoteState(buf []byte, join bool) {
+	if d.c.cfg.State != nil && len(buf) > 0 {
+		d.c.cfg.State.MergeRemoteState(buf)
+	}
+}
 
 // logWriter routes memberlist's log lines to slog at debug level.
 type logWriter struct {

@@ -41,6 +41,13 @@ type Config struct {
 	// that falls further behind loses the oldest and is counted. Zero:
 	// 16384.
 	QueueLen int
+	// State, if set, is exchanged with other members at every push/pull
+	// (anti-entropy), so a member that missed operations during a
+	// partition catches up.
+	State StateDelegate
+	// PushPull is how often members exchange State. Zero: memberlist's
+	// default (30s, 15s with Local).
+	PushPull time.Duration
 	// Local selects memberlist's timings for one host (tests, a tier on
 	// one machine): faster failure detection.
 	Local bool
@@ -75,6 +82,16 @@ func (c *Config) check() error {
 		c.Log = slog.New(slog.DiscardHandler)
 	}
 	return errors.Join(errs...)
+}
+
+// StateDelegate is the node state members exchange at push/pull.
+type StateDelegate interface {
+	// LocalState returns this node's state to send; it must be small
+	// (well under a megabyte) and must not block.
+	LocalState() []byte
+	// MergeRemoteState merges another member's state; it must not block
+	// for long and must copy buf if it keeps it.
+	MergeRemoteState(buf []byte)
 }
 
 // joinRetry is the pause between join attempts.

@@ -25,10 +25,14 @@ const (
 	// message is the body of one response, after which the client polls
 	// again on the same connection.
 	TransportLongPoll Transport = "longpoll"
+	// TransportWS is WebSocket (ws:// URLs): the proxy opens the session
+	// with the origin over WebSocket-over-HTTP and each message arrives
+	// as one text message (published as ws-message).
+	TransportWS Transport = "ws"
 )
 
 // Transports lists the supported transports, for help texts.
-var Transports = []Transport{TransportStream, TransportSSE, TransportLongPoll}
+var Transports = []Transport{TransportStream, TransportSSE, TransportLongPoll, TransportWS}
 
 // Defaults applied by Run to zero Config fields.
 const (
@@ -54,6 +58,8 @@ const (
 	MaxLocalAddrs = 254
 	// MaxMsgs bounds Config.Msgs.
 	MaxMsgs = 1_000_000
+	// MaxWarmup bounds Config.Warmup.
+	MaxWarmup = 1000
 	// reservedFDs is how many file descriptors Run leaves for itself
 	// (publisher, /proc files, stdio) when checking Conns against the
 	// process's open-file limit.
@@ -64,8 +70,9 @@ const (
 // URL and PublishURL are required.
 type Config struct {
 	// URL is the subscriber URL on the proxy under test, e.g.
-	// "http://127.0.0.1:7999/stream?ch=bench". Its host must be a
-	// loopback address (or a name that resolves only to loopback ones).
+	// "http://127.0.0.1:7999/stream?ch=bench", or for TransportWS
+	// "ws://127.0.0.1:7999/ws?ch=bench". Its host must be a loopback
+	// address (or a name that resolves only to loopback ones).
 	URL string
 	// Transport is how subscribers connect. Default TransportStream.
 	Transport Transport
@@ -114,6 +121,27 @@ type Config struct {
 	PIDs []int
 	// SampleInterval is how often PIDs are sampled. Default 500ms.
 	SampleInterval time.Duration
+	// SlowShare is the share (0 ≤ SlowShare < 1) of the subscribers that
+	// stop reading once they are set up, as slow consumers do: every
+	// 1/SlowShare-th connection, floor(Conns × SlowShare) in all. They
+	// are counted in Report.SlowConns (and in ConnsOK), left out of the
+	// deliveries, losses and latencies, and at the end of the run they
+	// are checked for having been disconnected by the server
+	// (Report.SlowDropped). Default 0: none.
+	SlowShare float64
+	// Warmup is how many connections to open (and close again) before the
+	// measured ones, e.g. to fill the proxy's cache; they are not part of
+	// the figures but for Report.WarmupOK. Default 0, or 1 with
+	// OriginDown; at most MaxWarmup.
+	Warmup int
+	// Origin is an origin Run may take down (see OriginDown): typically
+	// the built-in one, started with StartOrigin, that the proxy under
+	// test is pointed at.
+	Origin *OriginServer
+	// OriginDown makes Run stop Origin after the warm-up connections and
+	// before the measured ones, so that these can only be opened from
+	// what the proxy has cached. It requires Origin.
+	OriginDown bool
 	// Progress, when set, is called every ProgressInterval (and once at the
 	// end of each phase) from a goroutine of Run with the run's state. It
 	// must return quickly.
@@ -125,7 +153,7 @@ type Config struct {
 // Progress is a snapshot of a running load test, passed to
 // Config.Progress.
 type Progress struct {
-	// Phase is "setup", "publish", "settle" or "done".
+	// Phase is "warmup", "setup", "publish", "settle" or "done".
 	Phase string
 	// Elapsed is the time since Run started.
 	Elapsed time.Duration
@@ -133,11 +161,13 @@ type Progress struct {
 	// connections: requested, set up, failed to set up, and ended by the
 	// server (or an error) after setup.
 	ConnsTarget, ConnsOK, ConnsFailed, ConnsDropped int
+	// ConnsSlow counts the slow readers among ConnsOK (Config.SlowShare).
+	ConnsSlow int
 	// MsgsTarget and MsgsPublished count publishes: requested and
 	// acknowledged by the publish API.
 	MsgsTarget, MsgsPublished int
 	// Expected and Received count deliveries: what the connections set up
-	// should have got for the messages published so far, and the distinct
+	// (slow readers aside) should have got for the messages published so far, and the distinct
 	// messages they did get.
 	Expected, Received int64
 	// RSSBytes is the latest summed RSS of Config.PIDs (0 without PIDs).
@@ -152,11 +182,15 @@ func (c Config) withDefaults() (Config, error) {
 	if _, err := transportFor(c.Transport); err != nil {
 		return c, err
 	}
-	u, err := parseLoopbackURL("URL", c.URL)
+	scheme := "http"
+	if c.Transport == TransportWS {
+		scheme = "ws"
+	}
+	u, err := parseLoopbackURL("URL", c.URL, scheme)
 	if err != nil {
 		return c, err
 	}
-	if _, err := parseLoopbackURL("PublishURL", c.PublishURL); err != nil {
+	if _, err := parseLoopbackURL("PublishURL", c.PublishURL, "http"); err != nil {
 		return c, err
 	}
 	if c.Conns < 1 {
@@ -164,8 +198,17 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	if c.Concurrency < 0 || c.LocalAddrs < 0 || c.Msgs < 0 || c.Rate < 0 || c.Settle < 0 ||
 		c.Timeout < 0 || c.ConnectTimeout < 0 || c.PublishTimeout < 0 || c.PublishDelay < 0 ||
-		c.SampleInterval < 0 || c.ProgressInterval < 0 {
+		c.SampleInterval < 0 || c.ProgressInterval < 0 || c.Warmup < 0 {
 		return c, errors.New("loadtest: negative setting")
+	}
+	if !(c.SlowShare >= 0 && c.SlowShare < 1) { // also refuses NaN
+		return c, fmt.Errorf("loadtest: SlowShare %v is not in [0, 1)", c.SlowShare)
+	}
+	if c.OriginDown && c.Origin == nil {
+		return c, errors.New("loadtest: OriginDown needs an Origin to take down")
+	}
+	if c.Warmup > MaxWarmup {
+		return c, fmt.Errorf("loadtest: Warmup %d is more than %d", c.Warmup, MaxWarmup)
 	}
 	if c.LocalAddrs > MaxLocalAddrs {
 		return c, fmt.Errorf("loadtest: LocalAddrs %d is more than %d", c.LocalAddrs, MaxLocalAddrs)
@@ -180,6 +223,9 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	if c.Concurrency == 0 {
 		c.Concurrency = DefaultConcurrency
+	}
+	if c.Warmup == 0 && c.OriginDown {
+		c.Warmup = 1
 	}
 	if c.LocalAddrs == 0 {
 		c.LocalAddrs = 1
@@ -224,9 +270,9 @@ func (c Config) withDefaults() (Config, error) {
 	return c, nil
 }
 
-// parseLoopbackURL parses an http URL and checks that its host is a
-// loopback address.
-func parseLoopbackURL(field, raw string) (*url.URL, error) {
+// parseLoopbackURL parses a URL of the given scheme and checks that its
+// host is a loopback address.
+func parseLoopbackURL(field, raw, scheme string) (*url.URL, error) {
 	if raw == "" {
 		return nil, fmt.Errorf("loadtest: %s is required", field)
 	}
@@ -234,8 +280,8 @@ func parseLoopbackURL(field, raw string) (*url.URL, error) {
 	if err != nil {
 		return nil, fmt.Errorf("loadtest: %s: %w", field, err)
 	}
-	if u.Scheme != "http" {
-		return nil, fmt.Errorf("loadtest: %s %q: only http:// URLs are supported", field, raw)
+	if u.Scheme != scheme {
+		return nil, fmt.Errorf("loadtest: %s %q: only %s:// URLs are supported here", field, raw, scheme)
 	}
 	host := u.Hostname()
 	if host == "" {

@@ -212,6 +212,10 @@ func (s *httpSubscriber) servePolls() error {
 	}
 }
 
+func (s *httpSubscriber) stall(stop <-chan struct{}) bool {
+	return stallConn(s.nc, stop)
+}
+
 func (s *httpSubscriber) close() {
 	s.mu.Lock()
 	defer s.mu.Unlock()

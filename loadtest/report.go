@@ -30,13 +30,32 @@ type Report struct {
 	SettleSeconds float64 `json:"settle_s"`
 	// PIDs are the sampled server processes.
 	PIDs []int `json:"pids"`
+	// SlowShare echoes Config.SlowShare.
+	SlowShare float64 `json:"slow_share"`
+	// OriginDown is set when the origin was taken down after the warm-up
+	// (Config.OriginDown): the measured connections were opened without
+	// it.
+	OriginDown bool `json:"origin_down"`
 
-	// ConnsRequested is Config.Conns; ConnsOK were set up, ConnsFailed
-	// were not; ConnsDropped were set up but ended before the run did.
+	// WarmupConns is Config.Warmup (after defaults) and WarmupOK how many
+	// of them were set up; WarmupErrors are the distinct failures (and a
+	// failure to stop the origin).
+	WarmupConns  int          `json:"warmup_conns"`
+	WarmupOK     int          `json:"warmup_ok"`
+	WarmupErrors []ErrorCount `json:"warmup_errors"`
+
+	// ConnsRequested is Config.Conns; ConnsOK were set up (slow readers
+	// included), ConnsFailed were not; ConnsDropped were set up but ended
+	// before the run did (slow readers excluded).
 	ConnsRequested int `json:"conns_requested"`
 	ConnsOK        int `json:"conns_ok"`
 	ConnsFailed    int `json:"conns_failed"`
 	ConnsDropped   int `json:"conns_dropped"`
+	// SlowConns counts the slow readers among ConnsOK (Config.SlowShare);
+	// SlowDropped those of them the server had disconnected by the end of
+	// the run (as slow consumers, or for another reason).
+	SlowConns   int `json:"slow_conns"`
+	SlowDropped int `json:"slow_dropped"`
 	// SetupErrors and DropErrors are the first distinct error texts of
 	// failed and dropped connections, with counts.
 	SetupErrors []ErrorCount `json:"setup_errors"`
@@ -63,7 +82,8 @@ type Report struct {
 	PublishRTTP50Ms float64 `json:"publish_rtt_p50_ms"`
 	PublishRTTMaxMs float64 `json:"publish_rtt_max_ms"`
 
-	// DeliveriesExpected is ConnsOK × MsgsPublished; DeliveriesReceived
+	// DeliveriesExpected is (ConnsOK − SlowConns) × MsgsPublished;
+	// DeliveriesReceived
 	// counts the distinct (connection, message) pairs that arrived before
 	// the settle time ran out; Lost is the difference (LostPct in percent).
 	DeliveriesExpected int64   `json:"deliveries_expected"`
@@ -83,6 +103,9 @@ type Report struct {
 	LatencyP99Ms  float64 `json:"latency_p99_ms"`
 	LatencyMaxMs  float64 `json:"latency_max_ms"`
 	LatencyMeanMs float64 `json:"latency_mean_ms"`
+	// LatencyCurve is the delivery latency distribution as a percentile
+	// curve, for WriteSVG; it is not part of the JSON.
+	LatencyCurve []CurvePoint `json:"-"`
 	// Repolls counts long-poll answers after which the client polled again.
 	Repolls int64 `json:"repolls"`
 
@@ -119,8 +142,20 @@ func (r *Report) WriteTable(w io.Writer) error {
 	row("run", "%s %s (channel %q)", r.Transport, r.URL, r.Channel)
 	row("", "concurrency %d, local addrs %d, %d msgs at %g/s, settle %gs", r.Concurrency, r.LocalAddrs,
 		r.MsgsRequested, r.Rate, r.SettleSeconds)
+	if r.WarmupConns > 0 || r.OriginDown {
+		down := ""
+		if r.OriginDown {
+			down = "; then the origin was taken down"
+		}
+		row("warm-up", "%d/%d connections ok%s", r.WarmupOK, r.WarmupConns, down)
+		errorRows(row, "warm-up errors", r.WarmupErrors)
+	}
 	row("connections", "%d requested, %d ok, %d failed, %d dropped",
 		r.ConnsRequested, r.ConnsOK, r.ConnsFailed, r.ConnsDropped)
+	if r.SlowConns > 0 || r.SlowShare > 0 {
+		row("", "%d of them slow readers (share %g, not measured), %d of those disconnected by the server",
+			r.SlowConns, r.SlowShare, r.SlowDropped)
+	}
 	row("setup", "p50 %.1f ms, p99 %.1f ms, max %.1f ms; %.0f conns/s (%.2f s)",
 		r.SetupP50Ms, r.SetupP99Ms, r.SetupMaxMs, r.SetupsPerSec, r.SetupSeconds)
 	errorRows(row, "setup errors", r.SetupErrors)

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"math/bits"
 	"net"
 	"net/http"
@@ -22,17 +23,21 @@ const maxErrorTexts = 5
 
 // runState is the state of one run shared by its goroutines.
 type runState struct {
-	cfg   Config
-	spec  transportSpec
-	start time.Time
-	msgs  int
+	cfg       Config
+	spec      transportSpec
+	start     time.Time
+	startNano int64 // start in Unix nanoseconds: older messages are not ours
+	msgs      int
 
 	latency *hist // delivery latency, per connection shard
 
 	phase      atomic.Value // string
-	connsOK    atomic.Int64
+	connsOK    atomic.Int64 // slow readers included
 	connsFail  atomic.Int64
-	dropped    atomic.Int64
+	dropped    atomic.Int64 // slow readers excluded
+	slowOK     atomic.Int64 // slow readers set up
+	slowEnded  atomic.Int64 // slow readers the server disconnected
+	warmOK     atomic.Int64
 	published  atomic.Int64
 	received   atomic.Int64 // distinct deliveries, all seqs
 	duplicated atomic.Int64
@@ -41,6 +46,7 @@ type runState struct {
 	setupMu   sync.Mutex
 	setupHist *hist
 	setupErrs errorCounts
+	warmErrs  errorCounts
 	dropErrs  errorCounts
 
 	connsMu sync.Mutex
@@ -123,17 +129,23 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		cfg: cfg, spec: spec, start: time.Now(), msgs: cfg.Msgs,
 		latency: newHist(), setupHist: newHist(),
 	}
+	r.startNano = r.start.UnixNano()
 	r.phase.Store("setup")
 	t := &target{
-		addr: addr, req: buildRequest(u, cfg.Transport),
+		addr: addr, url: cfg.URL,
 		dialers: newDialers(cfg.LocalAddrs, cfg.ConnectTimeout), connectTimeout: cfg.ConnectTimeout,
 		ctx: connCtx,
+	}
+	if cfg.Transport == TransportWS {
+		t.ws = newWSDialers(t.dialers)
+	} else {
+		t.req = buildRequest(u, cfg.Transport)
 	}
 	rep := &Report{
 		Transport: string(cfg.Transport), URL: cfg.URL, Channel: cfg.Channel,
 		ConnsRequested: cfg.Conns, Concurrency: cfg.Concurrency, LocalAddrs: cfg.LocalAddrs,
 		MsgsRequested: cfg.Msgs, Rate: cfg.Rate, SettleSeconds: cfg.Settle.Seconds(),
-		PIDs: cfg.PIDs,
+		PIDs: cfg.PIDs, SlowShare: cfg.SlowShare, WarmupConns: cfg.Warmup, OriginDown: cfg.OriginDown,
 	}
 	if rep.PIDs == nil {
 		rep.PIDs = []int{}
@@ -146,11 +158,23 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		base = r.sampler.latest()
 	}
 	stopProgress := r.startProgress()
-	var readers sync.WaitGroup
+	var readers, stallers sync.WaitGroup
+
+	// Warm-up, then the origin goes down if asked.
+	if cfg.Warmup > 0 {
+		r.phase.Store("warmup")
+		r.warmup(ctx, t)
+		r.phase.Store("setup")
+	}
+	if cfg.OriginDown {
+		if err := cfg.Origin.Close(); err != nil {
+			r.warmErrs.add(fmt.Errorf("stopping the origin: %w", err))
+		}
+	}
 
 	// Setup.
 	setupStart := time.Now()
-	r.setup(ctx, t, &readers)
+	r.setup(ctx, t, &readers, &stallers)
 	setupDur := time.Since(setupStart)
 	if r.sampler != nil {
 		loaded = r.sampler.sample()
@@ -161,7 +185,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	selfCPU0, _ := ReadProc([]int{os.Getpid()})
 	var pubStats publishStats
 	var publishDur time.Duration
-	if ctx.Err() == nil && r.connsOK.Load() > 0 {
+	if ctx.Err() == nil && r.connsOK.Load() > r.slowOK.Load() {
 		if cfg.PublishDelay > 0 {
 			sleepCtx(ctx, cfg.PublishDelay)
 		}
@@ -184,8 +208,10 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	selfCPU1, _ := ReadProc([]int{os.Getpid()})
 	r.phase.Store("done")
 
-	// Tear down: close every connection, wait for the readers.
+	// Tear down: slow readers check whether the server dropped them, then
+	// every connection is closed and the readers are waited for.
 	stopConns()
+	stallers.Wait()
 	r.connsMu.Lock()
 	conns := r.conns
 	r.connsMu.Unlock()
@@ -202,6 +228,10 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	rep.ConnsOK = int(r.connsOK.Load())
 	rep.ConnsFailed = int(r.connsFail.Load())
 	rep.ConnsDropped = int(r.dropped.Load())
+	rep.SlowConns = int(r.slowOK.Load())
+	rep.SlowDropped = int(r.slowEnded.Load())
+	rep.WarmupOK = int(r.warmOK.Load())
+	rep.WarmupErrors = r.warmErrs.result()
 	rep.SetupErrors = r.setupErrs.result()
 	rep.DropErrors = r.dropErrs.result()
 	sq := summarize(r.setupHist.merged())
@@ -215,7 +245,9 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	rep.PublishSeconds = round3(publishDur.Seconds())
 	rep.PublishRTTP50Ms, rep.PublishRTTMaxMs = pubStats.rtt()
 	r.countDeliveries(conns, pubStats.okMask, rep)
-	lq := summarize(r.latency.merged())
+	lh := r.latency.merged()
+	lq := summarize(lh)
+	rep.LatencyCurve = latencyCurve(lh)
 	rep.LatencyP50Ms, rep.LatencyP90Ms, rep.LatencyP99Ms = lq.p50, lq.p90, lq.p99
 	rep.LatencyMaxMs, rep.LatencyMeanMs = lq.max, lq.mean
 	rep.Repolls = r.repolls.Load()
@@ -246,9 +278,43 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	return rep, nil
 }
 
+// warmup opens cfg.Warmup connections, with at most cfg.Concurrency in
+// progress, and closes each one again at once: they only make the proxy
+// fetch (and cache) what the measured connections will get.
+func (r *runState) warmup(ctx context.Context, t *target) {
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for range min(r.cfg.Concurrency, r.cfg.Warmup) {
+		wg.Go(func() {
+			for ctx.Err() == nil {
+				i := int(next.Add(1) - 1)
+				if i >= r.cfg.Warmup {
+					return
+				}
+				cs := &connState{idx: i, run: r, warm: true}
+				sub := r.spec.newSubscriber(t, cs)
+				if err := sub.open(ctx); err != nil {
+					r.warmErrs.add(err)
+					continue
+				}
+				sub.close()
+				r.warmOK.Add(1)
+			}
+		})
+	}
+	wg.Wait()
+}
+
+// isSlow reports whether connection i is a slow reader: with share s,
+// every connection where floor((i+1)·s) steps up, floor(n·s) of n in all.
+func isSlow(i int, s float64) bool {
+	return s > 0 && math.Floor(float64(i+1)*s) > math.Floor(float64(i)*s)
+}
+
 // setup opens the connections with at most cfg.Concurrency in progress,
-// starting a reader goroutine for each one that succeeds.
-func (r *runState) setup(ctx context.Context, t *target, readers *sync.WaitGroup) {
+// starting a reader goroutine for each one that succeeds (a staller for
+// slow readers).
+func (r *runState) setup(ctx context.Context, t *target, readers, stallers *sync.WaitGroup) {
 	var next atomic.Int64
 	words := (r.msgs + 63) / 64
 	var wg sync.WaitGroup
@@ -259,7 +325,10 @@ func (r *runState) setup(ctx context.Context, t *target, readers *sync.WaitGroup
 				if i >= r.cfg.Conns {
 					return
 				}
-				cs := &connState{idx: i, run: r, seen: make([]uint64, words)}
+				cs := &connState{idx: i, run: r, slow: isSlow(i, r.cfg.SlowShare)}
+				if !cs.slow {
+					cs.seen = make([]uint64, words)
+				}
 				sub := r.spec.newSubscriber(t, cs)
 				t0 := time.Now()
 				if err := sub.open(ctx); err != nil {
@@ -271,6 +340,16 @@ func (r *runState) setup(ctx context.Context, t *target, readers *sync.WaitGroup
 				r.connsMu.Lock()
 				r.conns = append(r.conns, &connEntry{cs: cs, sub: sub})
 				r.connsMu.Unlock()
+				if cs.slow {
+					r.slowOK.Add(1)
+					r.connsOK.Add(1)
+					stallers.Go(func() {
+						if sub.stall(t.ctx.Done()) {
+							r.slowEnded.Add(1)
+						}
+					})
+					continue
+				}
 				r.connsOK.Add(1)
 				readers.Go(func() {
 					err := sub.serve()
@@ -377,10 +456,11 @@ func (r *runState) settle(ctx context.Context, published int64) {
 	for {
 		// Deliveries to connections that were dropped still count in
 		// received, so this ends early only when nothing can be missing.
-		if r.received.Load() >= r.connsOK.Load()*published {
+		measured := r.connsOK.Load() - r.slowOK.Load()
+		if r.received.Load() >= measured*published {
 			return
 		}
-		if r.connsOK.Load() == r.dropped.Load() || !time.Now().Before(deadline) {
+		if measured == r.dropped.Load() || !time.Now().Before(deadline) {
 			return
 		}
 		select {
@@ -392,10 +472,14 @@ func (r *runState) settle(ctx context.Context, published int64) {
 }
 
 // countDeliveries fills in the delivery counts of rep from the
-// connections' bitmaps (only acknowledged publishes are expected).
+// connections' bitmaps (only acknowledged publishes are expected; slow
+// readers are not measured).
 func (r *runState) countDeliveries(conns []*connEntry, okMask []uint64, rep *Report) {
 	var received, foreign, ooo int64
 	for _, c := range conns {
+		if c.cs.slow {
+			continue
+		}
 		for w, m := range c.cs.seen {
 			if w < len(okMask) {
 				received += int64(bits.OnesCount64(m & okMask[w]))
@@ -404,7 +488,7 @@ func (r *runState) countDeliveries(conns []*connEntry, okMask []uint64, rep *Rep
 		foreign += int64(c.cs.foreign)
 		ooo += int64(c.cs.outOfOrder)
 	}
-	rep.DeliveriesExpected = int64(rep.ConnsOK) * int64(rep.MsgsPublished)
+	rep.DeliveriesExpected = int64(rep.ConnsOK-rep.SlowConns) * int64(rep.MsgsPublished)
 	rep.DeliveriesReceived = received
 	rep.Lost = rep.DeliveriesExpected - received
 	if rep.DeliveriesExpected > 0 {
@@ -450,6 +534,7 @@ func (r *runState) report() {
 	r.progressMu.Lock() // Progress is never called concurrently
 	defer r.progressMu.Unlock()
 	ok := r.connsOK.Load()
+	slow := r.slowOK.Load()
 	pub := r.published.Load()
 	p := Progress{
 		Phase:         r.phase.Load().(string),
@@ -458,9 +543,10 @@ func (r *runState) report() {
 		ConnsOK:       int(ok),
 		ConnsFailed:   int(r.connsFail.Load()),
 		ConnsDropped:  int(r.dropped.Load()),
+		ConnsSlow:     int(slow),
 		MsgsTarget:    r.cfg.Msgs,
 		MsgsPublished: int(pub),
-		Expected:      ok * pub,
+		Expected:      (ok - slow) * pub,
 		Received:      r.received.Load(),
 	}
 	if r.sampler != nil {

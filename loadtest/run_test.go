@@ -14,6 +14,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/fasthttp/websocket"
 )
 
 // fakeProxy is a minimal GRIP proxy for the tests: it asks the origin,
@@ -32,7 +34,7 @@ type fakeProxy struct {
 }
 
 type fakeItem struct {
-	stream, response *string
+	stream, response, ws *string
 }
 
 func newFakeProxy(t *testing.T, key string) (proxy, origin *httptest.Server, fp *fakeProxy) {
@@ -53,9 +55,68 @@ func newFakeProxy(t *testing.T, key string) (proxy, origin *httptest.Server, fp 
 	return proxy, origin, fp
 }
 
+// subscribe registers a subscriber to channel ch coming from remoteAddr
+// and returns its queue and the function that unregisters it.
+func (p *fakeProxy) subscribe(ch, remoteAddr string) (chan fakeItem, func()) {
+	host, _, _ := net.SplitHostPort(remoteAddr)
+	sub := make(chan fakeItem, 64)
+	p.mu.Lock()
+	p.sources[host] = true
+	if p.subs[ch] == nil {
+		p.subs[ch] = map[chan fakeItem]struct{}{}
+	}
+	p.subs[ch][sub] = struct{}{}
+	p.mu.Unlock()
+	return sub, func() {
+		p.mu.Lock()
+		delete(p.subs[ch], sub)
+		p.mu.Unlock()
+	}
+}
+
+// serveWS is a WebSocket subscriber: it is greeted, then gets the
+// ws-message publishes of its channel (the query's ch).
+func (p *fakeProxy) serveWS(w http.ResponseWriter, r *http.Request) {
+	up := websocket.Upgrader{ReadBufferSize: 256, WriteBufferSize: 256}
+	c, err := up.Upgrade(w, r, nil)
+	if err != nil {
+		return
+	}
+	defer c.Close()
+	sub, unsubscribe := p.subscribe(r.URL.Query().Get("ch"), r.RemoteAddr)
+	defer unsubscribe()
+	gone := make(chan struct{})
+	go func() { // reads until the client goes
+		defer close(gone)
+		for {
+			if _, _, err := c.ReadMessage(); err != nil {
+				return
+			}
+		}
+	}()
+	defer func() { c.Close(); <-gone }()
+	if c.WriteMessage(websocket.TextMessage, []byte("welcome")) != nil {
+		return
+	}
+	for {
+		select {
+		case it := <-sub:
+			if it.ws != nil && c.WriteMessage(websocket.TextMessage, []byte(*it.ws)) != nil {
+				return
+			}
+		case <-gone:
+			return
+		}
+	}
+}
+
 func (p *fakeProxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if r.URL.Path == "/publish/" {
 		p.publish(w, r)
+		return
+	}
+	if websocket.IsWebSocketUpgrade(r) {
+		p.serveWS(w, r)
 		return
 	}
 	resp, err := p.client.Get(p.origin + r.URL.RequestURI())
@@ -76,20 +137,8 @@ func (p *fakeProxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		w.Write(body)
 		return
 	}
-	host, _, _ := net.SplitHostPort(r.RemoteAddr)
-	sub := make(chan fakeItem, 64)
-	p.mu.Lock()
-	p.sources[host] = true
-	if p.subs[ch] == nil {
-		p.subs[ch] = map[chan fakeItem]struct{}{}
-	}
-	p.subs[ch][sub] = struct{}{}
-	p.mu.Unlock()
-	defer func() {
-		p.mu.Lock()
-		delete(p.subs[ch], sub)
-		p.mu.Unlock()
-	}()
+	sub, unsubscribe := p.subscribe(ch, r.RemoteAddr)
+	defer unsubscribe()
 	switch hold {
 	case "stream":
 		w.WriteHeader(http.StatusOK)
@@ -146,6 +195,9 @@ func (p *fakeProxy) publish(w http.ResponseWriter, r *http.Request) {
 				Response *struct {
 					Body string `json:"body"`
 				} `json:"http-response"`
+				WS *struct {
+					Content string `json:"content"`
+				} `json:"ws-message"`
 			} `json:"formats"`
 		} `json:"items"`
 	}
@@ -160,6 +212,9 @@ func (p *fakeProxy) publish(w http.ResponseWriter, r *http.Request) {
 		}
 		if f := item.Formats.Response; f != nil {
 			it.response = &f.Body
+		}
+		if f := item.Formats.WS; f != nil {
+			it.ws = &f.Content
 		}
 		p.mu.Lock()
 		for sub := range p.subs[item.Channel] {
@@ -370,6 +425,12 @@ func TestConfigErrors(t *testing.T) {
 		"remote url":    func(c *Config) { c.URL = "http://192.0.2.1/stream" },
 		"remote pub":    func(c *Config) { c.PublishURL = "http://192.0.2.1/publish/" },
 		"https":         func(c *Config) { c.URL = "https://127.0.0.1/stream" },
+		"ws for stream": func(c *Config) { c.URL = "ws://127.0.0.1:1/ws" },
+		"http for ws":   func(c *Config) { c.Transport = TransportWS },
+		"slow share":    func(c *Config) { c.SlowShare = 1 },
+		"neg slow":      func(c *Config) { c.SlowShare = -0.1 },
+		"down, no orig": func(c *Config) { c.OriginDown = true },
+		"warmup":        func(c *Config) { c.Warmup = MaxWarmup + 1 },
 		"no conns":      func(c *Config) { c.Conns = 0 },
 		"transport":     func(c *Config) { c.Transport = "carrier-pigeon" },
 		"local addrs":   func(c *Config) { c.LocalAddrs = 255 },
@@ -390,8 +451,18 @@ func TestConfigErrors(t *testing.T) {
 		t.Fatal(err)
 	}
 	if c.Transport != TransportStream || c.Concurrency != 64 || c.Msgs != 20 || c.Rate != 10 || c.Channel != "bench" ||
-		c.LocalAddrs != 1 || c.PublishDelay != 0 {
+		c.LocalAddrs != 1 || c.PublishDelay != 0 || c.Warmup != 0 {
 		t.Errorf("defaults %+v", c)
+	}
+	down := ok
+	down.Origin, down.OriginDown = &OriginServer{}, true
+	if c, err := down.withDefaults(); err != nil || c.Warmup != 1 {
+		t.Errorf("origin down: warm-up %d, %v", c.Warmup, err)
+	}
+	ws := ok
+	ws.Transport, ws.URL = TransportWS, "ws://127.0.0.1:1/ws?ch=w"
+	if c, err := ws.withDefaults(); err != nil || c.Channel != "w" {
+		t.Errorf("ws: %+v %v", c, err)
 	}
 	ok.Transport, ok.URL = TransportLongPoll, "http://localhost:1/poll?ch=x"
 	if c, err = ok.withDefaults(); err != nil || c.Channel != "x" || c.PublishDelay != DefaultLongPollDelay {

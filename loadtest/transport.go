@@ -2,14 +2,15 @@ package loadtest
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"time"
 )
 
 // subscriber is one client connection of some transport. A transport is
-// added (WebSocket is next) by implementing subscriber and giving it a
-// transportSpec in transportFor.
+// added by implementing subscriber and giving it a transportSpec in
+// transportFor.
 type subscriber interface {
 	// open connects and subscribes. It returns once the client can tell it
 	// is subscribed (streams: the first body byte has arrived) or, where it
@@ -20,6 +21,11 @@ type subscriber interface {
 	// connection's connState, until the connection ends; it returns why.
 	// It is called once, after a successful open, on its own goroutine.
 	serve() error
+	// stall is serve for a slow reader: it reads nothing until stop is
+	// closed, then reports whether the server had ended the connection by
+	// then. It is called once, after a successful open, on its own
+	// goroutine, instead of serve.
+	stall(stop <-chan struct{}) (ended bool)
 	// close ends the connection and makes serve return soon. It may be
 	// called concurrently with serve, and more than once.
 	close()
@@ -47,18 +53,50 @@ func transportFor(tr Transport) (transportSpec, error) {
 	case TransportLongPoll:
 		return transportSpec{format: "http-response", field: "body", post: "\n",
 			newSubscriber: newHTTPSubscriber(true)}, nil
+	case TransportWS:
+		return transportSpec{format: "ws-message", field: "content", newSubscriber: newWSSubscriber}, nil
 	}
-	return transportSpec{}, fmt.Errorf("loadtest: unknown transport %q (want stream, sse or longpoll)", tr)
+	return transportSpec{}, fmt.Errorf("loadtest: unknown transport %q (want stream, sse, longpoll or ws)", tr)
 }
 
 // target is what every subscriber of a run shares.
 type target struct {
 	addr           string // host:port of the proxy
-	req            []byte // the subscribe request, sent as is
+	req            []byte // the subscribe request, sent as is (HTTP transports)
+	url            string // the subscriber URL
 	dialers        *dialers
+	ws             *wsDialers // WebSocket transport only
 	connectTimeout time.Duration
 	ctx            context.Context // cancelled when the run tears down
 }
+
+// stallConn is stall for a connection nc: it waits for stop, then
+// drains what the socket holds (a little while at most) and reports
+// whether the server had closed or reset the connection.
+func stallConn(nc net.Conn, stop <-chan struct{}) bool {
+	<-stop
+	if nc == nil {
+		return false
+	}
+	if err := nc.SetReadDeadline(time.Now().Add(stallDrainTime)); err != nil {
+		return false
+	}
+	buf := make([]byte, 8<<10)
+	for range stallMaxReads {
+		if _, err := nc.Read(buf); err != nil {
+			var ne net.Error
+			return !(errors.As(err, &ne) && ne.Timeout())
+		}
+	}
+	return false
+}
+
+// A slow reader's check at the end of a run reads for at most
+// stallDrainTime, stallMaxReads times.
+const (
+	stallDrainTime = 300 * time.Millisecond
+	stallMaxReads  = 4096
+)
 
 // dial opens connection number i.
 func (t *target) dial(ctx context.Context, i int) (net.Conn, error) {
@@ -71,6 +109,8 @@ func (t *target) dial(ctx context.Context, i int) (net.Conn, error) {
 type connState struct {
 	idx  int
 	run  *runState
+	slow bool     // a slow reader: stalls after open, not measured
+	warm bool     // a warm-up connection, not measured
 	seen []uint64 // bitmap of received sequence numbers
 	next int64    // highest sequence number received + 1
 
@@ -82,12 +122,17 @@ type connState struct {
 
 // deliver records a received line if it carries a message of this run.
 func (c *connState) deliver(line []byte) {
+	if c.slow || c.warm {
+		return
+	}
 	seq, ts, ok := ParseMessage(line)
 	if !ok {
 		return
 	}
 	now := time.Now().UnixNano()
-	if seq >= int64(len(c.seen))*64 || seq >= int64(c.run.msgs) {
+	// A message stamped before this run started was published by an
+	// earlier run (e.g. replayed from a proxy's channel history).
+	if seq >= int64(len(c.seen))*64 || seq >= int64(c.run.msgs) || ts < c.run.startNano {
 		c.foreign++
 		return
 	}

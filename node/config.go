@@ -143,6 +143,10 @@ type Config struct {
 	ClusterLabel string
 	// ClusterLocal uses memberlist's fast timings for a tier on one host.
 	ClusterLocal bool
+	// ClusterPushPull is how often members exchange state (recent purges,
+	// so a member that missed one catches up). Zero: memberlist's default,
+	// 30s (15s with -cluster-local).
+	ClusterPushPull time.Duration
 	// LogLevel is debug, info, warn or error. Default info.
 	LogLevel string
 	// ShutdownTimeout bounds a graceful shutdown. Default 10s.
@@ -233,6 +237,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.ClusterKey, "cluster-key", c.ClusterKey, "tier encryption `key` (16, 24 or 32 bytes, base64:... for binary)")
 	fs.StringVar(&c.ClusterLabel, "cluster-label", c.ClusterLabel, "tier label, keeps tiers on one network apart")
 	fs.BoolVar(&c.ClusterLocal, "cluster-local", c.ClusterLocal, "fast memberlist timings for a tier on one host")
+	fs.DurationVar(&c.ClusterPushPull, "cluster-push-pull", c.ClusterPushPull, "how often tier members exchange state (0: memberlist's default)")
 	fs.StringVar(&c.LogLevel, "log-level", c.LogLevel, "log level: debug, info, warn, error")
 	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", c.ShutdownTimeout, "how long a graceful shutdown may take")
 }

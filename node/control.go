@@ -66,7 +66,7 @@ func (s *Server) servePublish(ctx *fasthttp.RequestCtx) {
 	for i := range req.Items {
 		s.publish(&req.Items[i])
 	}
-	s.forward(opPublish, ctx.PostBody())
+	s.forward(opPublish, ctx.PostBody(), nil)
 	if wantsJSON(ctx) {
 		writeJSON(ctx, fasthttp.StatusOK, map[string]string{"message": "Published"})
 		return
@@ -103,9 +103,9 @@ func (s *Server) servePurge(ctx *fasthttp.RequestCtx, withPublish bool) {
 		resp.Published = len(items.Items)
 	}
 	if withPublish {
-		s.forward(opPurgePublish, ctx.PostBody())
+		s.forward(opPurgePublish, ctx.PostBody(), req)
 	} else if data, err := json.Marshal(req); err == nil {
-		s.forward(opPurge, data) // re-encoded: the keys may have come in a header
+		s.forward(opPurge, data, req) // re-encoded: the keys may have come in a header
 	}
 	writeJSON(ctx, fasthttp.StatusOK, resp)
 }

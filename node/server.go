@@ -38,6 +38,8 @@ type Server struct {
 	cache     *cache.Cache // nil: caching off
 	limiter   *purge.Limiter
 	tier      *cluster.Cluster // nil: single node
+	purges    *purgeLog        // the tier's recent purges (nil: single node)
+	dropOps   atomic.Bool      // tests: lose operations from peers (a partition)
 	breaker   *breaker
 	stop      chan struct{} // closed by Shutdown: stops the prober
 	upgrader  *websocket.FastHTTPUpgrader

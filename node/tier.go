@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"strings"
+	"time"
 
 	"github.com/edgepush/edgepush/cluster"
 	"github.com/edgepush/edgepush/grip"
@@ -41,7 +42,10 @@ func (s *Server) startTier() error {
 			join = append(join, j)
 		}
 	}
+	s.purges = newPurgeLog(s, 4096, s.cfg.HistoryAge+48*time.Hour)
 	tier, err := cluster.New(cluster.Config{
+		State:       s.purges,
+		PushPull:    s.cfg.ClusterPushPull,
 		Name:        s.cfg.NodeName,
 		Bind:        s.cfg.ClusterBind,
 		Advertise:   s.cfg.ClusterAdvertise,
@@ -80,10 +84,14 @@ func (s *Server) reachableControlAddr() string {
 }
 
 // forward sends an operation this node received from a client to every
-// other member.
-func (s *Server) forward(kind string, data []byte) {
-	if s.tier != nil {
-		s.tier.Broadcast(kind, data)
+// other member; purge is the purge it carries, if any, for the purge log.
+func (s *Server) forward(kind string, data []byte, purge *purge.Request) {
+	if s.tier == nil {
+		return
+	}
+	op := s.tier.Broadcast(kind, data)
+	if purge != nil {
+		s.purges.add(op.ID(), *purge, time.Now())
 	}
 }
 
@@ -106,6 +114,7 @@ func (s *Server) applyOp(op cluster.Op) {
 			s.log.Warn("tier: bad purge", "from", op.Source, "err", err)
 			return
 		}
+		s.purges.add(op.ID(), req, time.Now())
 		s.purgeLocal(&req)
 	case opPurgePublish:
 		req, items, err := purge.ParsePurgePublish(op.Data)
@@ -117,6 +126,7 @@ func (s *Server) applyOp(op cluster.Op) {
 			s.log.Warn("tier: bad purge-publish", "from", op.Source, "err", err)
 			return
 		}
+		s.purges.add(op.ID(), *req, time.Now())
 		s.purgeLocal(req)
 		if pub != nil {
 			for i := range pub.Items {
@@ -144,6 +154,9 @@ func (s *Server) serveTierOps(ctx *fasthttp.RequestCtx) {
 	if !ctx.IsPost() || !s.tier.Authorized(ctx.Request.Header.Peek("Authorization")) {
 		controlError(ctx, fasthttp.StatusUnauthorized, "missing or invalid tier token")
 		return
+	}
+	if s.dropOps.Load() {
+		return // a test's partition: accepted and lost
 	}
 	if err := s.tier.Receive(ctx.PostBody()); err != nil {
 		controlError(ctx, fasthttp.StatusBadRequest, err.Error())

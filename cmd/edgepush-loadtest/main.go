@@ -15,6 +15,20 @@
 //	edgepush -listen 127.0.0.1:7999 -origin http://127.0.0.1:8080 &
 //	edgepush-loadtest -url http://127.0.0.1:7999/stream?ch=bench \
 //	    -publish http://127.0.0.1:5561/publish/ -conns 5000 -msgs 20 -rate 10 -pid $!
+//
+// WebSocket subscribers use -transport ws and a ws:// URL on the origin's
+// WebSocket-over-HTTP route (-url ws://127.0.0.1:7999/ws?ch=bench).
+//
+// With -origin-listen the origin runs inside the load-test process, and
+// -origin-down takes it down after -warmup connections have been opened
+// (and cached by the proxy), before the measured ones:
+//
+//	edgepush -listen 127.0.0.1:7999 -origin http://127.0.0.1:8080 &
+//	edgepush-loadtest -origin-listen 127.0.0.1:8080 -origin-down \
+//	    -url http://127.0.0.1:7999/stream?ch=bench -conns 1000
+//
+// -plot FILE.svg draws the delivery latency distribution, and -slow-share
+// makes a share of the subscribers stop reading (slow consumers).
 package main
 
 import (
@@ -46,7 +60,8 @@ func main() {
 const usageText = `usage:
   edgepush-loadtest [run] [flags]          run a load test (default)
   edgepush-loadtest origin [-listen addr]  serve the GRIP test origin
-                                           (GET /stream, /sse, /poll ?ch=CHANNEL)
+                                           (GET /stream, /sse, /poll, POST /ws
+                                           ?ch=CHANNEL)
 
 run flags:
 `
@@ -72,6 +87,18 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, tty bool)
 		}
 		fmt.Fprintln(stderr, "edgepush-loadtest:", err)
 		return 2
+	}
+	if opts.originListen != "" {
+		origin, err := loadtest.StartOrigin(opts.originListen)
+		if err != nil {
+			fmt.Fprintln(stderr, "edgepush-loadtest:", err)
+			return 1
+		}
+		defer origin.Close()
+		cfg.Origin = origin
+		if !opts.jsonOnly {
+			fmt.Fprintf(stderr, "edgepush-loadtest: origin listening on %s\n", origin.URL())
+		}
 	}
 	var bar *progressBar
 	if opts.progress != progressOff {
@@ -99,6 +126,12 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, tty bool)
 		return 1
 	}
 	fmt.Fprintf(stdout, "%s\n", line)
+	if opts.plot != "" {
+		if perr := writePlot(opts.plot, rep); perr != nil {
+			fmt.Fprintln(stderr, "edgepush-loadtest:", perr)
+			return 1
+		}
+	}
 	if err != nil {
 		fmt.Fprintln(stderr, "edgepush-loadtest:", err)
 		return 1
@@ -121,8 +154,10 @@ const (
 )
 
 type runOpts struct {
-	jsonOnly bool
-	progress int
+	jsonOnly     bool
+	progress     int
+	originListen string // serve the origin in-process on this address
+	plot         string // write the latency SVG to this file
 }
 
 // runFlags holds the flag values of "run".
@@ -132,6 +167,8 @@ type runFlags struct {
 	pids     string
 	jsonOnly bool
 	progress bool
+	origin   string
+	plot     string
 }
 
 func newRunFlags(stderr io.Writer, tty bool) (*flag.FlagSet, *runFlags) {
@@ -141,7 +178,7 @@ func newRunFlags(stderr io.Writer, tty bool) (*flag.FlagSet, *runFlags) {
 	fs.Usage = func() { usage(stderr) }
 	c := &f.cfg
 	fs.StringVar(&c.URL, "url", "http://127.0.0.1:7999/stream?ch=bench", "subscriber `URL` on the proxy (loopback only)")
-	fs.StringVar(&f.tr, "transport", "stream", "subscriber transport: stream, sse or longpoll")
+	fs.StringVar(&f.tr, "transport", "stream", "subscriber transport: stream, sse, longpoll or ws (ws:// URL)")
 	fs.IntVar(&c.Conns, "conns", 1000, "subscriber connections to open")
 	fs.IntVar(&c.Concurrency, "concurrency", loadtest.DefaultConcurrency, "connections being set up at once")
 	fs.IntVar(&c.LocalAddrs, "local-addrs", 1, "bind client sockets round-robin to 127.0.0.1 … 127.0.0.`K`")
@@ -155,6 +192,15 @@ func newRunFlags(stderr io.Writer, tty bool) (*flag.FlagSet, *runFlags) {
 	fs.DurationVar(&c.ConnectTimeout, "connect-timeout", loadtest.DefaultConnectTimeout, "time limit for one connection's setup")
 	fs.DurationVar(&c.PublishDelay, "publish-delay", 0,
 		"pause between setup and the first publish (default 0, 1s for longpoll)")
+	fs.Float64Var(&c.SlowShare, "slow-share", 0,
+		"share (0…1) of the subscribers that stop reading after setup; counted apart, not measured")
+	fs.StringVar(&f.origin, "origin-listen", "",
+		"serve the GRIP test origin in this process on `address` (loopback) for the run")
+	fs.BoolVar(&c.OriginDown, "origin-down", false,
+		"stop the -origin-listen origin after the warm-up connections, before the measured ones")
+	fs.IntVar(&c.Warmup, "warmup", 0,
+		"connections to open (and close) before the measured ones (default 1 with -origin-down)")
+	fs.StringVar(&f.plot, "plot", "", "write the delivery latency distribution to `FILE.svg`")
 	fs.StringVar(&f.pids, "pid", "", "comma-separated `PIDs` of the server processes to sample RSS and CPU of")
 	fs.BoolVar(&f.jsonOnly, "json", false, "print only the JSON line (and no progress unless -progress is given)")
 	fs.BoolVar(&f.progress, "progress", tty, "draw a progress bar on stderr (default on when stderr is a terminal; off: a status line every 5s)")
@@ -181,9 +227,12 @@ func parseRun(args []string, stderr io.Writer, tty bool) (loadtest.Config, runOp
 		}
 		f.cfg.PIDs = append(f.cfg.PIDs, pid)
 	}
+	if f.cfg.OriginDown && f.origin == "" {
+		return loadtest.Config{}, runOpts{}, errors.New("-origin-down needs -origin-listen (the origin it takes down)")
+	}
 	explicit := false
 	fs.Visit(func(fl *flag.Flag) { explicit = explicit || fl.Name == "progress" })
-	opts := runOpts{jsonOnly: f.jsonOnly}
+	opts := runOpts{jsonOnly: f.jsonOnly, originListen: f.origin, plot: f.plot}
 	switch {
 	case f.progress:
 		opts.progress = progressDraw
@@ -212,7 +261,8 @@ func serveOrigin(ctx context.Context, args []string, stderr io.Writer) int {
 		return 1
 	}
 	srv := &http.Server{Handler: loadtest.NewOrigin(), ReadHeaderTimeout: 10 * time.Second}
-	fmt.Fprintf(stderr, "edgepush-loadtest origin: listening on http://%s (GET /stream, /sse, /poll ?ch=CHANNEL)\n", ln.Addr())
+	fmt.Fprintf(stderr, "edgepush-loadtest origin: listening on http://%s (GET /stream, /sse, /poll, POST /ws ?ch=CHANNEL)\n",
+		ln.Addr())
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
 	select {
@@ -228,6 +278,19 @@ func serveOrigin(ctx context.Context, args []string, stderr io.Writer) int {
 		return 1
 	}
 	return 0
+}
+
+// writePlot writes the report's latency SVG to path.
+func writePlot(path string, rep *loadtest.Report) error {
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	err = rep.WriteSVG(f)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	return err
 }
 
 // isTerminal reports whether f is a character device (a terminal).

@@ -47,6 +47,8 @@ func (b *progressBar) finish() {
 func fraction(p loadtest.Progress) float64 {
 	var f float64
 	switch p.Phase {
+	case "warmup":
+		f = 0
 	case "setup":
 		f = float64(p.ConnsOK+p.ConnsFailed) / float64(max(p.ConnsTarget, 1))
 	case "publish":
@@ -70,6 +72,9 @@ func formatProgress(p loadtest.Progress) string {
 	s := fmt.Sprintf("%-7s %5.1fs  conns %d/%d", p.Phase, p.Elapsed.Seconds(), p.ConnsOK, p.ConnsTarget)
 	if p.ConnsFailed > 0 || p.ConnsDropped > 0 {
 		s += fmt.Sprintf(" (%d failed, %d dropped)", p.ConnsFailed, p.ConnsDropped)
+	}
+	if p.ConnsSlow > 0 {
+		s += fmt.Sprintf(" (%d slow)", p.ConnsSlow)
 	}
 	s += fmt.Sprintf("  msgs %d/%d  recv %d/%d", p.MsgsPublished, p.MsgsTarget, p.Received, p.Expected)
 	if p.RSSBytes > 0 {
