@@ -161,3 +161,64 @@ func BenchmarkPurgePublish(b *testing.B) {
 	b.ReportMetric(float64(delays[len(delays)/2].Microseconds()), "p50-µs")
 	b.ReportMetric(float64(delays[len(delays)*99/100].Microseconds()), "p99-µs")
 }
+
+// BenchmarkTierCrossNode publishes at node A of a two-node tier (over the
+// control API, one after another) with an HTTP-stream subscriber on each
+// node, and reports the delivery delay to the local subscriber and to the
+// one on the other node (p50, p99), and publishes per second.
+func BenchmarkTierCrossNode(b *testing.B) {
+	var nodes []*testNode
+	for i := range 2 {
+		nodes = append(nodes, startNode(b, gripOrigin("open\n", "Grip-Hold", "stream", "Grip-Channel", "x"), func(c *Config) {
+			c.ClusterBind, c.ClusterLocal, c.NodeName = "127.0.0.1:0", true, fmt.Sprintf("bench-%d", i)
+			if i > 0 {
+				c.Join = nodes[0].tier.LocalAddr()
+			}
+		}))
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for len(nodes[0].tier.Stats().Peers) != 1 || len(nodes[1].tier.Stats().Peers) != 1 {
+		if time.Now().After(deadline) {
+			b.Fatal("tier did not form")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	var readers []*bufio.Reader
+	for _, n := range nodes {
+		r := bufio.NewReader(dialRaw(b, n.Addr()).get(b, "/").Body)
+		r.ReadString('\n')
+		n.waitSubscribers(b, "x", 1)
+		readers = append(readers, r)
+	}
+	client := &http.Client{}
+	defer client.CloseIdleConnections()
+	local := make([]time.Duration, 0, b.N)
+	cross := make([]time.Duration, 0, b.N)
+	b.ResetTimer()
+	for i := range b.N {
+		body := fmt.Sprintf(`{"items":[{"channel":"x","formats":{"http-stream":{"content":"m%d\n"}}}]}`, i)
+		start := time.Now()
+		resp, err := client.Post(nodes[0].ctl+"/publish/", "application/json", strings.NewReader(body))
+		if err != nil {
+			b.Fatal(err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		if _, err := readers[0].ReadString('\n'); err != nil {
+			b.Fatal(err)
+		}
+		local = append(local, time.Since(start))
+		if _, err := readers[1].ReadString('\n'); err != nil {
+			b.Fatal(err)
+		}
+		cross = append(cross, time.Since(start))
+	}
+	b.StopTimer()
+	slices.Sort(local)
+	slices.Sort(cross)
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "publishes/s")
+	b.ReportMetric(float64(local[len(local)/2].Microseconds()), "local-p50-µs")
+	b.ReportMetric(float64(local[len(local)*99/100].Microseconds()), "local-p99-µs")
+	b.ReportMetric(float64(cross[len(cross)/2].Microseconds()), "cross-p50-µs")
+	b.ReportMetric(float64(cross[len(cross)*99/100].Microseconds()), "cross-p99-µs")
+}
