@@ -75,13 +75,14 @@ func TestPublishBody(t *testing.T) {
 			TransportStream:   `{"seq":5,"ts":99}` + "\n",
 			TransportSSE:      `data: {"seq":5,"ts":99}` + "\n\n",
 			TransportLongPoll: `{"seq":5,"ts":99}` + "\n",
+			TransportWS:       `{"seq":5,"ts":99}`,
 		}[tr]
 		if got != want {
 			t.Errorf("%s: %s.%s = %q, want %q", tr, spec.format, spec.field, got, want)
 		}
 	}
-	if _, err := transportFor("ws"); err == nil {
-		t.Error("transport ws accepted")
+	if _, err := transportFor("carrier-pigeon"); err == nil {
+		t.Error("unknown transport accepted")
 	}
 }
 

@@ -64,6 +64,7 @@ func TestRunSlowReaders(t *testing.T) {
 			io.WriteString(w, "Published\n")
 			return
 		}
+		w.Header().Set("Connection", "close") // hang up, not just end the response
 		io.WriteString(w, "open\n")
 		w.(http.Flusher).Flush()
 		time.Sleep(50 * time.Millisecond)
@@ -117,7 +118,7 @@ func TestStallConn(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		sc.Write(make([]byte, 100<<10)) // unread data in the client's socket
+		sc.Write(make([]byte, 16<<10)) // unread data in the client's socket (fits its buffer)
 		if hangUp {
 			sc.Close()
 		}

@@ -74,10 +74,10 @@ type target struct {
 // drains what the socket holds (a little while at most) and reports
 // whether the server had closed or reset the connection.
 func stallConn(nc net.Conn, stop <-chan struct{}) bool {
-	<-stop
 	if nc == nil {
 		return false
 	}
+	<-stop
 	if err := nc.SetReadDeadline(time.Now().Add(stallDrainTime)); err != nil {
 		return false
 	}

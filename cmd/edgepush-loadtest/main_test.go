@@ -56,7 +56,7 @@ func TestParseRun(t *testing.T) {
 
 func TestRunUsageErrors(t *testing.T) {
 	var out, errb bytes.Buffer
-	if code := run(context.Background(), []string{"run", "-transport", "ws", "-conns", "1"}, &out, &errb, false); code != 2 ||
+	if code := run(context.Background(), []string{"run", "-transport", "smoke-signals", "-conns", "1"}, &out, &errb, false); code != 2 ||
 		!strings.Contains(errb.String(), "unknown transport") {
 		t.Errorf("code %d, stderr %q", code, errb.String())
 	}

@@ -226,4 +226,3 @@ func TestTierOfProcessesSurvivesSIGKILL(t *testing.T) {
 	}
 	t.Logf("restarted node received publishes after %v", time.Since(restarted).Round(time.Millisecond))
 }
-
