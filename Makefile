@@ -8,6 +8,7 @@ GO      ?= go
 BIN     := bin
 PKGS    := ./...
 INTEROP := node/testdata/interop
+BROWSER := node/testdata/browser
 
 # build: compile the node and tools into ./bin.
 build:
@@ -23,8 +24,15 @@ interop-deps:
 		cd $(INTEROP) && npm install --no-package-lock --no-audit --no-fund --silent; \
 	else echo "npm not found: the interop test will be skipped"; fi
 
+# browser-deps: install playwright-core for the status-page browser test (needs npm; Chromium
+# comes from Debian: apt-get install chromium, as .ci/run does).
+browser-deps:
+	@if command -v npm >/dev/null; then \
+		cd $(BROWSER) && npm install --no-package-lock --no-audit --no-fund --silent; \
+	else echo "npm not found: the browser test will be skipped"; fi
+
 # test: vet, then every test with the race detector (the command CI runs).
-test: interop-deps
+test: interop-deps browser-deps
 	$(GO) vet $(PKGS)
 	$(GO) test -race -count=1 -timeout 10m $(PKGS)
 
@@ -48,4 +56,9 @@ lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet $(PKGS)
 
-.PHONY: build run interop-deps test race bench fuzz lint
+# bench-compare: Pushpin (installed from Debian if missing) and edgepush side by side, same scenarios,
+# same run; writes the table into BENCHMARKS.md. Env: CONNS=5000 RUNS=3, QUICK=1 for a smoke run.
+bench-compare:
+	loadtest/scripts/bench-compare.sh
+
+.PHONY: build run interop-deps browser-deps test race bench fuzz lint bench-compare

@@ -56,6 +56,10 @@ type Request struct {
 	// (stale-while-revalidate). Without it the refresh uses the Fetcher
 	// and Header given to Get.
 	Snapshot func() (Fetcher, func(name string) string)
+	// StaleIfError, when set, replaces Config.StaleIfError for the
+	// response stored for this request (a per-route default; the
+	// response's own stale-if-error still wins). Nil: Config.StaleIfError.
+	StaleIfError *time.Duration
 }
 
 // Fetcher asks the origin. A transport failure is an error; any HTTP
@@ -126,6 +130,13 @@ func New(cfg Config) (*Cache, error) {
 		IgnoreInternalCost: true,
 		OnEvict:            func(*ristretto.Item[*Entry]) { c.stats.evictions.Add(1) },
 		OnReject:           func(*ristretto.Item[*Entry]) { c.stats.rejected.Add(1) },
+		// Called for every stored value that goes: evicted, expired,
+		// rejected, deleted or replaced (nil when there was none).
+		OnExit: func(e *Entry) {
+			if e != nil {
+				c.stats.entries.Add(-1)
+			}
+		},
 	})
 	if err != nil {
 		return nil, fmt.Errorf("cache: %w", err)
@@ -225,7 +236,11 @@ func (c *Cache) load(primary string, req *Request, fetch Fetcher) loadResult {
 	}
 	c.stats.fetches.Add(1)
 	now := c.cfg.Now()
-	e := newEntry(resp, req, now, seq, c.cfg.StaleIfError)
+	staleIfError := c.cfg.StaleIfError
+	if req.StaleIfError != nil {
+		staleIfError = max(*req.StaleIfError, 0)
+	}
+	e := newEntry(resp, req, now, seq, staleIfError)
 	e.primary = primary
 	if e.pol.storable {
 		c.storeEntry(e)
@@ -262,6 +277,7 @@ func (c *Cache) storeEntry(e *Entry) {
 	c.vary.set(e.primary, e.varyNames)
 	if c.store.SetWithTTL(e.key, e, e.cost, ttl) {
 		c.stats.stores.Add(1)
+		c.stats.entries.Add(1)
 	} else {
 		c.stats.rejected.Add(1)
 	}

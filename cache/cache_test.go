@@ -522,3 +522,26 @@ func BenchmarkGetHitVary(b *testing.B) {
 		}
 	}
 }
+
+func TestEntriesCount(t *testing.T) {
+	c, clk := newCache(t)
+	o := &origin{}
+	o.set("v1", "Cache-Control", "max-age=10", "Surrogate-Key", "k")
+	get(t, c, o, greq("http://h/a"))
+	get(t, c, o, greq("http://h/b"))
+	if st := c.Stats(); st.Entries != 2 || st.Bytes == 0 {
+		t.Fatalf("two stored: %+v", st)
+	}
+	clk.add(11 * time.Second) // expired: the refetch replaces the entry
+	get(t, c, o, greq("http://h/a"))
+	if st := c.Stats(); st.Entries != 2 {
+		t.Fatalf("after a replacement: %d entries", st.Entries)
+	}
+	c.Purge("k", false) // hard: dropped when next looked up
+	o.set("v2", "Cache-Control", "no-store")
+	get(t, c, o, greq("http://h/a"))
+	get(t, c, o, greq("http://h/b"))
+	if st := c.Stats(); st.Entries != 0 {
+		t.Fatalf("after a hard purge: %d entries", st.Entries)
+	}
+}

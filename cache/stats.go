@@ -7,6 +7,7 @@ type counters struct {
 	gets, hits, misses, coalesced, fetches, bypass        atomic.Uint64
 	staleRevalidating, staleOnError, originErrors, stores atomic.Uint64
 	rejected, evictions, purges                           atomic.Uint64
+	entries                                               atomic.Int64 // stored and not yet gone
 }
 
 // Stats is a snapshot of the cache's counters.
@@ -40,6 +41,9 @@ type Stats struct {
 	Purges uint64 `json:"purges"`
 	// Bytes is the cost of the entries stored now.
 	Bytes uint64 `json:"bytes"`
+	// Entries is the number of entries stored now (including those
+	// queued for admission, which the store may still refuse).
+	Entries uint64 `json:"entries"`
 }
 
 // Stats returns a snapshot of the counters.
@@ -53,6 +57,7 @@ func (c *Cache) Stats() Stats {
 	}
 	if !c.closed.Load() {
 		st.Bytes = uint64Of(c.store.MaxCost() - c.store.RemainingCost())
+		st.Entries = uint64Of(s.entries.Load())
 	}
 	return st
 }

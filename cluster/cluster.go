@@ -1,6 +1,7 @@
 package cluster
 
 import (
+	"bytes"
 	"crypto/hmac"
 	"crypto/sha256"
 	"crypto/subtle"
@@ -163,6 +164,12 @@ func (c *Cluster) onEvent(ev memberlist.NodeEvent) {
 	var m meta
 	json.Unmarshal(n.Meta, &m)
 	c.mu.Lock()
+	if c.closed.Load() {
+		// Shutdown has stopped the peers (this event waited for the
+		// lock meanwhile): a peer started now would never be stopped.
+		c.mu.Unlock()
+		return
+	}
 	old := c.peers[n.Name]
 	delete(c.peers, n.Name)
 	if ev.Event != memberlist.NodeLeave && m.Control != "" {
@@ -203,11 +210,22 @@ func stateName(s memberlist.NodeStateType) string {
 }
 
 // Broadcast sends an operation of kind with data to every other alive
-// member and returns it; delivery is in the background.
+// member and returns it; delivery is in the background. data must be JSON
+// (it travels as a json.RawMessage); it is copied, so the caller may reuse
+// it. Data that is not JSON is logged and not sent: no peer would ever
+// accept the batch holding it.
 func (c *Cluster) Broadcast(kind string, data []byte) Op {
-	op := Op{Source: c.cfg.Name, Incarnation: c.inc, Seq: c.seq.Add(1), Kind: kind, Data: data}
+	if !json.Valid(data) {
+		c.cfg.Log.Error("operation is not JSON, not forwarded", "kind", kind)
+		return Op{Source: c.cfg.Name, Incarnation: c.inc, Kind: kind}
+	}
+	op := Op{Source: c.cfg.Name, Incarnation: c.inc, Kind: kind, Data: bytes.Clone(data)}
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	// Numbered under the lock: every peer queue must be in Seq order (the
+	// sender removes what it sent by Seq, the receiver drops a Seq lower
+	// than one it applied).
+	op.Seq = c.seq.Add(1)
 	for _, p := range c.peers {
 		p.enqueue(op, c.cfg.QueueLen)
 	}

@@ -4,7 +4,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"os"
+	"strconv"
 	"time"
 
 	"github.com/hashicorp/memberlist"
@@ -14,7 +16,8 @@ import (
 type Config struct {
 	// Name is the node's unique name in the tier. Default: the hostname.
 	Name string
-	// Bind is the memberlist address (host:port; port 0 picks one).
+	// Bind is the memberlist address (ip:port, or :port for every
+	// interface; port 0 picks one). Empty: 0.0.0.0:7946.
 	Bind string
 	// Advertise is the address other members use, if not Bind's.
 	Advertise string
@@ -72,6 +75,16 @@ func (c *Config) check() error {
 	if c.ControlAddr == "" {
 		errs = append(errs, errors.New("cluster: ControlAddr is required"))
 	}
+	if c.Bind != "" {
+		if err := checkAddr(c.Bind, true); err != nil {
+			errs = append(errs, fmt.Errorf("cluster: bind address %q: %w", c.Bind, err))
+		}
+	}
+	if c.Advertise != "" {
+		if err := checkAddr(c.Advertise, false); err != nil {
+			errs = append(errs, fmt.Errorf("cluster: advertise address %q: %w", c.Advertise, err))
+		}
+	}
 	if n := len(c.SecretKey); n != 0 && n != 16 && n != 24 && n != 32 {
 		errs = append(errs, fmt.Errorf("cluster: secret key is %d bytes, want 16, 24 or 32", n))
 	}
@@ -82,6 +95,23 @@ func (c *Config) check() error {
 		c.Log = slog.New(slog.DiscardHandler)
 	}
 	return errors.Join(errs...)
+}
+
+// checkAddr checks a memberlist host:port. Memberlist binds to an IP (a
+// host name it cannot parse means every interface), so a bind host must
+// be an IP or empty.
+func checkAddr(addr string, bind bool) error {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return err
+	}
+	if p, err := strconv.Atoi(port); err != nil || p < 0 || p > 65535 {
+		return fmt.Errorf("bad port %q", port)
+	}
+	if bind && host != "" && net.ParseIP(host) == nil {
+		return errors.New("host is not an IP address")
+	}
+	return nil
 }
 
 // StateDelegate is the node state members exchange at push/pull.

@@ -143,6 +143,7 @@ func (c *Conn) enqueue(b []byte, last bool) bool {
 		return true
 	}
 	if c.queued+len(b) > c.opts.MaxQueueBytes {
+		c.shard.pool.dropped.Add(uint64(len(c.queue) + 1))
 		c.doomed = true
 		c.queue, c.queued = nil, 0
 		c.mu.Unlock()

@@ -1,6 +1,7 @@
 package fanout
 
 import (
+	"context"
 	"errors"
 	"runtime"
 	"sync"
@@ -37,6 +38,7 @@ type Pool struct {
 	slow        atomic.Uint64
 	writeErrors atomic.Uint64
 	blocked     atomic.Uint64
+	dropped     atomic.Uint64
 }
 
 // PoolStats is a snapshot of a Pool's counters.
@@ -52,6 +54,9 @@ type PoolStats struct {
 	// BlockedWrites counts times a connection stopped keeping up and got a
 	// blocking writer of its own.
 	BlockedWrites uint64 `json:"blocked_writes"`
+	// DroppedFrames counts frames (published messages, keep-alives)
+	// discarded with the queue of a connection closed as a slow consumer.
+	DroppedFrames uint64 `json:"dropped_frames"`
 }
 
 type writerShard struct {
@@ -147,6 +152,43 @@ func (p *Pool) Close() {
 	})
 }
 
+// Drain closes the connections held now with ErrShutdown, spread evenly
+// over period so that their clients do not all reconnect at the same
+// moment; the others keep receiving until their turn. It returns when all
+// are closed or ctx is done. A period ≤ 0 closes them all at once.
+// Connections added meanwhile are left to Close.
+func (p *Pool) Drain(ctx context.Context, period time.Duration) {
+	var conns []*Conn
+	for _, s := range p.shards {
+		s.connsMu.Lock()
+		conns = append(conns, s.conns...)
+		s.connsMu.Unlock()
+	}
+	if len(conns) == 0 {
+		return
+	}
+	const step = 20 * time.Millisecond
+	steps := max(int(period/step), 1)
+	per := (len(conns) + steps - 1) / steps
+	t := time.NewTicker(step)
+	defer t.Stop()
+	for len(conns) > 0 {
+		k := min(per, len(conns))
+		for _, c := range conns[:k] {
+			c.Close(ErrShutdown)
+		}
+		conns = conns[k:]
+		if len(conns) == 0 {
+			return
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
 // Stats returns a snapshot of the Pool's counters.
 func (p *Pool) Stats() PoolStats {
 	return PoolStats{
@@ -155,6 +197,7 @@ func (p *Pool) Stats() PoolStats {
 		SlowConsumers: p.slow.Load(),
 		WriteErrors:   p.writeErrors.Load(),
 		BlockedWrites: p.blocked.Load(),
+		DroppedFrames: p.dropped.Load(),
 	}
 }
 

@@ -35,20 +35,30 @@ var ErrNotSocket = errors.New("fanout: connection has no file descriptor")
 // NewSocketWriter returns a writer for c, whose blocking writes give up
 // after writeTimeout (zero: 10s).
 func NewSocketWriter(c net.Conn, writeTimeout time.Duration) (*SocketWriter, error) {
+	raw, err := rawConn(c)
+	if err != nil {
+		return nil, err
+	}
+	w := &SocketWriter{conn: c, raw: raw, timeout: orDefaultTimeout(writeTimeout)}
+	w.op = w.write
+	return w, nil
+}
+
+// rawConn is c's descriptor access, for connections that have one.
+func rawConn(c net.Conn) (syscall.RawConn, error) {
 	sc, ok := c.(syscall.Conn)
 	if !ok {
 		return nil, ErrNotSocket
 	}
-	raw, err := sc.SyscallConn()
-	if err != nil {
-		return nil, err
+	return sc.SyscallConn()
+}
+
+// orDefaultTimeout is d, or 10s when d is not positive.
+func orDefaultTimeout(d time.Duration) time.Duration {
+	if d <= 0 {
+		return 10 * time.Second
 	}
-	if writeTimeout <= 0 {
-		writeTimeout = 10 * time.Second
-	}
-	w := &SocketWriter{conn: c, raw: raw, timeout: writeTimeout}
-	w.op = w.write
-	return w, nil
+	return d
 }
 
 // TryWrite writes a prefix of bufs with one write(2) or writev(2) and

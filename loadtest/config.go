@@ -142,6 +142,14 @@ type Config struct {
 	// before the measured ones, so that these can only be opened from
 	// what the proxy has cached. It requires Origin.
 	OriginDown bool
+	// ExternalPublish makes Run publish nothing: another process (e.g. a
+	// second load-test process, possibly through another node of a tier)
+	// publishes Msgs messages at Rate on the channel, and this run only
+	// subscribes and measures what arrives. Every message 0 … Msgs−1 is
+	// expected on every connection; the wait ends when all have arrived,
+	// or PublishDelay (how long the other process may take to start
+	// publishing) + Msgs/Rate + Settle after setup. PublishURL is not used.
+	ExternalPublish bool
 	// Progress, when set, is called every ProgressInterval (and once at the
 	// end of each phase) from a goroutine of Run with the run's state. It
 	// must return quickly.
@@ -153,7 +161,8 @@ type Config struct {
 // Progress is a snapshot of a running load test, passed to
 // Config.Progress.
 type Progress struct {
-	// Phase is "warmup", "setup", "publish", "settle" or "done".
+	// Phase is "warmup", "setup", "publish", "settle" or "done"
+	// ("listen" instead of publish and settle with ExternalPublish).
 	Phase string
 	// Elapsed is the time since Run started.
 	Elapsed time.Duration
@@ -190,8 +199,10 @@ func (c Config) withDefaults() (Config, error) {
 	if err != nil {
 		return c, err
 	}
-	if _, err := parseLoopbackURL("PublishURL", c.PublishURL, "http"); err != nil {
-		return c, err
+	if !c.ExternalPublish {
+		if _, err := parseLoopbackURL("PublishURL", c.PublishURL, "http"); err != nil {
+			return c, err
+		}
 	}
 	if c.Conns < 1 {
 		return c, fmt.Errorf("loadtest: Conns must be at least 1, got %d", c.Conns)

@@ -36,6 +36,10 @@ type Report struct {
 	// (Config.OriginDown): the measured connections were opened without
 	// it.
 	OriginDown bool `json:"origin_down"`
+	// ExternalPublish is set when another process published
+	// (Config.ExternalPublish): MsgsPublished is then the number of
+	// messages expected, and the publish figures are empty.
+	ExternalPublish bool `json:"external_publish,omitempty"`
 
 	// WarmupConns is Config.Warmup (after defaults) and WarmupOK how many
 	// of them were set up; WarmupErrors are the distinct failures (and a
@@ -160,8 +164,12 @@ func (r *Report) WriteTable(w io.Writer) error {
 		r.SetupP50Ms, r.SetupP99Ms, r.SetupMaxMs, r.SetupsPerSec, r.SetupSeconds)
 	errorRows(row, "setup errors", r.SetupErrors)
 	errorRows(row, "drop errors", r.DropErrors)
-	row("publish", "%d/%d msgs in %.2f s, rtt p50 %.2f ms, max %.2f ms",
-		r.MsgsPublished, r.MsgsRequested, r.PublishSeconds, r.PublishRTTP50Ms, r.PublishRTTMaxMs)
+	if r.ExternalPublish {
+		row("publish", "by another process: %d msgs expected, listened %.2f s", r.MsgsRequested, r.PublishSeconds)
+	} else {
+		row("publish", "%d/%d msgs in %.2f s, rtt p50 %.2f ms, max %.2f ms",
+			r.MsgsPublished, r.MsgsRequested, r.PublishSeconds, r.PublishRTTP50Ms, r.PublishRTTMaxMs)
+	}
 	errorRows(row, "publish errors", r.PublishErrors)
 	row("deliveries", "%d/%d received, %d lost (%.3g%%), %d duplicated, %d out of order",
 		r.DeliveriesReceived, r.DeliveriesExpected, r.Lost, r.LostPct, r.Duplicated, r.OutOfOrder)

@@ -146,6 +146,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		ConnsRequested: cfg.Conns, Concurrency: cfg.Concurrency, LocalAddrs: cfg.LocalAddrs,
 		MsgsRequested: cfg.Msgs, Rate: cfg.Rate, SettleSeconds: cfg.Settle.Seconds(),
 		PIDs: cfg.PIDs, SlowShare: cfg.SlowShare, WarmupConns: cfg.Warmup, OriginDown: cfg.OriginDown,
+		ExternalPublish: cfg.ExternalPublish,
 	}
 	if rep.PIDs == nil {
 		rep.PIDs = []int{}
@@ -185,7 +186,22 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	selfCPU0, _ := ReadProc([]int{os.Getpid()})
 	var pubStats publishStats
 	var publishDur time.Duration
-	if ctx.Err() == nil && r.connsOK.Load() > r.slowOK.Load() {
+	if ctx.Err() == nil && r.connsOK.Load() > r.slowOK.Load() && cfg.ExternalPublish {
+		r.phase.Store("listen")
+		if r.sampler != nil {
+			cpu0 = r.sampler.sample()
+		}
+		pubStart := time.Now()
+		pubStats.ok = cfg.Msgs
+		pubStats.okMask = make([]uint64, (r.msgs+63)/64)
+		for i := range r.msgs {
+			pubStats.okMask[i>>6] |= 1 << (i & 63)
+		}
+		r.published.Store(int64(cfg.Msgs))
+		window := cfg.PublishDelay + time.Duration(float64(cfg.Msgs)/cfg.Rate*float64(time.Second)) + cfg.Settle
+		r.settleFor(ctx, int64(cfg.Msgs), window)
+		publishDur = time.Since(pubStart)
+	} else if ctx.Err() == nil && r.connsOK.Load() > r.slowOK.Load() {
 		if cfg.PublishDelay > 0 {
 			sleepCtx(ctx, cfg.PublishDelay)
 		}
@@ -450,7 +466,12 @@ func (r *runState) publishOne(ctx context.Context, client *http.Client, body []b
 // settle waits until every connection has every acknowledged message, or
 // cfg.Settle has passed, or ctx is done.
 func (r *runState) settle(ctx context.Context, published int64) {
-	deadline := time.Now().Add(r.cfg.Settle)
+	r.settleFor(ctx, published, r.cfg.Settle)
+}
+
+// settleFor is settle with a wait of at most d.
+func (r *runState) settleFor(ctx context.Context, published int64, d time.Duration) {
+	deadline := time.Now().Add(d)
 	t := time.NewTicker(20 * time.Millisecond)
 	defer t.Stop()
 	for {

@@ -24,22 +24,42 @@ type parsed struct {
 	err   error        // invalid instructions
 }
 
-// originDo sends one request through the circuit breaker.
-func (s *Server) originDo(req *fasthttp.Request, resp *fasthttp.Response) error {
-	if !s.breaker.allow() {
-		return errCircuitOpen
+// originDo sends one request to rt's origins through their circuit
+// breakers: the origins take turns; one whose breaker is open is
+// skipped, and when connecting to one fails (nothing was sent) the next
+// is tried at once. With every breaker open it fails with errCircuitOpen.
+func (s *Server) originDo(rt *route, req *fasthttp.Request, resp *fasthttp.Response) error {
+	n := uint32(len(rt.origins))
+	first := uint32(0)
+	if n > 1 {
+		first = rt.next.Add(1)
 	}
-	err := s.origin.do(req, resp)
-	s.breaker.record(err == nil && resp.StatusCode() < 500)
+	err := errCircuitOpen
+	for i := range n {
+		o := rt.origins[(first+i)%n]
+		if !o.breaker.allow() {
+			continue
+		}
+		start := time.Now()
+		err = o.client.do(req, resp)
+		s.metrics.originDone(start, err, resp.StatusCode())
+		o.breaker.record(err == nil && resp.StatusCode() < 500)
+		if err == nil || !isDialError(err) {
+			return err
+		}
+	}
+	if err == errCircuitOpen {
+		s.metrics.originRejected.Inc()
+	}
 	return err
 }
 
-// fetchOrigin asks the origin and parses its answer.
-func (s *Server) fetchOrigin(req *fasthttp.Request) (*cache.Response, error) {
+// fetchOrigin asks rt's origin and parses its answer.
+func (s *Server) fetchOrigin(rt *route, req *fasthttp.Request) (*cache.Response, error) {
 	resp := fasthttp.AcquireResponse()
 	defer fasthttp.ReleaseResponse(resp)
 	since := s.hub.Position()
-	if err := s.originDo(req, resp); err != nil {
+	if err := s.originDo(rt, req, resp); err != nil {
 		return nil, err
 	}
 	headers := originHeaders(resp)
@@ -78,17 +98,18 @@ func toHeaders(fs []cache.Field) []grip.Header {
 	return out
 }
 
-// cacheRequest describes a client request to the cache.
+// cacheRequest describes a client request on route rt to the cache.
 // detached returns a fetcher that does not depend on ctx, for a
 // background refresh.
-func (s *Server) cacheRequest(ctx *fasthttp.RequestCtx, method string, detached func() cache.Fetcher) *cache.Request {
+func (s *Server) cacheRequest(ctx *fasthttp.RequestCtx, rt *route, method string, detached func() cache.Fetcher) *cache.Request {
 	auth := ctx.Request.Header.Peek("Authorization")
 	return &cache.Request{
-		Method:      method,
-		URL:         requestURL(ctx),
-		Header:      func(name string) string { return string(ctx.Request.Header.Peek(name)) },
-		Authorized:  len(auth) > 0,
-		Credentials: string(auth),
+		StaleIfError: rt.staleIfError,
+		Method:       method,
+		URL:          requestURL(ctx),
+		Header:       func(name string) string { return string(ctx.Request.Header.Peek(name)) },
+		Authorized:   len(auth) > 0,
+		Credentials:  string(auth),
 		Snapshot: func() (cache.Fetcher, func(string) string) {
 			h := http.Header{}
 			for k, v := range ctx.Request.Header.All() {
@@ -109,36 +130,37 @@ func requestURL(ctx *fasthttp.RequestCtx) string {
 	return scheme + string(ctx.Request.Header.Host()) + string(ctx.Request.RequestURI())
 }
 
-// cacheLookup answers a client request from the cache or the origin.
-func (s *Server) cacheLookup(creq *cache.Request, oreq *fasthttp.Request) (*cache.Entry, cache.Result, error) {
-	return s.cacheGet(creq, func() (*cache.Response, error) { return s.fetchOrigin(oreq) })
+// cacheLookup answers a client request from the cache or rt's origin.
+func (s *Server) cacheLookup(rt *route, creq *cache.Request, oreq *fasthttp.Request) (*cache.Entry, cache.Result, error) {
+	return s.cacheGet(rt, creq, func() (*cache.Response, error) { return s.fetchOrigin(rt, oreq) })
 }
 
 // clientCacheRequest describes a client's HTTP request to the cache.
-func (s *Server) clientCacheRequest(ctx *fasthttp.RequestCtx, oreq *fasthttp.Request) *cache.Request {
-	return s.cacheRequest(ctx, string(ctx.Method()), func() cache.Fetcher {
+func (s *Server) clientCacheRequest(ctx *fasthttp.RequestCtx, rt *route, oreq *fasthttp.Request) *cache.Request {
+	return s.cacheRequest(ctx, rt, string(ctx.Method()), func() cache.Fetcher {
 		own := &fasthttp.Request{}
 		oreq.CopyTo(own)
-		return func() (*cache.Response, error) { return s.fetchOrigin(own) }
+		return func() (*cache.Response, error) { return s.fetchOrigin(rt, own) }
 	})
 }
 
 // refetcher returns a function that asks the cache (or the origin) again
 // for creq after the client request is over: a held long-poll's answer to
 // a hint. Concurrent refetches of one URL make one origin request.
-func (s *Server) refetcher(creq *cache.Request) func() (*cache.Entry, error) {
+func (s *Server) refetcher(rt *route, creq *cache.Request) func() (*cache.Entry, error) {
 	fetch, header := creq.Snapshot()
 	own := *creq
 	own.Header, own.Snapshot = header, nil
 	return func() (*cache.Entry, error) {
-		e, _, err := s.cacheGet(&own, fetch)
+		e, _, err := s.cacheGet(rt, &own, fetch)
 		return e, err
 	}
 }
 
-// cacheGet is Get on the cache, or a plain fetch when caching is off.
-func (s *Server) cacheGet(creq *cache.Request, fetch cache.Fetcher) (*cache.Entry, cache.Result, error) {
-	if s.cache == nil {
+// cacheGet is Get on the cache, or a plain fetch when caching is off for
+// the node or for route rt.
+func (s *Server) cacheGet(rt *route, creq *cache.Request, fetch cache.Fetcher) (*cache.Entry, cache.Result, error) {
+	if s.cache == nil || !rt.cache {
 		r, err := fetch()
 		if err != nil {
 			return nil, cache.Bypass, err

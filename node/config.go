@@ -5,7 +5,6 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"net/url"
 	"os"
 	"strings"
 	"time"
@@ -20,9 +19,31 @@ type Config struct {
 	// Control is the control API listener (publish, status). Default
 	// "127.0.0.1:5561".
 	Control string
-	// Origin is the origin's base URL, e.g. "http://127.0.0.1:8080".
-	// Required.
+	// Origin is the origin's base URL, e.g. "http://127.0.0.1:8080": the
+	// catch-all route, taking what no route in Routes takes. Required
+	// unless Routes is set.
 	Origin string
+	// Routes send requests to origins by Host and path prefix (see
+	// RouteConfig and ParseRoute); -route repeats. Empty: Origin only.
+	Routes RouteList
+	// TrustXFF lists the proxies (CIDRs or addresses, comma-separated)
+	// whose X-Forwarded-For is kept and appended to; from any other client
+	// it is replaced by the client's address. Routes may say otherwise.
+	// Empty: trust no one.
+	TrustXFF string
+	// CDNLoop is the CDN id this node appends to CDN-Loop on origin
+	// requests (RFC 8586); a client request already carrying it is a loop
+	// and gets 508. Give each layer of chained edgepush CDNs its own.
+	// Default "edgepush".
+	CDNLoop string
+	// OriginCAFile is a PEM file of the CAs that sign HTTPS origins'
+	// certificates, used instead of the system's. Routes may say
+	// otherwise. Empty: the system's CAs.
+	OriginCAFile string
+	// OriginClientCert and OriginClientKey are PEM files of the client
+	// certificate presented to HTTPS origins (both or neither). Routes
+	// may say otherwise. Empty: none.
+	OriginClientCert, OriginClientKey string
 	// SigKey signs the Grip-Sig JWT sent to the origin ("base64:..." for a
 	// binary key). Empty: a random key chosen at start, so origins that
 	// only check that Grip-Sig is present still see the proxy; set it for
@@ -149,8 +170,52 @@ type Config struct {
 	ClusterPushPull time.Duration
 	// LogLevel is debug, info, warn or error. Default info.
 	LogLevel string
+	// AccessLog is where one JSON line per client request (and per held
+	// connection, when it ends) is written: a file path opened for append,
+	// or "-" for stderr. Empty: no access log.
+	AccessLog string
+	// MetricsAuth makes GET /metrics require the publish key like the
+	// rest of the control API. Default off: scrapers usually send no key.
+	MetricsAuth bool
 	// ShutdownTimeout bounds a graceful shutdown. Default 10s.
 	ShutdownTimeout time.Duration
+
+	// TLSListen is the HTTPS client listener address (empty: none); it
+	// serves the same clients as Listen, side by side.
+	TLSListen string
+	// TLSCert and TLSKey are certificate and key files, paired by
+	// position; the certificate is chosen by the client's SNI (the first
+	// pair when none matches). Reloaded on SIGHUP (Server.ReloadTLS).
+	TLSCert, TLSKey StringList
+	// DrainDelay is how long a draining node keeps accepting connections
+	// after /readyz turns 503, so load balancers notice first. Default 0.
+	DrainDelay time.Duration
+	// DrainPeriod spreads the ending of held connections on shutdown over
+	// this long, so their clients do not all reconnect elsewhere at once.
+	// Default 5s.
+	DrainPeriod time.Duration
+}
+
+// StringList is a repeatable flag: each use (or config-file line) adds
+// its comma-separated values.
+type StringList []string
+
+// String implements flag.Value.
+func (l *StringList) String() string {
+	if l == nil {
+		return ""
+	}
+	return strings.Join(*l, ",")
+}
+
+// Set implements flag.Value.
+func (l *StringList) Set(v string) error {
+	for _, s := range strings.Split(v, ",") {
+		if s = strings.TrimSpace(s); s != "" {
+			*l = append(*l, s)
+		}
+	}
+	return nil
 }
 
 // DefaultConfig returns the configuration with every default filled in
@@ -187,7 +252,9 @@ func DefaultConfig() Config {
 		HistorySize:         64,
 		HistoryAge:          2 * time.Minute,
 		LogLevel:            "info",
+		CDNLoop:             "edgepush",
 		ShutdownTimeout:     10 * time.Second,
+		DrainPeriod:         5 * time.Second,
 	}
 }
 
@@ -197,7 +264,7 @@ func DefaultConfig() Config {
 func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.Listen, "listen", c.Listen, "client listener `address`")
 	fs.StringVar(&c.Control, "control", c.Control, "control API listener `address` (publish, status)")
-	fs.StringVar(&c.Origin, "origin", c.Origin, "origin base `URL`, e.g. http://127.0.0.1:8080")
+	fs.StringVar(&c.Origin, "origin", c.Origin, "origin base `URL`, e.g. http://127.0.0.1:8080: the catch-all route")
 	fs.StringVar(&c.SigKey, "sig-key", c.SigKey, "Grip-Sig signing `key` (base64:... for binary); empty: a random key")
 	fs.StringVar(&c.SigIss, "sig-iss", c.SigIss, "Grip-Sig issuer")
 	fs.StringVar(&c.PublishKey, "publish-key", c.PublishKey, "`key` required on the control API; empty: no auth")
@@ -206,6 +273,12 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.IntVar(&c.OriginMaxBody, "origin-max-body", c.OriginMaxBody, "origin response body limit in `bytes`")
 	fs.IntVar(&c.OriginRetries, "origin-retries", c.OriginRetries, "retries of an idempotent origin request (0-2)")
 	fs.IntVar(&c.OriginMaxConns, "origin-max-conns", c.OriginMaxConns, "connections to the origin")
+	fs.Var(&c.Routes, "route", "a `route`: \"host=H path=/p/ origin=URL[,URL] ...\" (repeat; see README)")
+	fs.StringVar(&c.TrustXFF, "trust-xff", c.TrustXFF, "`CIDRs` of proxies whose X-Forwarded-For is appended to (others': replaced)")
+	fs.StringVar(&c.CDNLoop, "cdn-loop", c.CDNLoop, "CDN-Loop `token` of this node (a request carrying it gets 508)")
+	fs.StringVar(&c.OriginCAFile, "origin-ca-file", c.OriginCAFile, "PEM `file` of the CAs of HTTPS origins (default: the system's)")
+	fs.StringVar(&c.OriginClientCert, "origin-client-cert", c.OriginClientCert, "PEM `file`: client certificate for HTTPS origins")
+	fs.StringVar(&c.OriginClientKey, "origin-client-key", c.OriginClientKey, "PEM `file`: key of -origin-client-cert")
 	fs.IntVar(&c.MaxConns, "max-conns", c.MaxConns, "client connections (held ones included); over it: 503")
 	fs.IntVar(&c.MaxHeaderBytes, "max-header-bytes", c.MaxHeaderBytes, "client request header limit in `bytes`")
 	fs.IntVar(&c.MaxBody, "max-body", c.MaxBody, "client request body limit in `bytes`")
@@ -239,7 +312,14 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.BoolVar(&c.ClusterLocal, "cluster-local", c.ClusterLocal, "fast memberlist timings for a tier on one host")
 	fs.DurationVar(&c.ClusterPushPull, "cluster-push-pull", c.ClusterPushPull, "how often tier members exchange state (0: memberlist's default)")
 	fs.StringVar(&c.LogLevel, "log-level", c.LogLevel, "log level: debug, info, warn, error")
-	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", c.ShutdownTimeout, "how long a graceful shutdown may take")
+	fs.StringVar(&c.AccessLog, "access-log", c.AccessLog, "access log `file` (JSON lines, appended; - for stderr; empty: off)")
+	fs.BoolVar(&c.MetricsAuth, "metrics-auth", c.MetricsAuth, "require the publish key on GET /metrics too")
+	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", c.ShutdownTimeout, "how long a graceful shutdown may take after the drain")
+	fs.StringVar(&c.TLSListen, "tls-listen", c.TLSListen, "HTTPS client listener `address` (empty: none)")
+	fs.Var(&c.TLSCert, "tls-cert", "TLS certificate `file` (repeat for several, paired with -tls-key by position; chosen by SNI)")
+	fs.Var(&c.TLSKey, "tls-key", "TLS private key `file` (repeat, paired with -tls-cert)")
+	fs.DurationVar(&c.DrainDelay, "drain-delay", c.DrainDelay, "on shutdown, keep accepting this long after /readyz turns 503")
+	fs.DurationVar(&c.DrainPeriod, "drain-period", c.DrainPeriod, "on shutdown, end held connections spread over this long")
 }
 
 // LoadConfigFile sets, on fs, every setting found in the file at path that
@@ -320,6 +400,16 @@ func (c Config) withDefaults() (Config, error) {
 	setDefault(&c.WriteTimeout, d.WriteTimeout)
 	setDefault(&c.MaxPublishBody, d.MaxPublishBody)
 	setDefault(&c.ShutdownTimeout, d.ShutdownTimeout)
+	setDefault(&c.DrainPeriod, d.DrainPeriod)
+	if c.DrainDelay < 0 {
+		errs = append(errs, fmt.Errorf("config: -drain-delay %v is negative", c.DrainDelay))
+	}
+	if len(c.TLSCert) != len(c.TLSKey) {
+		errs = append(errs, fmt.Errorf("config: %d -tls-cert files but %d -tls-key files", len(c.TLSCert), len(c.TLSKey)))
+	}
+	if c.TLSListen != "" && len(c.TLSCert) == 0 {
+		errs = append(errs, errors.New("config: -tls-listen needs -tls-cert and -tls-key"))
+	}
 	setDefault(&c.WSReadLimit, d.WSReadLimit)
 	setDefault(&c.WSPingInterval, d.WSPingInterval)
 	setDefault(&c.WSMaxPending, d.WSMaxPending)
@@ -339,9 +429,17 @@ func (c Config) withDefaults() (Config, error) {
 	if !strings.HasPrefix(c.OriginProbePath, "/") {
 		errs = append(errs, fmt.Errorf("config: -origin-probe-path %q must start with /", c.OriginProbePath))
 	}
-	if c.Origin == "" {
-		errs = append(errs, errors.New("config: -origin is required"))
-	} else if u, err := url.Parse(c.Origin); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+	setDefault(&c.CDNLoop, d.CDNLoop)
+	if !validCDNLoopToken(c.CDNLoop) {
+		errs = append(errs, fmt.Errorf("config: -cdn-loop %q: want a token (letters, digits, -._~) or host:port", c.CDNLoop))
+	}
+	if _, err := parseTrusted(c.TrustXFF); err != nil {
+		errs = append(errs, fmt.Errorf("config: -trust-xff: %w", err))
+	}
+	if c.Origin == "" && len(c.Routes) == 0 {
+		errs = append(errs, errors.New("config: -origin is required (or at least one -route)"))
+	}
+	if _, err := originPath([]string{c.Origin}); c.Origin != "" && err != nil {
 		errs = append(errs, fmt.Errorf("config: -origin %q: want http://host:port or https://host:port", c.Origin))
 	}
 	if c.OriginRetries > 2 {

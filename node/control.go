@@ -32,15 +32,32 @@ func (s *Server) serveControl(ctx *fasthttp.RequestCtx) {
 		s.servePurge(ctx, true)
 	case cluster.OpsPath:
 		s.serveTierOps(ctx)
+	case "/healthz":
+		// Liveness: the process is up and serving its control API.
+		ctx.SetContentType("text/plain")
+		ctx.SetBodyString("ok\n")
+	case "/readyz":
+		// Readiness: not while draining, so load balancers move new
+		// clients elsewhere first.
+		ctx.SetContentType("text/plain")
+		if s.draining.Load() {
+			ctx.SetStatusCode(fasthttp.StatusServiceUnavailable)
+			ctx.SetBodyString("draining\n")
+			return
+		}
+		ctx.SetBodyString("ready\n")
 	case "/status":
 		if !s.authorized(ctx) {
 			controlError(ctx, fasthttp.StatusUnauthorized, "missing or invalid publish key")
 			return
 		}
 		writeJSON(ctx, fasthttp.StatusOK, s.Status())
+	case "/status/events":
+		s.serveStatusEvents(ctx)
+	case "/metrics":
+		s.serveMetrics(ctx)
 	case "/":
-		ctx.SetContentType("text/plain")
-		ctx.SetBodyString("edgepush API\n")
+		s.serveRoot(ctx) // the status page for browsers, plain text otherwise
 	default:
 		controlError(ctx, fasthttp.StatusNotFound, "no such endpoint: "+string(ctx.Path()))
 	}
@@ -162,6 +179,7 @@ func (s *Server) authorized(ctx *fasthttp.RequestCtx) bool {
 
 // Status is the node's state as GET /status reports it.
 type Status struct {
+	Node       string           `json:"node"`
 	Version    string           `json:"version"`
 	Uptime     string           `json:"uptime"`
 	Listen     string           `json:"listen"`
@@ -175,8 +193,19 @@ type Status struct {
 	Cache      cache.Stats      `json:"cache"`
 	Purges     purge.Stats      `json:"purges"`
 	Tier       *cluster.Stats   `json:"tier,omitempty"`
-	Breaker    string           `json:"origin_breaker"`
+	Breaker    string           `json:"origin_breaker"` // "open" when any origin's breaker is
+	Routes     []RouteStatus    `json:"routes"`
 	Goroutines int              `json:"goroutines"`
+
+	// Connections counts held connections by transport (stream,
+	// longpoll, ws).
+	Connections map[string]TransportStats `json:"connections"`
+}
+
+// TransportStats counts one transport's held connections.
+type TransportStats struct {
+	Held   int64  `json:"held"`   // held now
+	Opened uint64 `json:"opened"` // since the node started
 }
 
 // OriginStatus counts requests to the origin.
@@ -189,6 +218,7 @@ type OriginStatus struct {
 // Status returns a snapshot of the node's counters.
 func (s *Server) Status() Status {
 	return Status{
+		Node:      s.nodeName(),
 		Version:   Version,
 		Uptime:    time.Since(s.started).Round(time.Second).String(),
 		Listen:    s.clientLn.Addr().String(),
@@ -207,7 +237,10 @@ func (s *Server) Status() Status {
 		Purges:     s.limiter.Stats(),
 		Tier:       s.tierStats(),
 		Breaker:    map[bool]string{true: "open", false: "closed"}[s.breaker.isOpen()],
+		Routes:     s.routeStatus(),
 		Goroutines: runtime.NumGoroutine(),
+
+		Connections: s.metrics.transports(),
 	}
 }
 

@@ -49,6 +49,7 @@ func startNode(tb testing.TB, handler http.Handler, configure ...func(*Config)) 
 	tb.Cleanup(origin.Close)
 	cfg := DefaultConfig()
 	cfg.Listen, cfg.Control, cfg.Origin = "127.0.0.1:0", "127.0.0.1:0", origin.URL
+	cfg.DrainPeriod = time.Millisecond // end held connections at once
 	for _, f := range configure {
 		f(&cfg)
 	}
@@ -105,7 +106,13 @@ func streamItem(channel, content string) map[string]any {
 // waitFor polls cond until it holds or 5s pass.
 func waitFor(tb testing.TB, what string, cond func() bool) {
 	tb.Helper()
-	deadline := time.Now().Add(5 * time.Second)
+	waitForUpTo(tb, 5*time.Second, what, cond)
+}
+
+// waitForUpTo polls cond until it holds or d passes.
+func waitForUpTo(tb testing.TB, d time.Duration, what string, cond func() bool) {
+	tb.Helper()
+	deadline := time.Now().Add(d)
 	for !cond() {
 		if time.Now().After(deadline) {
 			tb.Fatalf("timed out waiting for %s", what)

@@ -1,6 +1,7 @@
 package node
 
 import (
+	"crypto/tls"
 	"errors"
 	"net"
 	"sync"
@@ -25,16 +26,83 @@ var errClientGone = errors.New("client disconnected")
 // heldConn is the part shared by the held transports: the socket, its
 // subscriptions and its registration with the close watcher.
 type heldConn struct {
-	*fanout.SocketWriter
-	s        *Server
-	conn     net.Conn // the TCP connection
-	channels []string
-	kind     string // "stream" or "response", for logs and stats
+	connWriter // nil if the connection could not be written
+	s          *Server
+	conn       net.Conn // the TCP connection (under TLS, if any)
+	channels   []string
+	kind       string      // "stream" or "response", for logs and stats
+	acc        *heldAccess // access-log record; nil when the log is off
+
+	wmu      sync.Mutex // serializes writes: the pool's and a farewell
+	midFrame bool       // the last write stopped inside a frame
 
 	mu     sync.Mutex
 	fc     *fanout.Conn
 	token  connwatch.Token
 	closed bool
+}
+
+// connWriter writes a held connection's frames: fanout.SocketWriter for
+// plain TCP, fanout.TLSWriter under TLS.
+type connWriter interface {
+	TryWrite(bufs [][]byte) (int, error)
+	WriteBlocking(b []byte) error
+}
+
+// TryWrite is the pool's non-blocking write, noting whether it stopped
+// inside a frame and counting bytes for the access log when it is on.
+func (h *heldConn) TryWrite(bufs [][]byte) (int, error) {
+	h.wmu.Lock()
+	defer h.wmu.Unlock()
+	n, err := h.connWriter.TryWrite(bufs)
+	if n > 0 {
+		h.midFrame = !atBoundary(bufs, n)
+	}
+	if h.acc != nil {
+		h.acc.wrote(bufs, n)
+	}
+	return n, err
+}
+
+// WriteBlocking is the pool's blocking write (of whole frames or the rest
+// of one), counted like TryWrite.
+func (h *heldConn) WriteBlocking(b []byte) error {
+	h.wmu.Lock()
+	defer h.wmu.Unlock()
+	err := h.connWriter.WriteBlocking(b)
+	h.midFrame = err != nil // a failed write may have sent part of b
+	if h.acc != nil && err == nil {
+		h.acc.wrote([][]byte{b}, len(b))
+	}
+	return err
+}
+
+// farewell writes a last frame (final chunk, timeout answer, close frame)
+// when the node ends the connection: best effort, and only between
+// frames, so it never interleaves with a write in progress.
+func (h *heldConn) farewell(b []byte) {
+	if h.connWriter == nil || !h.wmu.TryLock() {
+		return
+	}
+	defer h.wmu.Unlock()
+	if !h.midFrame {
+		h.connWriter.TryWrite([][]byte{b})
+	}
+}
+
+// atBoundary reports whether the first n bytes of bufs end where one of
+// them ends.
+func atBoundary(bufs [][]byte, n int) bool {
+	for _, b := range bufs {
+		if n == 0 {
+			return true
+		}
+		if n < len(b) {
+			return false
+		}
+		n -= len(b)
+	}
+	return true
 }
 
 // tcpConn unwraps fasthttp's hijacked connection(s) down to the socket.
@@ -58,6 +126,7 @@ func (s *Server) hold(t fanout.Transport, h *heldConn, since uint64, opts fanout
 		return
 	}
 	s.held.Add(1)
+	s.metrics.connOpened(h.kind)
 	for _, ch := range h.channels {
 		s.hub.SubscribeFrom(ch, fc, since)
 	}
@@ -98,6 +167,8 @@ func (h *heldConn) markClosed(reason error) {
 	h.mu.Unlock()
 	h.release()
 	h.s.held.Add(-1)
+	h.s.metrics.connClosed(h.kind)
+	h.s.access.heldEnded(h, reason)
 	h.s.log.Debug("held connection ended", "transport", h.kind, "channels", h.channels, "reason", errString(reason))
 }
 
@@ -154,7 +225,7 @@ func (t *streamTransport) Closed(reason error) {
 	t.markClosed(reason)
 	if t.chunked && (reason == nil || errors.Is(reason, fanout.ErrShutdown)) {
 		if reason != nil { // shutdown: end the body cleanly, best effort
-			t.TryWrite([][]byte{lastChunk})
+			t.farewell(lastChunk)
 		}
 	}
 	t.conn.Close()
@@ -184,9 +255,11 @@ func (s *Server) holdStream(ctx *fasthttp.RequestCtx, hr heldResponse, in *grip.
 		opts.KeepAliveInterval = ka.Mode == grip.KeepAliveInterval
 	}
 	channels := channelNames(in)
+	acc := s.access.held(ctx, transportStream, hr.code)
 	s.hijack(ctx, func(c net.Conn) {
 		t := &streamTransport{heldConn: s.newHeldConn(c, channels, "stream"), chunked: chunked}
-		if t.SocketWriter == nil {
+		t.acc = acc
+		if t.connWriter == nil {
 			c.Close()
 			return
 		}
@@ -267,7 +340,7 @@ func (t *responseTransport) Closed(reason error) {
 		return
 	}
 	if errors.Is(reason, fanout.ErrShutdown) {
-		t.TryWrite([][]byte{appendResponse(nil, t.held, false)})
+		t.farewell(appendResponse(nil, t.held, false))
 	}
 	t.conn.Close()
 }
@@ -280,9 +353,11 @@ func (s *Server) holdResponse(ctx *fasthttp.RequestCtx, hr, onTimeout heldRespon
 	keepAlive := !ctx.Request.Header.ConnectionClose() && ctx.Request.Header.IsHTTP11()
 	opts := fanout.ConnOptions{Timeout: in.Timeout, TimeoutFrame: appendResponse(nil, onTimeout, keepAlive)}
 	channels := channelNames(in)
+	acc := s.access.held(ctx, transportLongPoll, onTimeout.code)
 	s.hijack(ctx, func(c net.Conn) {
 		t := &responseTransport{heldConn: s.newHeldConn(c, channels, "response"), hj: c, held: hr, keepAlive: keepAlive, refetch: refetch}
-		if t.SocketWriter == nil {
+		t.acc = acc
+		if t.connWriter == nil {
 			c.Close()
 			return
 		}
@@ -291,12 +366,25 @@ func (s *Server) holdResponse(ctx *fasthttp.RequestCtx, hr, onTimeout heldRespon
 }
 
 func (s *Server) newHeldConn(c net.Conn, channels []string, kind string) heldConn {
-	tc := tcpConn(c)
-	w, err := fanout.NewSocketWriter(tc, s.cfg.WriteTimeout)
+	conn := tcpConn(c)
+	var w connWriter
+	var err error
+	if tc, ok := conn.(*tls.Conn); ok {
+		conn = tc.NetConn()
+		var tw *fanout.TLSWriter
+		if tw, err = fanout.NewTLSWriter(tc, s.cfg.WriteTimeout); err == nil {
+			w = tw
+		}
+	} else {
+		var sw *fanout.SocketWriter
+		if sw, err = fanout.NewSocketWriter(conn, s.cfg.WriteTimeout); err == nil {
+			w = sw
+		}
+	}
 	if err != nil {
 		s.log.Error("hold: connection is not a socket", "err", err)
 	}
-	return heldConn{SocketWriter: w, s: s, conn: tc, channels: channels, kind: kind}
+	return heldConn{connWriter: w, s: s, conn: conn, channels: channels, kind: kind}
 }
 
 // hijack takes the connection over from fasthttp once the handler returns;

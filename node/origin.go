@@ -1,6 +1,7 @@
 package node
 
 import (
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
@@ -12,31 +13,41 @@ import (
 	"github.com/valyala/fasthttp"
 )
 
-// originClient sends client requests to the origin.
+// originClient sends client requests to one origin.
 type originClient struct {
 	hc      *fasthttp.HostClient
 	prefix  string // origin URL path, prepended to request URIs
 	timeout time.Duration
+	totals  *originTotals // the node's, counted too
 
 	requests atomic.Uint64
 	errors   atomic.Uint64
 }
 
-func newOriginClient(cfg Config) (*originClient, error) {
-	u, err := url.Parse(cfg.Origin)
+// originTotals counts the requests to every origin of the node.
+type originTotals struct {
+	requests atomic.Uint64
+	errors   atomic.Uint64
+}
+
+// newOriginClient returns a client for the origin at rawURL; tlsConfig
+// (nil: the defaults) applies to https:// origins.
+func newOriginClient(cfg Config, rawURL string, tlsConfig *tls.Config, totals *originTotals) (*originClient, error) {
+	u, err := url.Parse(rawURL)
 	if err != nil {
 		return nil, fmt.Errorf("origin: %w", err)
 	}
 	host := u.Host
-	tls := u.Scheme == "https"
+	isTLS := u.Scheme == "https"
 	if u.Port() == "" {
-		host = net.JoinHostPort(u.Hostname(), map[bool]string{true: "443", false: "80"}[tls])
+		host = net.JoinHostPort(u.Hostname(), map[bool]string{true: "443", false: "80"}[isTLS])
 	}
 	dialTimeout := cfg.OriginDialTimeout
 	attempts := 1 + max(cfg.OriginRetries, 0)
 	hc := &fasthttp.HostClient{
 		Addr:                          host,
-		IsTLS:                         tls,
+		IsTLS:                         isTLS,
+		TLSConfig:                     tlsConfig,
 		Dial:                          func(addr string) (net.Conn, error) { return fasthttp.DialTimeout(addr, dialTimeout) },
 		MaxConns:                      cfg.OriginMaxConns,
 		MaxConnWaitTimeout:            cfg.OriginTimeout,
@@ -49,15 +60,22 @@ func newOriginClient(cfg Config) (*originClient, error) {
 		DisablePathNormalizing:        true,
 		DisableHeaderNamesNormalizing: false,
 	}
-	return &originClient{hc: hc, prefix: strings.TrimSuffix(u.Path, "/"), timeout: cfg.OriginTimeout}, nil
+	return &originClient{hc: hc, prefix: strings.TrimSuffix(u.Path, "/"), timeout: cfg.OriginTimeout, totals: totals}, nil
 }
 
 // do sends req and reads the whole response into resp.
 func (o *originClient) do(req *fasthttp.Request, resp *fasthttp.Response) error {
 	o.requests.Add(1)
+	o.totals.requests.Add(1)
+	if o.hc.IsTLS { // the client checks that the URI says so
+		req.URI().SetScheme("https")
+	} else {
+		req.URI().SetScheme("http")
+	}
 	err := o.hc.DoTimeout(req, resp, o.timeout)
 	if err != nil {
 		o.errors.Add(1)
+		o.totals.errors.Add(1)
 	}
 	return err
 }

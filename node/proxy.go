@@ -9,19 +9,16 @@ import (
 	"github.com/valyala/fasthttp"
 )
 
-// originRequest fills req with the client request as it goes to the
-// origin: hop-by-hop and client-sent Grip-* headers removed,
-// X-Forwarded-For/-Proto set, Grip-Sig added.
-func (s *Server) originRequest(ctx *fasthttp.RequestCtx, req *fasthttp.Request) {
+// originRequest fills req with the client request as it goes to rt's
+// origins: target rewritten (origin path, strip-prefix), Host as the
+// route says, hop-by-hop and client-sent Grip-* headers removed,
+// X-Forwarded-For/-Proto set, CDN-Loop appended, Grip-Sig added.
+func (s *Server) originRequest(ctx *fasthttp.RequestCtx, req *fasthttp.Request, rt *route) {
 	in := &ctx.Request
 	req.Header.SetMethodBytes(in.Header.Method())
-	req.SetRequestURI(s.origin.prefix + string(in.RequestURI()))
+	rt.setTarget(req, requestTarget(ctx))
 	req.UseHostHeader = true
-	if host := in.Header.Host(); len(host) > 0 {
-		req.Header.SetHostBytes(host)
-	} else { // HTTP/1.0 without Host: name the origin
-		req.Header.SetHost(s.origin.hc.Addr)
-	}
+	rt.setHost(req, in.Header.Host())
 	tokens := connectionTokens(in.Header.Peek("Connection"))
 	for k, v := range in.Header.All() {
 		name := string(k)
@@ -30,13 +27,11 @@ func (s *Server) originRequest(ctx *fasthttp.RequestCtx, req *fasthttp.Request) 
 		}
 		req.Header.AddBytesKV(k, v)
 	}
-	xff := ctx.RemoteIP().String()
-	if prior := in.Header.Peek("X-Forwarded-For"); len(prior) > 0 {
-		xff = string(prior) + ", " + xff
-	}
-	req.Header.Set("X-Forwarded-For", xff)
+	var buf [64]byte
+	req.Header.SetBytesV("X-Forwarded-For", rt.forwardedFor(buf[:0], ctx))
 	req.Header.Set("X-Forwarded-Proto", map[bool]string{true: "https", false: "http"}[ctx.IsTLS()])
-	req.Header.Set("Grip-Sig", s.signer.Token(time.Now()))
+	req.Header.Add("CDN-Loop", s.cfg.CDNLoop)
+	req.Header.Set("Grip-Sig", rt.signer.Token(time.Now()))
 	if body := in.Body(); len(body) > 0 {
 		req.SetBodyRaw(body)
 	}

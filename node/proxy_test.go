@@ -50,7 +50,7 @@ func TestOriginSeesForwardedHeadersAndValidGripSig(t *testing.T) {
 		h.Set("X-Test-URI", r.RequestURI)
 		seen <- h
 		io.WriteString(w, "ok")
-	}), func(c *Config) { c.SigKey = "sekrit"; c.SigIss = "edge-test" })
+	}), func(c *Config) { c.SigKey = "sekrit"; c.SigIss = "edge-test"; c.TrustXFF = "127.0.0.0/8" })
 	req, _ := http.NewRequest("GET", n.url+"/path/a?b=c%20d", nil)
 	req.Host = "api.example"
 	req.Header.Set("Grip-Sig", "forged")
@@ -69,7 +69,7 @@ func TestOriginSeesForwardedHeadersAndValidGripSig(t *testing.T) {
 	if h.Get("X-Test-Host") != "api.example" || h.Get("X-Test-URI") != "/path/a?b=c%20d" {
 		t.Fatalf("host/uri = %q %q", h.Get("X-Test-Host"), h.Get("X-Test-URI"))
 	}
-	if got := h.Get("X-Forwarded-For"); got != "10.0.0.1, 127.0.0.1" {
+	if got := h.Get("X-Forwarded-For"); got != "10.0.0.1, 127.0.0.1" { // from a trusted proxy: appended
 		t.Fatalf("X-Forwarded-For = %q", got)
 	}
 	if h.Get("X-Forwarded-Proto") != "http" || h.Get("X-Keep") != "kept" {

@@ -3,6 +3,7 @@ package node
 import (
 	"context"
 	"crypto/rand"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -31,23 +32,29 @@ type Server struct {
 	hub        *fanout.Hub
 	pool       *fanout.Pool
 	watch      *connwatch.Watcher
-	origin     *originClient
-	signer     *grip.Signer
-	publishKey []byte // nil: control API open
+	routes     *routeTable   // picks each request's origins
+	origin     *originTotals // requests to every origin
+	signer     *grip.Signer  // -sig-key and -sig-iss (routes may have their own)
+	publishKey []byte        // nil: control API open
 
 	cache     *cache.Cache // nil: caching off
 	limiter   *purge.Limiter
 	tier      *cluster.Cluster // nil: single node
 	purges    *purgeLog        // the tier's recent purges (nil: single node)
 	dropOps   atomic.Bool      // tests: lose operations from peers (a partition)
-	breaker   *breaker
-	stop      chan struct{} // closed by Shutdown: stops the prober
+	breaker   originBreakers   // every origin's circuit breaker
+	stop      chan struct{}    // closed by Shutdown: stops the prober
 	upgrader  *websocket.FastHTTPUpgrader
 	wsOrigins []string
 	bg        bgGroup // goroutines the node starts for connections
+	metrics   *nodeMetrics
+	access    *accessLog // nil: no access log
 
 	client, control     *fasthttp.Server
 	clientLn, controlLn net.Listener
+	tlsLn               net.Listener // nil: no HTTPS listener
+	certs               *certStore   // nil: no HTTPS listener
+	draining            atomic.Bool  // /readyz answers 503
 	serving             sync.WaitGroup
 	started             time.Time
 
@@ -68,16 +75,12 @@ func New(cfg Config, log *slog.Logger) (*Server, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	origin, err := newOriginClient(cfg)
-	if err != nil {
-		return nil, err
-	}
 	s := &Server{
 		cfg:    cfg,
 		log:    log,
 		hub:    fanout.NewHub(fanout.HubConfig{HistorySize: cfg.HistorySize, HistoryAge: cfg.HistoryAge}),
 		pool:   fanout.NewPool(fanout.PoolConfig{MaxQueueBytes: cfg.MaxQueueBytes}),
-		origin: origin,
+		origin: &originTotals{},
 	}
 	sigKey := make([]byte, 32)
 	rand.Read(sigKey)
@@ -87,6 +90,10 @@ func New(cfg Config, log *slog.Logger) (*Server, error) {
 		}
 	}
 	s.signer = grip.NewSigner(cfg.SigIss, sigKey)
+	if s.routes, err = newRouteTable(cfg, sigKey, s.origin); err != nil {
+		return nil, err
+	}
+	s.breaker = originBreakers{s.routes}
 	if cfg.PublishKey != "" {
 		key, err := grip.ParseKey(cfg.PublishKey)
 		if err != nil {
@@ -94,15 +101,23 @@ func New(cfg Config, log *slog.Logger) (*Server, error) {
 		}
 		s.publishKey = key
 	}
-	s.breaker = newBreaker(cfg.OriginFailures, time.Second, cfg.OriginProbeMaxPause)
+	if cfg.TLSListen != "" {
+		if s.certs, err = newCertStore(cfg.TLSCert, cfg.TLSKey); err != nil {
+			return nil, err
+		}
+	}
 	s.stop = make(chan struct{})
-	if !cfg.CacheOff {
+	if s.access, err = openAccessLog(cfg.AccessLog); err != nil {
+		return nil, err
+	}
+	if s.routes.caching() {
 		s.cache, err = cache.New(cache.Config{MaxBytes: cfg.CacheMaxBytes, StaleIfError: cfg.StaleIfError})
 		if err != nil {
 			return nil, err
 		}
 	}
 	s.limiter = purge.NewLimiter(cfg.PurgeInterval, cachePurger{s.cache})
+	s.metrics = newNodeMetrics(s)
 	s.upgrader = &websocket.FastHTTPUpgrader{
 		ReadBufferSize:    1024,
 		WriteBufferPool:   &sync.Pool{},
@@ -160,20 +175,38 @@ func (s *Server) Start() error {
 		w.Close()
 		return fmt.Errorf("control listen %s: %w", s.cfg.Control, err)
 	}
+	if s.certs != nil {
+		ln, err := net.Listen("tcp", s.cfg.TLSListen)
+		if err != nil {
+			s.clientLn.Close()
+			s.controlLn.Close()
+			w.Close()
+			return fmt.Errorf("tls listen %s: %w", s.cfg.TLSListen, err)
+		}
+		s.tlsLn = tls.NewListener(ln, s.certs.tlsConfig())
+	}
 	if err := s.startTier(); err != nil {
 		s.clientLn.Close()
 		s.controlLn.Close()
+		if s.tlsLn != nil {
+			s.tlsLn.Close()
+		}
 		w.Close()
 		return err
 	}
 	s.started = time.Now()
 	s.pool.Start()
-	s.bg.Go(func() { s.breaker.probeLoop(s.stop, s.probeOrigin) })
+	s.startProbes()
 	s.bg.Go(s.sweepHistory)
 	s.serve(s.client, s.clientLn)
+	tlsAddr := ""
+	if s.tlsLn != nil {
+		s.serve(s.client, s.tlsLn)
+		tlsAddr = s.tlsLn.Addr().String()
+	}
 	s.serve(s.control, s.controlLn)
-	s.log.Info("edgepush node started", "listen", s.clientLn.Addr().String(),
-		"control", s.controlLn.Addr().String(), "origin", s.cfg.Origin)
+	s.log.Info("edgepush node started", "listen", s.clientLn.Addr().String(), "tls", tlsAddr,
+		"control", s.controlLn.Addr().String(), "origin", s.cfg.Origin, "routes", len(s.routes.all))
 	return nil
 }
 
@@ -190,21 +223,42 @@ func (s *Server) serve(srv *fasthttp.Server, ln net.Listener) {
 // Addr is the client listener's address (after Start).
 func (s *Server) Addr() net.Addr { return s.clientLn.Addr() }
 
+// TLSAddr is the HTTPS listener's address (after Start), nil without one.
+func (s *Server) TLSAddr() net.Addr {
+	if s.tlsLn == nil {
+		return nil
+	}
+	return s.tlsLn.Addr()
+}
+
 // ControlAddr is the control listener's address (after Start).
 func (s *Server) ControlAddr() net.Addr { return s.controlLn.Addr() }
 
-// Shutdown stops accepting connections, ends held connections (streams
-// get their final chunk, long-polls their timeout answer), and waits for
-// requests in flight until ctx is done. It is idempotent.
+// Shutdown drains the node and stops it. In order: /readyz turns 503;
+// after -drain-delay the client listeners close (requests in flight
+// finish); held connections end spread over -drain-period (streams get
+// their final chunk, long-polls their timeout answer, WebSockets close
+// 1001), still receiving publishes until their turn; then the node leaves
+// the tier and stops. It is idempotent. When ctx is done the drain is cut
+// short and everything still open is closed at once.
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.shutdownOnce.Do(func() {
-		if s.tier != nil {
-			s.tier.Leave(2 * time.Second)
-		}
+		s.draining.Store(true)
+		s.log.Info("draining", "delay", s.cfg.DrainDelay, "period", s.cfg.DrainPeriod, "held", s.held.Load())
+		sleepCtx(ctx, s.cfg.DrainDelay)
 		// Closing the listeners as well covers a Serve goroutine that has
 		// not registered its listener with fasthttp yet.
 		errClient := s.client.ShutdownWithContext(ctx)
 		s.clientLn.Close()
+		if s.tlsLn != nil {
+			s.tlsLn.Close()
+		}
+		s.pool.Drain(ctx, s.cfg.DrainPeriod)
+		// The node stays in the tier while it drains, so its clients get
+		// every publish until they are told to go.
+		if s.tier != nil {
+			s.tier.Leave(2 * time.Second)
+		}
 		s.pool.Close()
 		close(s.stop)
 		s.bg.StopAndWait()
@@ -221,6 +275,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		if s.cache != nil {
 			s.cache.Close()
 		}
+		s.access.close()
 		s.shutdownError = errors.Join(errClient, errControl)
 		s.log.Info("edgepush node stopped")
 	})
@@ -244,16 +299,27 @@ func (s *Server) serveAgain(c net.Conn) {
 // and acts on the GRIP instructions in the answer.
 func (s *Server) serveClient(ctx *fasthttp.RequestCtx) {
 	defer recoverLog(s.log, "client request")
+	defer s.access.request(ctx) // no-op when the access log is off
 	s.requests.Add(1)
+	if s.overConnLimit() {
+		clientError(ctx, fasthttp.StatusServiceUnavailable, "too many connections")
+		ctx.SetConnectionClose()
+		return
+	}
+	rt := s.routeFor(ctx)
+	if rt == nil {
+		return // answered: no route, or a loop
+	}
 	if isWebSocketUpgrade(ctx) {
-		s.serveWebSocket(ctx)
+		s.serveWebSocket(ctx, rt)
 		return
 	}
 	oreq := fasthttp.AcquireRequest()
 	defer fasthttp.ReleaseRequest(oreq)
-	s.originRequest(ctx, oreq)
-	creq := s.clientCacheRequest(ctx, oreq)
-	e, result, err := s.cacheLookup(creq, oreq)
+	s.originRequest(ctx, oreq, rt)
+	creq := s.clientCacheRequest(ctx, rt, oreq)
+	e, result, err := s.cacheLookup(rt, creq, oreq)
+	s.access.noteCache(ctx, result)
 	if err != nil {
 		s.originFailure(ctx, err)
 		return
@@ -276,8 +342,15 @@ func (s *Server) serveClient(ctx *fasthttp.RequestCtx) {
 	case in.Hold == grip.HoldStream:
 		s.holdStream(ctx, hr, in, p.since)
 	default:
-		s.holdResponse(ctx, hr, encoded(ctx, e, hr), in, p.since, s.refetcher(creq))
+		s.holdResponse(ctx, hr, encoded(ctx, e, hr), in, p.since, s.refetcher(rt, creq))
 	}
+}
+
+// overConnLimit reports whether the node holds more than -max-conns
+// client connections: those fasthttp serves (this one included) plus the
+// held ones it handed over.
+func (s *Server) overConnLimit() bool {
+	return int64(s.client.GetOpenConnectionsCount())+s.held.Load() > int64(s.cfg.MaxConns)
 }
 
 // sweepHistory drops expired channel history now and then.
@@ -307,20 +380,6 @@ func (p cachePurger) PurgeURL(url string, soft bool) {
 	if p.c != nil {
 		p.c.PurgeURL(url, soft)
 	}
-}
-
-// probeOrigin asks the origin whether it is back (any answer below 500).
-func (s *Server) probeOrigin() bool {
-	req, resp := fasthttp.AcquireRequest(), fasthttp.AcquireResponse()
-	defer fasthttp.ReleaseRequest(req)
-	defer fasthttp.ReleaseResponse(resp)
-	req.SetRequestURI(s.origin.prefix + s.cfg.OriginProbePath)
-	req.Header.SetHost(s.origin.hc.Addr)
-	req.Header.Set("Grip-Sig", s.signer.Token(time.Now()))
-	err := s.origin.do(req, resp)
-	ok := err == nil && resp.StatusCode() < 500
-	s.log.Info("origin probe", "ok", ok, "err", err)
-	return ok
 }
 
 // checkChannels applies the node's limits to a hold's channels.
@@ -371,5 +430,18 @@ func clientError(ctx *fasthttp.RequestCtx, code int, msg string) {
 func recoverLog(log *slog.Logger, where string) {
 	if r := recover(); r != nil {
 		log.Error("panic", "in", where, "panic", fmt.Sprint(r), "stack", string(debug.Stack()))
+	}
+}
+
+// sleepCtx waits d or until ctx is done.
+func sleepCtx(ctx context.Context, d time.Duration) {
+	if d <= 0 {
+		return
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-ctx.Done():
 	}
 }

@@ -30,8 +30,13 @@ var (
 
 // serveWebSocket opens a WebSocket through WebSocket-over-HTTP: the origin
 // is asked with an OPEN event first, and only when it answers OPEN is the
-// client upgraded; until then the client gets the origin's refusal.
-func (s *Server) serveWebSocket(ctx *fasthttp.RequestCtx) {
+// client upgraded; until then the client gets the origin's refusal. A
+// route with ws=off refuses upgrades with 403.
+func (s *Server) serveWebSocket(ctx *fasthttp.RequestCtx, rt *route) {
+	if !rt.ws {
+		clientError(ctx, fasthttp.StatusForbidden, "WebSocket is not enabled on this route ("+rt.id+")")
+		return
+	}
 	if !ctx.IsGet() || len(ctx.Request.Header.Peek("Sec-WebSocket-Key")) == 0 ||
 		string(ctx.Request.Header.Peek("Sec-WebSocket-Version")) != "13" {
 		ctx.Response.Header.Set("Sec-WebSocket-Version", "13")
@@ -42,7 +47,7 @@ func (s *Server) serveWebSocket(ctx *fasthttp.RequestCtx) {
 		clientError(ctx, fasthttp.StatusForbidden, "WebSocket origin not allowed")
 		return
 	}
-	ws := newWSSession(s, ctx)
+	ws := newWSSession(s, ctx, rt)
 	open := []grip.WSEvent{{Type: grip.WSEventOpen}}
 	fetch := func() (*cache.Response, error) {
 		since := s.hub.Position()
@@ -52,8 +57,9 @@ func (s *Server) serveWebSocket(ctx *fasthttp.RequestCtx) {
 		}
 		return r, err
 	}
-	creq := s.cacheRequest(ctx, "OPEN", func() cache.Fetcher { return fetch })
-	e, _, err := s.cacheGet(creq, fetch)
+	creq := s.cacheRequest(ctx, rt, "OPEN", func() cache.Fetcher { return fetch })
+	e, result, err := s.cacheGet(rt, creq, fetch)
+	s.access.noteCache(ctx, result)
 	if err != nil {
 		s.originFailure(ctx, err)
 		return
@@ -73,6 +79,7 @@ func (s *Server) serveWebSocket(ctx *fasthttp.RequestCtx) {
 		ctx.Response.Header.Add(h.Name, h.Value)
 	}
 	ws.deflate = s.wsCompress(ctx)
+	ws.acc = s.access.heldWS(ctx, ws)
 	err = s.upgrader.Upgrade(ctx, func(c *websocket.Conn) {
 		defer recoverLog(s.log, "websocket")
 		since, _ := e.Value.(uint64)
@@ -159,7 +166,7 @@ func wsOpcode(t grip.WSType) byte {
 func (t *wsTransport) Closed(reason error) {
 	t.markClosed(reason)
 	if errors.Is(reason, fanout.ErrShutdown) {
-		t.TryWrite([][]byte{closeFrame(closeGoingAway, "server shutting down")})
+		t.farewell(closeFrame(closeGoingAway, "server shutting down"))
 	}
 	t.conn.Close()
 	t.ws.ended(reason)
@@ -289,7 +296,8 @@ func (ws *wsSession) start(c *websocket.Conn) error {
 	s := ws.s
 	tc := tcpConn(c.NetConn())
 	t := &wsTransport{heldConn: s.newHeldConn(tc, nil, "websocket"), ws: ws}
-	if t.SocketWriter == nil {
+	t.acc = ws.acc
+	if t.connWriter == nil {
 		tc.Close()
 		return fanout.ErrNotSocket
 	}
@@ -303,6 +311,7 @@ func (ws *wsSession) start(c *websocket.Conn) error {
 		return err
 	}
 	s.held.Add(1)
+	s.metrics.connOpened(t.kind)
 	t.mu.Lock()
 	t.fc = fc
 	t.mu.Unlock()

@@ -25,6 +25,7 @@ import (
 // Hub's locks.
 type wsSession struct {
 	s       *Server
+	rt      *route
 	id      string // Connection-Id
 	uri     string // origin request URI
 	host    []byte
@@ -33,8 +34,9 @@ type wsSession struct {
 	proto   string
 	deflate bool
 
-	t  *wsTransport
-	fc *fanout.Conn
+	t   *wsTransport
+	acc *heldAccess // access-log record; nil when the log is off
+	fc  *fanout.Conn
 
 	refreshing atomic.Bool
 
@@ -55,21 +57,19 @@ type wsSession struct {
 	kaTimer      *time.Timer
 }
 
-func newWSSession(s *Server, ctx *fasthttp.RequestCtx) *wsSession {
+func newWSSession(s *Server, ctx *fasthttp.RequestCtx, rt *route) *wsSession {
 	id := make([]byte, 8)
 	rand.Read(id)
 	ws := &wsSession{
 		s:        s,
+		rt:       rt,
 		id:       hex.EncodeToString(id),
-		uri:      s.origin.prefix + string(ctx.Request.RequestURI()),
+		uri:      rt.originTarget(requestTarget(ctx)),
 		host:     bytes.Clone(ctx.Request.Header.Host()),
-		xff:      ctx.RemoteIP().String(),
+		xff:      string(rt.forwardedFor(nil, ctx)),
 		proto:    map[bool]string{true: "https", false: "http"}[ctx.IsTLS()],
 		meta:     map[string]string{},
 		channels: map[string]struct{}{},
-	}
-	if prior := ctx.Request.Header.Peek("X-Forwarded-For"); len(prior) > 0 {
-		ws.xff = string(prior) + ", " + ws.xff
 	}
 	for k, v := range ctx.Request.Header.All() {
 		name := string(k)
@@ -78,9 +78,7 @@ func newWSSession(s *Server, ctx *fasthttp.RequestCtx) *wsSession {
 		}
 		ws.headers = append(ws.headers, grip.Header{Name: name, Value: string(v)})
 	}
-	if len(ws.host) == 0 {
-		ws.host = []byte(s.origin.hc.Addr)
-	}
+	ws.headers = append(ws.headers, grip.Header{Name: "CDN-Loop", Value: s.cfg.CDNLoop})
 	return ws
 }
 
@@ -105,7 +103,7 @@ func (ws *wsSession) postEvents(events []grip.WSEvent) (*cache.Response, error) 
 	req.Header.SetMethod(fasthttp.MethodPost)
 	req.SetRequestURI(ws.uri)
 	req.UseHostHeader = true
-	req.Header.SetHostBytes(ws.host)
+	ws.rt.setHost(req, ws.host)
 	for _, h := range ws.headers {
 		req.Header.Add(h.Name, h.Value)
 	}
@@ -119,9 +117,9 @@ func (ws *wsSession) postEvents(events []grip.WSEvent) (*cache.Response, error) 
 	ws.mu.Unlock()
 	req.Header.Set("X-Forwarded-For", ws.xff)
 	req.Header.Set("X-Forwarded-Proto", ws.proto)
-	req.Header.Set("Grip-Sig", ws.s.signer.Token(time.Now()))
+	req.Header.Set("Grip-Sig", ws.rt.signer.Token(time.Now()))
 	req.SetBodyRaw(grip.AppendWSEvents(nil, events...))
-	if err := ws.s.originDo(req, resp); err != nil {
+	if err := ws.s.originDo(ws.rt, req, resp); err != nil {
 		return nil, err
 	}
 	return &cache.Response{

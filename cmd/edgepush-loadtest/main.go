@@ -8,6 +8,7 @@
 //
 //	edgepush-loadtest [run] [flags]          run a load test (the default)
 //	edgepush-loadtest origin [-listen addr]  serve the GRIP test origin
+//	edgepush-loadtest compare RESULTS.jsonl  table of medians and ratios
 //
 // A typical session, with the proxy under test pointed at the origin:
 //
@@ -62,6 +63,9 @@ const usageText = `usage:
   edgepush-loadtest origin [-listen addr]  serve the GRIP test origin
                                            (GET /stream, /sse, /poll, POST /ws
                                            ?ch=CHANNEL)
+  edgepush-loadtest compare [-base S] [-vs S] RESULTS.jsonl ...
+                                           markdown table of medians and
+                                           ratios from bench-compare results
 
 run flags:
 `
@@ -75,6 +79,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, tty bool)
 			args = args[1:]
 		case "origin":
 			return serveOrigin(ctx, args[1:], stderr)
+		case "compare":
+			return runCompare(args[1:], stdout, stderr)
 		case "help", "-h", "-help", "--help":
 			usage(stderr)
 			return 0
@@ -200,6 +206,9 @@ func newRunFlags(stderr io.Writer, tty bool) (*flag.FlagSet, *runFlags) {
 		"stop the -origin-listen origin after the warm-up connections, before the measured ones")
 	fs.IntVar(&c.Warmup, "warmup", 0,
 		"connections to open (and close) before the measured ones (default 1 with -origin-down)")
+	fs.BoolVar(&c.ExternalPublish, "external-publish", false,
+		"publish nothing: another process publishes -msgs at -rate on the channel (e.g. through another node); "+
+			"wait up to -publish-delay + msgs/rate + -settle for them")
 	fs.StringVar(&f.plot, "plot", "", "write the delivery latency distribution to `FILE.svg`")
 	fs.StringVar(&f.pids, "pid", "", "comma-separated `PIDs` of the server processes to sample RSS and CPU of")
 	fs.BoolVar(&f.jsonOnly, "json", false, "print only the JSON line (and no progress unless -progress is given)")

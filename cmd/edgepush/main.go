@@ -66,16 +66,42 @@ func run(args []string, stderr io.Writer) int {
 		fmt.Fprintln(stderr, err)
 		return 2
 	}
+	// Signals are caught before the node says it started, so none is
+	// lost to the default action.
+	sigs := make(chan os.Signal, 4)
+	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
+	defer signal.Stop(sigs)
 	if err := srv.Start(); err != nil {
 		log.Error("start", "err", err)
 		return 1
 	}
-	ctx, cancel := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
-	defer cancel()
-	<-ctx.Done()
+	for sig := range sigs {
+		if sig != syscall.SIGHUP {
+			break
+		}
+		if cfg.TLSListen != "" {
+			srv.ReloadTLS() // logs its own outcome
+		}
+	}
+	// Drain: the whole of it is bounded, and a second SIGINT/SIGTERM
+	// cuts it short.
 	log.Info("shutting down")
-	sctx, scancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
+	sctx, scancel := context.WithTimeout(context.Background(), cfg.DrainDelay+max(cfg.DrainPeriod, 0)+cfg.ShutdownTimeout)
 	defer scancel()
+	go func() { // ends with sctx, cancelled when run returns
+		for {
+			select {
+			case sig := <-sigs:
+				if sig != syscall.SIGHUP {
+					log.Warn("second signal: stopping now")
+					scancel()
+					return
+				}
+			case <-sctx.Done():
+				return
+			}
+		}
+	}()
 	if err := srv.Shutdown(sctx); err != nil {
 		log.Error("shutdown", "err", err)
 		return 1
