@@ -32,8 +32,13 @@
 // they are for a real long-poll client without recovery.
 //
 // Transports live behind the small subscriber interface (see transport.go):
-// adding one (WebSocket is next) means implementing it and choosing the
-// publish format its connections receive.
+// HTTP streaming, SSE, long-poll and WebSocket; adding one means
+// implementing it and choosing the publish format its connections receive.
+//
+// One process holds at most as many connections as its open-file limit
+// allows. For more (a tier of nodes on one box, say), run several load
+// processes: one publishes, the others set Config.ExternalPublish and only
+// measure what reaches their connections.
 //
 // NewOrigin is a GRIP test origin to put behind the proxy under test; the
 // edgepush-loadtest command serves it with "edgepush-loadtest origin".

@@ -4,10 +4,12 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/url"
 	"strings"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/valyala/fasthttp"
@@ -73,11 +75,30 @@ func (o *originClient) do(req *fasthttp.Request, resp *fasthttp.Response) error 
 		req.URI().SetScheme("http")
 	}
 	err := o.hc.DoTimeout(req, resp, o.timeout)
+	if err != nil && staleConn(err) {
+		// The origin dropped its kept-alive connections (a restart, an
+		// idle timeout): forget every idle one, so no later request
+		// fails on them, and try an idempotent request once more on a
+		// fresh connection, which tells a restarted origin from a dead
+		// one (dial errors are not retried).
+		o.hc.CloseIdleConnections()
+		if m := req.Header.Method(); string(m) == "GET" || string(m) == "HEAD" {
+			resp.Reset()
+			err = o.hc.DoTimeout(req, resp, o.timeout)
+		}
+	}
 	if err != nil {
 		o.errors.Add(1)
 		o.totals.errors.Add(1)
 	}
 	return err
+}
+
+// staleConn reports whether err is a kept-alive connection found closed
+// by the origin, rather than an origin that cannot be reached.
+func staleConn(err error) bool {
+	return errors.Is(err, fasthttp.ErrConnectionClosed) || errors.Is(err, io.EOF) ||
+		errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE)
 }
 
 // originStatus maps an origin failure to what the client gets.

@@ -244,7 +244,7 @@ func (s *Server) ControlAddr() net.Addr { return s.controlLn.Addr() }
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.shutdownOnce.Do(func() {
 		s.draining.Store(true)
-		s.log.Info("draining", "delay", s.cfg.DrainDelay, "period", s.cfg.DrainPeriod, "held", s.held.Load())
+		s.log.Info("draining", "delay", s.cfg.DrainDelay.String(), "period", s.cfg.DrainPeriod.String(), "held", s.held.Load())
 		sleepCtx(ctx, s.cfg.DrainDelay)
 		// Closing the listeners as well covers a Serve goroutine that has
 		// not registered its listener with fasthttp yet.

@@ -69,27 +69,10 @@ EP_HTTP=18899 EP_CTRL=18861
 work=$(mktemp -d /tmp/bench-compare.XXXXXX)
 results=${RESULTS:-$work/results.jsonl}
 : >"$results"
-declare -a started=() # every PID started here
 
+# shellcheck source=procs.sh
+source "$(dirname "$0")/procs.sh"
 log() { printf '%s bench-compare: %s\n' "$(date +%T)" "$*" >&2; }
-
-alive() { kill -0 "$1" 2>/dev/null; }
-
-# stop_pids PID...: SIGTERM, wait up to 10 s, then SIGKILL what is left.
-stop_pids() {
-  local p left
-  for p in "$@"; do alive "$p" && kill "$p" 2>/dev/null || true; done
-  for _ in $(seq 100); do
-    left=0
-    for p in "$@"; do alive "$p" && left=1; done
-    (( left )) || break
-    sleep 0.1
-  done
-  for p in "$@"; do
-    if alive "$p"; then kill -9 "$p" 2>/dev/null || true; fi
-    wait "$p" 2>/dev/null || true
-  done
-}
 
 cleanup() {
   local rc=$?

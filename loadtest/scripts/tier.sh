@@ -39,23 +39,10 @@ if (( avail_mb < need_mb )); then
 fi
 
 work=$(mktemp -d /tmp/tier.XXXXXX)
-declare -a started=()
+# shellcheck source=procs.sh
+source "$(dirname "$0")/procs.sh"
+STOP_WAIT=15
 log() { printf '%s tier: %s\n' "$(date +%T)" "$*" >&2; }
-alive() { kill -0 "$1" 2>/dev/null; }
-stop_pids() {
-  local p left
-  for p in "$@"; do alive "$p" && kill "$p" 2>/dev/null || true; done
-  for _ in $(seq 150); do
-    left=0
-    for p in "$@"; do alive "$p" && left=1; done
-    (( left )) || break
-    sleep 0.1
-  done
-  for p in "$@"; do
-    if alive "$p"; then kill -9 "$p" 2>/dev/null || true; fi
-    wait "$p" 2>/dev/null || true
-  done
-}
 cleanup() {
   local rc=$?
   trap - EXIT INT TERM
@@ -146,6 +133,7 @@ for run in $(seq "$RUNS"); do
   timeout 660 "$work/lt" -url "http://127.0.0.1:19001/stream?ch=tier" -publish http://127.0.0.1:19101/publish/ \
     -pid "${node_pids[0]}" "${common[@]}" >"$work/lt1.json" 2>>"$work/lt1.log" || true
   for p in "${lt_pids[@]}"; do wait "$p" || true; done
+  forget "${lt_pids[@]}"
   for i in $(seq "$NODES"); do
     if [[ -s $work/lt$i.json ]]; then
       printf '{"scenario":"tier %d x %d, node %d","run":%d,"report":%s}\n' "$NODES" "$CONNS" "$i" "$run" "$(tail -1 "$work/lt$i.json")"
@@ -163,5 +151,5 @@ for run in $(seq "$RUNS"); do
     "p50 per node \(map(.latency_p50_ms)), p99 per node \(map(.latency_p99_ms)), worst p99 \(map(.latency_p99_ms) | max) ms, max \(map(.latency_max_ms) | max) ms; " +
     "RSS KB/conn \(map(.kb_per_conn)); setups/s \(map(.setups_per_s | floor))"' >&2
   stop_pids "${node_pids[@]}"
-  (( run < RUNS )) && sleep 20 # TIME_WAIT of the previous run
+  if (( run < RUNS )); then sleep 20; fi # TIME_WAIT of the previous run
 done

@@ -1,0 +1,35 @@
+# procs.sh: process bookkeeping shared by the load scripts (sourced).
+# Every PID a script starts goes into `started`; stop_pids stops by PID
+# only, and forget drops stopped PIDs so that cleanup never signals a PID
+# the system has since given to someone else.
+declare -a started=()
+
+alive() { kill -0 "$1" 2>/dev/null; }
+
+# forget PID...: drop stopped processes from started.
+forget() {
+  local p q keep=()
+  for p in "${started[@]}"; do
+    for q in "$@"; do [[ $p == "$q" ]] && continue 2; done
+    keep+=("$p")
+  done
+  started=("${keep[@]}")
+}
+
+# stop_pids PID...: SIGTERM, wait up to STOP_WAIT seconds (default 10),
+# then SIGKILL what is left.
+stop_pids() {
+  local p left
+  for p in "$@"; do alive "$p" && kill "$p" 2>/dev/null || true; done
+  for _ in $(seq $(( ${STOP_WAIT:-10} * 10 ))); do
+    left=0
+    for p in "$@"; do alive "$p" && left=1; done
+    (( left )) || break
+    sleep 0.1
+  done
+  for p in "$@"; do
+    if alive "$p"; then kill -9 "$p" 2>/dev/null || true; fi
+    wait "$p" 2>/dev/null || true
+  done
+  forget "$@"
+}
