@@ -3,7 +3,10 @@ package node
 import (
 	"bufio"
 	"io"
+	"net/http"
+	"strings"
 	"testing"
+	"time"
 )
 
 // TestConnectionLimit: over -max-conns a new client gets 503 and the
@@ -41,5 +44,57 @@ func TestConnectionLimit(t *testing.T) {
 	again := dialRaw(t, n.Addr())
 	if got := readLine(t, bufio.NewReader(again.get(t, "/s").Body)); got != "open\n" {
 		t.Fatalf("after a slot freed: %q", got)
+	}
+}
+
+// TestRequestLimits: each client-side limit answers with its status and
+// a reason, and the node goes on serving.
+func TestRequestLimits(t *testing.T) {
+	channels := "a"
+	for i := range 4 {
+		channels += ", c" + string(rune('0'+i))
+	}
+	n := startNode(t, gripOrigin("hi\n", "Grip-Hold", "stream", "Grip-Channel", channels), func(c *Config) {
+		c.MaxHeaderBytes, c.MaxBody, c.MaxChannels = 2048, 1024, 3
+		c.ReadTimeout = 300 * time.Millisecond
+	})
+	for _, tc := range []struct {
+		name, req string
+		code      int
+		body      string
+	}{
+		{"header too large", "GET / HTTP/1.1\r\nHost: t\r\nX-Big: " + strings.Repeat("b", 4096) + "\r\n\r\n", 431, "edgepush: request header too large\n"},
+		{"body too large", "POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 5000\r\n\r\n" + strings.Repeat("b", 5000), 413, "edgepush: request body too large\n"},
+		{"too many channels", "GET / HTTP/1.1\r\nHost: t\r\n\r\n", 502, "edgepush: invalid GRIP instructions from origin: 5 channels, at most 3 allowed\n"},
+	} {
+		c := dialRaw(t, n.Addr())
+		io.WriteString(c, tc.req)
+		resp, err := http.ReadResponse(c.r, nil)
+		if err != nil {
+			t.Fatalf("%s: %v", tc.name, err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		if resp.StatusCode != tc.code || string(b) != tc.body {
+			t.Errorf("%s: %d %q, want %d %q", tc.name, resp.StatusCode, b, tc.code, tc.body)
+		}
+	}
+
+	// Slowloris: a client that sends half a header and stalls is cut off
+	// after -read-timeout, while another is served meanwhile.
+	slow := dialRaw(t, n.Addr())
+	io.WriteString(slow, "GET / HTTP/1.1\r\nHost: t\r\n")
+	ok := http.Client{Timeout: 5 * time.Second}
+	resp, err := ok.Get(n.ctl + "/healthz")
+	if err != nil || resp.StatusCode != 200 {
+		t.Fatalf("control while a client stalls: %v", err)
+	}
+	resp.Body.Close()
+	start := time.Now()
+	rest, _ := io.ReadAll(slow.r) // the node answers 408 or just closes
+	if time.Since(start) > 5*time.Second {
+		t.Fatal("the stalled client was not cut off")
+	}
+	if len(rest) > 0 && !strings.HasPrefix(string(rest), "HTTP/1.1 408") {
+		t.Errorf("stalled client got %q", rest)
 	}
 }
