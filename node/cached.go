@@ -127,7 +127,9 @@ func requestURL(ctx *fasthttp.RequestCtx) string {
 	if ctx.IsTLS() {
 		scheme = "https://"
 	}
-	return scheme + string(ctx.Request.Header.Host()) + string(ctx.Request.RequestURI())
+	// The target as sent, as routes match it and the origin gets it, so
+	// that a request is cached under the name of what it fetched.
+	return scheme + string(ctx.Request.Header.Host()) + string(requestTarget(ctx))
 }
 
 // cacheLookup answers a client request from the cache or rt's origin.

@@ -23,6 +23,12 @@ const Version = "0.1.0"
 // serveControl routes the control API.
 func (s *Server) serveControl(ctx *fasthttp.RequestCtx) {
 	defer recoverLog(s.log, "control request")
+	if !ctx.IsGet() && !ctx.IsHead() && crossSite(ctx) {
+		// A browser that holds the key (Basic auth given to the status
+		// page) must not publish or purge for another site's page.
+		controlError(ctx, fasthttp.StatusForbidden, "cross-site request refused")
+		return
+	}
 	switch string(ctx.Path()) {
 	case "/publish", "/publish/":
 		s.servePublish(ctx)
@@ -61,6 +67,21 @@ func (s *Server) serveControl(ctx *fasthttp.RequestCtx) {
 	default:
 		controlError(ctx, fasthttp.StatusNotFound, "no such endpoint: "+string(ctx.Path()))
 	}
+}
+
+// crossSite reports whether a browser sent the request for a page of
+// another site (Sec-Fetch-Site, else an Origin that is not this host).
+// Publishers on servers send neither header.
+func crossSite(ctx *fasthttp.RequestCtx) bool {
+	if site := ctx.Request.Header.Peek("Sec-Fetch-Site"); len(site) > 0 {
+		return string(site) != "same-origin" && string(site) != "none"
+	}
+	origin := ctx.Request.Header.Peek("Origin")
+	if len(origin) == 0 {
+		return false
+	}
+	_, host, ok := bytes.Cut(origin, []byte("://"))
+	return !ok || !bytes.Equal(host, ctx.Request.Header.Host())
 }
 
 // servePublish is Pushpin's POST /publish/: the items are delivered to

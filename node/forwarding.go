@@ -23,11 +23,51 @@ func (s *Server) routeFor(ctx *fasthttp.RequestCtx) *route {
 	if i := bytes.IndexByte(path, '?'); i >= 0 {
 		path = path[:i]
 	}
+	if hasDotSegment(path) {
+		// "/public/../admin" would be matched by one route and name
+		// another route's resource: refused, as browsers never send it.
+		clientError(ctx, fasthttp.StatusBadRequest, "request path with dot-segments (/./ or /../)")
+		return nil
+	}
 	rt := s.routes.match(ctx.Request.Header.Host(), path)
 	if rt == nil {
 		clientError(ctx, fasthttp.StatusNotFound, fmt.Sprintf("no route for host %q and path %q", ctx.Request.Header.Host(), path))
 	}
 	return rt
+}
+
+// hasDotSegment reports whether path has a "." or ".." segment, literal
+// or percent-encoded.
+func hasDotSegment(path []byte) bool {
+	for len(path) > 0 {
+		seg := path
+		if i := bytes.IndexByte(path, '/'); i >= 0 {
+			seg, path = path[:i], path[i+1:]
+		} else {
+			path = nil
+		}
+		if len(seg) == 0 || len(seg) > 6 {
+			continue
+		}
+		dots := 0
+		for len(seg) > 0 {
+			switch {
+			case seg[0] == '.':
+				seg = seg[1:]
+			case len(seg) >= 3 && seg[0] == '%' && seg[1] == '2' && (seg[2] == 'e' || seg[2] == 'E'):
+				seg = seg[3:]
+			default:
+				dots = 3 // not a dot: not a dot-segment
+				seg = nil
+				continue
+			}
+			dots++
+		}
+		if dots == 1 || dots == 2 {
+			return true
+		}
+	}
+	return false
 }
 
 // requestTarget is the request target as the client sent it (path and

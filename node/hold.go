@@ -335,7 +335,7 @@ func (t *responseTransport) ChooseReplay(msgs []*fanout.Message) []*fanout.Messa
 
 func (t *responseTransport) Closed(reason error) {
 	t.markClosed(reason)
-	if reason == nil && t.keepAlive {
+	if reason == nil && t.keepAlive && !t.s.draining.Load() {
 		t.s.serveAgain(t.hj)
 		return
 	}

@@ -160,7 +160,7 @@ func (r *RouteConfig) validate() error {
 	if r.StripPrefix != "" && !strings.HasPrefix(r.StripPrefix, "/") {
 		return fmt.Errorf("strip-prefix=%s: want a prefix starting with /", r.StripPrefix)
 	}
-	if strings.ContainsAny(r.HostRewrite, " \t,/") {
+	if strings.ContainsAny(r.HostRewrite, " \t\r\n,/") {
 		return fmt.Errorf("host-rewrite=%s: want a host[:port]", r.HostRewrite)
 	}
 	if len(r.Origins) == 0 {

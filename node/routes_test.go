@@ -156,6 +156,7 @@ func TestParseRoute(t *testing.T) {
 		{"   ", "empty route"},
 		{"strip-prefix=v1 origin=http://a", "strip-prefix=v1"},
 		{"host-rewrite=a/b origin=http://a", "host-rewrite=a/b"},
+		{"host-rewrite=\"a\r\nX-Evil: 1\" origin=http://a", "host-rewrite="},
 	} {
 		if _, err := ParseRoute(tc.route); err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%q: err = %v, want %q", tc.route, err, tc.want)

@@ -58,6 +58,9 @@ type Server struct {
 	serving             sync.WaitGroup
 	started             time.Time
 
+	againMu sync.Mutex
+	again   map[net.Conn]struct{} // connections serveAgain handed back
+
 	held          atomic.Int64  // held connections now
 	requests      atomic.Uint64 // client requests
 	badInstructs  atomic.Uint64 // origin responses with invalid instructions
@@ -261,6 +264,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		}
 		s.pool.Close()
 		close(s.stop)
+		s.closeServedAgain()
 		s.bg.StopAndWait()
 		errControl := s.control.ShutdownWithContext(ctx)
 		s.controlLn.Close()
@@ -285,7 +289,21 @@ func (s *Server) Shutdown(ctx context.Context) error {
 // serveAgain hands a connection whose long-poll was answered back to the
 // HTTP server for its next request.
 func (s *Server) serveAgain(c net.Conn) {
+	if tc, ok := tcpConn(c).(*tls.Conn); ok {
+		c = tlsHijacked{Conn: c, tls: tc} // so that ctx.IsTLS() still holds
+	}
+	s.againMu.Lock()
+	if s.again == nil {
+		s.again = map[net.Conn]struct{}{}
+	}
+	s.again[c] = struct{}{}
+	s.againMu.Unlock()
 	started := s.bg.Go(func() {
+		defer func() {
+			s.againMu.Lock()
+			delete(s.again, c)
+			s.againMu.Unlock()
+		}()
 		if err := s.client.ServeConn(c); err != nil {
 			s.log.Debug("serve again", "err", err)
 		}
@@ -294,6 +312,27 @@ func (s *Server) serveAgain(c net.Conn) {
 		c.Close()
 	}
 }
+
+// closeServedAgain closes the connections serveAgain handed back, so that
+// a shutdown does not wait for their clients' next requests.
+func (s *Server) closeServedAgain() {
+	s.againMu.Lock()
+	defer s.againMu.Unlock()
+	for c := range s.again {
+		c.Close()
+	}
+}
+
+// tlsHijacked is a hijacked TLS connection handed back to fasthttp: it
+// shows the TLS state, which fasthttp's hijack wrapper hides.
+type tlsHijacked struct {
+	net.Conn
+	tls *tls.Conn
+}
+
+func (c tlsHijacked) Handshake() error                     { return c.tls.Handshake() }
+func (c tlsHijacked) ConnectionState() tls.ConnectionState { return c.tls.ConnectionState() }
+func (c tlsHijacked) UnsafeConn() net.Conn                 { return c.Conn }
 
 // serveClient answers one client request from the cache or the origin
 // and acts on the GRIP instructions in the answer.
@@ -350,7 +389,11 @@ func (s *Server) serveClient(ctx *fasthttp.RequestCtx) {
 // client connections: those fasthttp serves (this one included) plus the
 // held ones it handed over.
 func (s *Server) overConnLimit() bool {
-	return int64(s.client.GetOpenConnectionsCount())+s.held.Load() > int64(s.cfg.MaxConns)
+	open := int64(s.client.GetOpenConnectionsCount())
+	if s.tlsLn != nil {
+		open-- // fasthttp counts each listening Serve as one open connection
+	}
+	return open+s.held.Load() > int64(s.cfg.MaxConns)
 }
 
 // sweepHistory drops expired channel history now and then.
