@@ -318,7 +318,8 @@ func TestCircuitBreakerPausesAndProbes(t *testing.T) {
 		resp.Body.Close()
 	}
 	waitFor(t, "breaker to open", n.breaker.isOpen)
-	requestsBefore := n.Server.origin.requests.Load()
+	originRequests := func() uint64 { r, _ := n.routes.originTotals(); return r }
+	requestsBefore := originRequests()
 	resp, err := http.Get(n.url + "/x")
 	if err != nil {
 		t.Fatal(err)
@@ -328,7 +329,7 @@ func TestCircuitBreakerPausesAndProbes(t *testing.T) {
 	if resp.StatusCode != 502 || !strings.Contains(string(b), "being probed") {
 		t.Fatalf("while open: %d %q", resp.StatusCode, b)
 	}
-	if n.Server.origin.requests.Load() != requestsBefore {
+	if originRequests() != requestsBefore {
 		t.Fatal("a request reached the dead origin while the breaker was open")
 	}
 	o.start(t)

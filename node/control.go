@@ -238,6 +238,7 @@ type OriginStatus struct {
 
 // Status returns a snapshot of the node's counters.
 func (s *Server) Status() Status {
+	originRequests, originErrors := s.routes.originTotals()
 	return Status{
 		Node:      s.nodeName(),
 		Version:   Version,
@@ -248,8 +249,8 @@ func (s *Server) Status() Status {
 		Requests:  s.requests.Load(),
 		Published: s.publishes.Load(),
 		OriginReqs: OriginStatus{
-			Requests:            s.origin.requests.Load(),
-			Errors:              s.origin.errors.Load(),
+			Requests:            originRequests,
+			Errors:              originErrors,
 			InvalidInstructions: s.badInstructs.Load(),
 		},
 		Hub:        s.hub.Stats(),

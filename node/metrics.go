@@ -156,7 +156,8 @@ func (s *Server) writeStatsMetrics(w io.Writer) {
 	counter(w, "edgepush_blocked_writes_total", pool.BlockedWrites)
 	counter(w, "edgepush_written_bytes_total", pool.BytesWritten)
 
-	counter(w, "edgepush_origin_requests_total", s.origin.requests.Load())
+	originRequests, _ := s.routes.originTotals()
+	counter(w, "edgepush_origin_requests_total", originRequests)
 	counter(w, "edgepush_origin_invalid_instructions_total", s.badInstructs.Load())
 	open := uint64(0)
 	if s.breaker.isOpen() {

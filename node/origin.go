@@ -20,21 +20,14 @@ type originClient struct {
 	hc      *fasthttp.HostClient
 	prefix  string // origin URL path, prepended to request URIs
 	timeout time.Duration
-	totals  *originTotals // the node's, counted too
 
-	requests atomic.Uint64
-	errors   atomic.Uint64
-}
-
-// originTotals counts the requests to every origin of the node.
-type originTotals struct {
 	requests atomic.Uint64
 	errors   atomic.Uint64
 }
 
 // newOriginClient returns a client for the origin at rawURL; tlsConfig
 // (nil: the defaults) applies to https:// origins.
-func newOriginClient(cfg Config, rawURL string, tlsConfig *tls.Config, totals *originTotals) (*originClient, error) {
+func newOriginClient(cfg Config, rawURL string, tlsConfig *tls.Config) (*originClient, error) {
 	u, err := url.Parse(rawURL)
 	if err != nil {
 		return nil, fmt.Errorf("origin: %w", err)
@@ -62,13 +55,12 @@ func newOriginClient(cfg Config, rawURL string, tlsConfig *tls.Config, totals *o
 		DisablePathNormalizing:        true,
 		DisableHeaderNamesNormalizing: false,
 	}
-	return &originClient{hc: hc, prefix: strings.TrimSuffix(u.Path, "/"), timeout: cfg.OriginTimeout, totals: totals}, nil
+	return &originClient{hc: hc, prefix: strings.TrimSuffix(u.Path, "/"), timeout: cfg.OriginTimeout}, nil
 }
 
 // do sends req and reads the whole response into resp.
 func (o *originClient) do(req *fasthttp.Request, resp *fasthttp.Response) error {
 	o.requests.Add(1)
-	o.totals.requests.Add(1)
 	if o.hc.IsTLS { // the client checks that the URI says so
 		req.URI().SetScheme("https")
 	} else {
@@ -89,7 +81,6 @@ func (o *originClient) do(req *fasthttp.Request, resp *fasthttp.Response) error 
 	}
 	if err != nil {
 		o.errors.Add(1)
-		o.totals.errors.Add(1)
 	}
 	return err
 }

@@ -57,6 +57,18 @@ type routeTable struct {
 	all      []*route            // configuration order, for /status
 }
 
+// originTotals sums the requests to, and the errors of, every origin of
+// every route.
+func (t *routeTable) originTotals() (requests, errors uint64) {
+	for _, rt := range t.all {
+		for _, o := range rt.origins {
+			requests += o.client.requests.Load()
+			errors += o.client.errors.Load()
+		}
+	}
+	return requests, errors
+}
+
 // hostRoutes are the routes of one wildcard host.
 type hostRoutes struct {
 	suffix string // ".example.com" for "*.example.com"
@@ -65,7 +77,7 @@ type hostRoutes struct {
 
 // newRouteTable builds the routes of cfg (after withDefaults): its
 // Routes, then Origin as the catch-all route named "default".
-func newRouteTable(cfg Config, sigKey []byte, totals *originTotals) (*routeTable, error) {
+func newRouteTable(cfg Config, sigKey []byte) (*routeTable, error) {
 	list := slices.Clone(cfg.Routes)
 	if cfg.Origin != "" {
 		list = append(list, RouteConfig{ID: "default", Origins: []string{cfg.Origin}})
@@ -82,7 +94,7 @@ func newRouteTable(cfg Config, sigKey []byte, totals *originTotals) (*routeTable
 			errs = append(errs, fmt.Errorf("config: route %q: %w", rc.routeID(), err))
 			continue
 		}
-		rt, err := newRoute(cfg, rc, sigKey, totals)
+		rt, err := newRoute(cfg, rc, sigKey)
 		if err != nil {
 			errs = append(errs, fmt.Errorf("config: route %q: %w", rc.routeID(), err))
 			continue
@@ -185,7 +197,7 @@ func matchHost(buf *[maxHostLen]byte, h []byte) (host []byte, ok bool) {
 
 // newRoute resolves rc against the node's settings and builds its
 // origins.
-func newRoute(cfg Config, rc *RouteConfig, sigKey []byte, totals *originTotals) (*route, error) {
+func newRoute(cfg Config, rc *RouteConfig, sigKey []byte) (*route, error) {
 	rt := &route{
 		id:          rc.routeID(),
 		host:        routeHost(rc.Host),
@@ -218,7 +230,7 @@ func newRoute(cfg Config, rc *RouteConfig, sigKey []byte, totals *originTotals) 
 		return nil, err
 	}
 	for _, u := range rc.Origins {
-		oc, err := newOriginClient(cfg, u, tlsConfig, totals)
+		oc, err := newOriginClient(cfg, u, tlsConfig)
 		if err != nil {
 			return nil, err
 		}

@@ -34,7 +34,7 @@ func testRouteTable(tb testing.TB, origin string, routes ...string) *routeTable 
 	if err != nil {
 		tb.Fatal(err)
 	}
-	t, err := newRouteTable(cfg, []byte("k"), &originTotals{})
+	t, err := newRouteTable(cfg, []byte("k"))
 	if err != nil {
 		tb.Fatal(err)
 	}

@@ -32,10 +32,9 @@ type Server struct {
 	hub        *fanout.Hub
 	pool       *fanout.Pool
 	watch      *connwatch.Watcher
-	routes     *routeTable   // picks each request's origins
-	origin     *originTotals // requests to every origin
-	signer     *grip.Signer  // -sig-key and -sig-iss (routes may have their own)
-	publishKey []byte        // nil: control API open
+	routes     *routeTable  // picks each request's origins
+	signer     *grip.Signer // -sig-key and -sig-iss (routes may have their own)
+	publishKey []byte       // nil: control API open
 
 	cache     *cache.Cache // nil: caching off
 	limiter   *purge.Limiter
@@ -79,11 +78,10 @@ func New(cfg Config, log *slog.Logger) (*Server, error) {
 		log = slog.New(slog.DiscardHandler)
 	}
 	s := &Server{
-		cfg:    cfg,
-		log:    log,
-		hub:    fanout.NewHub(fanout.HubConfig{HistorySize: cfg.HistorySize, HistoryAge: cfg.HistoryAge}),
-		pool:   fanout.NewPool(fanout.PoolConfig{MaxQueueBytes: cfg.MaxQueueBytes}),
-		origin: &originTotals{},
+		cfg:  cfg,
+		log:  log,
+		hub:  fanout.NewHub(fanout.HubConfig{HistorySize: cfg.HistorySize, HistoryAge: cfg.HistoryAge}),
+		pool: fanout.NewPool(fanout.PoolConfig{MaxQueueBytes: cfg.MaxQueueBytes}),
 	}
 	sigKey := make([]byte, 32)
 	rand.Read(sigKey)
@@ -93,7 +91,7 @@ func New(cfg Config, log *slog.Logger) (*Server, error) {
 		}
 	}
 	s.signer = grip.NewSigner(cfg.SigIss, sigKey)
-	if s.routes, err = newRouteTable(cfg, sigKey, s.origin); err != nil {
+	if s.routes, err = newRouteTable(cfg, sigKey); err != nil {
 		return nil, err
 	}
 	s.breaker = originBreakers{s.routes}

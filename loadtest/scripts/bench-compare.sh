@@ -71,7 +71,7 @@ results=${RESULTS:-$work/results.jsonl}
 : >"$results"
 
 # shellcheck source=procs.sh
-source "$(dirname "$0")/procs.sh"
+source loadtest/scripts/procs.sh # the working directory is the repository root
 log() { printf '%s bench-compare: %s\n' "$(date +%T)" "$*" >&2; }
 
 cleanup() {
@@ -105,16 +105,8 @@ if [[ " $SYSTEMS " == *" pushpin "* ]] && ! command -v pushpin >/dev/null; then
   timeout 600 $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq pushpin
 fi
 
-# build PKG OUT: go build, retried (the tree may be mid-edit), at most 3 tries.
-build() {
-  for try in 1 2 3; do
-    go build -o "$2" "$1" && return 0
-    (( try < 3 )) && { log "build of $1 failed; retrying in 30 s"; sleep 30; }
-  done
-  return 1
-}
-if [[ -n ${EDGEPUSH_BIN:-} ]]; then cp "$EDGEPUSH_BIN" "$work/edgepush"; else log "building edgepush"; build ./cmd/edgepush "$work/edgepush"; fi
-if [[ -n ${LT_BIN:-} ]]; then cp "$LT_BIN" "$work/lt"; else build ./cmd/edgepush-loadtest "$work/lt"; fi
+log "binaries"
+build_bins "$work"
 ep_version=$("$work/edgepush" -version 2>&1 | head -1 || echo edgepush)
 log "open-file limit: soft $(ulimit -Sn), hard $(ulimit -Hn); raising soft to hard"
 ulimit -n "$(ulimit -Hn)" || true

@@ -1,4 +1,5 @@
-# procs.sh: process bookkeeping shared by the load scripts (sourced).
+# procs.sh: helpers shared by the load scripts (sourced): building the
+# binaries and process bookkeeping.
 # Every PID a script starts goes into `started`; stop_pids stops by PID
 # only, and forget drops stopped PIDs so that cleanup never signals a PID
 # the system has since given to someone else.
@@ -32,4 +33,11 @@ stop_pids() {
     wait "$p" 2>/dev/null || true
   done
   forget "$@"
+}
+
+# build_bins DIR: DIR/edgepush and DIR/lt (the load tool), copied from
+# $EDGEPUSH_BIN / $LT_BIN when set, else built from this repository.
+build_bins() {
+  if [[ -n ${EDGEPUSH_BIN:-} ]]; then cp "$EDGEPUSH_BIN" "$1/edgepush"; else go build -o "$1/edgepush" ./cmd/edgepush; fi
+  if [[ -n ${LT_BIN:-} ]]; then cp "$LT_BIN" "$1/lt"; else go build -o "$1/lt" ./cmd/edgepush-loadtest; fi
 }

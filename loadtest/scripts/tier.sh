@@ -40,7 +40,7 @@ fi
 
 work=$(mktemp -d /tmp/tier.XXXXXX)
 # shellcheck source=procs.sh
-source "$(dirname "$0")/procs.sh"
+source loadtest/scripts/procs.sh # the working directory is the repository root
 STOP_WAIT=15
 log() { printf '%s tier: %s\n' "$(date +%T)" "$*" >&2; }
 cleanup() {
@@ -59,15 +59,7 @@ for i in $(seq "$NODES"); do
   done
 done
 
-build() {
-  for try in 1 2 3; do
-    go build -o "$2" "$1" && return 0
-    (( try < 3 )) && { log "build of $1 failed; retrying in 30 s"; sleep 30; }
-  done
-  return 1
-}
-if [[ -n ${EDGEPUSH_BIN:-} ]]; then cp "$EDGEPUSH_BIN" "$work/edgepush"; else build ./cmd/edgepush "$work/edgepush"; fi
-if [[ -n ${LT_BIN:-} ]]; then cp "$LT_BIN" "$work/lt"; else build ./cmd/edgepush-loadtest "$work/lt"; fi
+build_bins "$work"
 ulimit -n "$hard"
 log "memory: $avail_mb MB available; open files: soft $(ulimit -Sn), hard $hard"
 
