@@ -250,8 +250,11 @@ func (c *Cache) load(primary string, req *Request, fetch Fetcher) loadResult {
 
 // refresh starts one background fetch for a stale-while-revalidate entry.
 func (c *Cache) refresh(primary string, req *Request, fetch Fetcher) {
+	// The flight is registered here, not in the goroutine, so that the
+	// next stale hit sees it and starts no second refresh.
 	key := primary + "\x00" + req.Credentials
-	if c.flights.busy(key) {
+	f, leader := c.flights.join(key)
+	if !leader {
 		return
 	}
 	r := *req
@@ -261,7 +264,8 @@ func (c *Cache) refresh(primary string, req *Request, fetch Fetcher) {
 	c.bg.Add(1)
 	go func() {
 		defer c.bg.Done()
-		c.flights.do(key, func() loadResult { return c.load(primary, &r, fetch) })
+		defer c.flights.finish(key, f)
+		f.res = c.load(primary, &r, fetch)
 	}()
 }
 

@@ -24,35 +24,40 @@ type flight struct {
 // do runs load once for concurrent callers with the same key; shared is
 // false for the caller that ran it.
 func (g *flightGroup) do(key string, load func() loadResult) (res loadResult, shared bool) {
-	g.mu.Lock()
-	if g.calls == nil {
-		g.calls = map[string]*flight{}
-	}
-	if f, ok := g.calls[key]; ok {
+	f, leader := g.join(key)
+	if !leader {
 		g.waiting.Add(1)
-		g.mu.Unlock()
 		<-f.done
 		g.waiting.Add(-1)
 		return f.res, true
 	}
-	f := &flight{done: make(chan struct{})}
-	g.calls[key] = f
-	g.mu.Unlock()
-
-	defer func() {
-		g.mu.Lock()
-		delete(g.calls, key)
-		g.mu.Unlock()
-		close(f.done)
-	}()
+	defer g.finish(key, f)
 	f.res = load()
 	return f.res, false
 }
 
-// busy reports whether a load of key is in flight.
-func (g *flightGroup) busy(key string) bool {
+// join returns the flight of key in progress, or registers a new one
+// that the caller leads (leader true): it must set its res and call
+// finish.
+func (g *flightGroup) join(key string) (f *flight, leader bool) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	_, ok := g.calls[key]
-	return ok
+	if f, ok := g.calls[key]; ok {
+		return f, false
+	}
+	if g.calls == nil {
+		g.calls = map[string]*flight{}
+	}
+	f = &flight{done: make(chan struct{})}
+	g.calls[key] = f
+	return f, true
+}
+
+// finish ends a flight its leader has set the result of, waking the
+// callers waiting for it.
+func (g *flightGroup) finish(key string, f *flight) {
+	g.mu.Lock()
+	delete(g.calls, key)
+	g.mu.Unlock()
+	close(f.done)
 }

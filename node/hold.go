@@ -54,12 +54,22 @@ type connWriter interface {
 func (h *heldConn) TryWrite(bufs [][]byte) (int, error) {
 	h.wmu.Lock()
 	defer h.wmu.Unlock()
+	// The access log counts the bytes before the write: the client may
+	// read them and hang up, and the line be written, before the write
+	// call even returns here. What the socket did not take is taken back.
+	total := 0
+	if h.acc != nil {
+		for _, b := range bufs {
+			total += len(b)
+		}
+		h.acc.wrote(bufs, total)
+	}
 	n, err := h.connWriter.TryWrite(bufs)
 	if n > 0 {
 		h.midFrame = !atBoundary(bufs, n)
 	}
-	if h.acc != nil {
-		h.acc.wrote(bufs, n)
+	if h.acc != nil && n < total {
+		h.acc.bytes.Add(int64(n - total))
 	}
 	return n, err
 }
@@ -69,10 +79,13 @@ func (h *heldConn) TryWrite(bufs [][]byte) (int, error) {
 func (h *heldConn) WriteBlocking(b []byte) error {
 	h.wmu.Lock()
 	defer h.wmu.Unlock()
+	if h.acc != nil { // counted first, as in TryWrite
+		h.acc.wrote([][]byte{b}, len(b))
+	}
 	err := h.connWriter.WriteBlocking(b)
 	h.midFrame = err != nil // a failed write may have sent part of b
-	if h.acc != nil && err == nil {
-		h.acc.wrote([][]byte{b}, len(b))
+	if h.acc != nil && err != nil {
+		h.acc.bytes.Add(-int64(len(b)))
 	}
 	return err
 }
