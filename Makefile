@@ -51,10 +51,12 @@ fuzz:
 		$(GO) test -run '^$$' -fuzz "^$$t$$" -fuzztime $(FUZZTIME) ./grip/; \
 	done
 
-# lint: formatting and vet.
+# lint: formatting, vet and staticcheck (fetched through the module proxy at a pinned version).
+STATICCHECK ?= honnef.co/go/tools/cmd/staticcheck@v0.8.2
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet $(PKGS)
+	$(GO) run $(STATICCHECK) $(PKGS)
 
 # bench-compare: Pushpin (installed from Debian if missing) and edgepush side by side, same scenarios,
 # same run; writes the table into BENCHMARKS.md. Env: CONNS=5000 RUNS=3, QUICK=1 for a smoke run.

@@ -37,8 +37,13 @@ func DefaultConfig() Config {
 
 // Request identifies what a client asks for.
 type Request struct {
-	// Method is GET or HEAD (cached), OPEN for a WebSocket-over-HTTP
-	// open, anything else bypasses the cache.
+	// Namespace separates requests that are not plain HTTP requests for
+	// URL (e.g. "ws" for WebSocket-over-HTTP opens) from HTTP ones and
+	// from each other; it is part of the stored key, so no client request
+	// can reach another namespace's entries. Empty: HTTP. It must not
+	// contain a NUL byte.
+	Namespace string
+	// Method is GET or HEAD (cached); anything else bypasses the cache.
 	Method string
 	// URL is scheme://host/path?query as the client asked.
 	URL string
@@ -51,15 +56,28 @@ type Request struct {
 	// origin answer (e.g. the Authorization value); it is not part of the
 	// stored key.
 	Credentials string
-	// Snapshot, when set, returns a fetcher and header lookup that stay
-	// valid after Get returns, for a background refresh
-	// (stale-while-revalidate). Without it the refresh uses the Fetcher
-	// and Header given to Get.
-	Snapshot func() (Fetcher, func(name string) string)
+	// Detach returns a copy of the request and a fetcher that stay valid
+	// after Get returns (the caller's buffers are reused once Get
+	// returns), for a background refresh (stale-while-revalidate). Nil:
+	// the refresh uses the Request and Fetcher given to Get. Get calls it
+	// at most once, before it returns. The copy must keep Namespace,
+	// Method, URL and Credentials; the cache never calls the copy's
+	// Detach.
+	Detach func() (*Request, Fetcher)
 	// StaleIfError, when set, replaces Config.StaleIfError for the
 	// response stored for this request (a per-route default; the
 	// response's own stale-if-error still wins). Nil: Config.StaleIfError.
 	StaleIfError *time.Duration
+}
+
+// primaryKey is the stored key of req before Vary: Method and URL, behind
+// the namespace if there is one. HTTP keys start with the method, which
+// never contains a NUL, so they cannot collide with a namespaced key.
+func primaryKey(req *Request) string {
+	if req.Namespace == "" {
+		return req.Method + " " + req.URL
+	}
+	return req.Namespace + "\x00" + req.Method + " " + req.URL
 }
 
 // Fetcher asks the origin. A transport failure is an error; any HTTP
@@ -160,17 +178,20 @@ func (c *Cache) Close() {
 	c.enc.close()
 }
 
-func cacheable(method string) bool { return method == "GET" || method == "HEAD" || method == "OPEN" }
+// cacheable reports whether requests of method are cached: GET and HEAD.
+// Requests that are not plain HTTP (WebSocket-over-HTTP opens) come as GET
+// in a Namespace of their own.
+func cacheable(method string) bool { return method == "GET" || method == "HEAD" }
 
 // Get answers req from the cache or through fetch, applying the caching
 // rules: fresh hit; stale-while-revalidate; one fetch for concurrent
 // misses; stale-if-error when the origin fails. The returned Entry is
 // shared and must not be modified.
 func (c *Cache) Get(req *Request, fetch Fetcher) (*Entry, Result, error) {
-	c.stats.gets.Add(1)
 	if c.closed.Load() {
 		return nil, Miss, ErrClosed
 	}
+	c.stats.gets.Add(1)
 	if !cacheable(req.Method) {
 		c.stats.bypass.Add(1)
 		resp, err := fetch()
@@ -180,7 +201,7 @@ func (c *Cache) Get(req *Request, fetch Fetcher) (*Entry, Result, error) {
 		return &Entry{Response: *resp}, Bypass, nil
 	}
 	now := c.cfg.Now()
-	primary := req.Method + " " + req.URL
+	primary := primaryKey(req)
 	stale := c.lookup(primary, req, now)
 	if stale != nil {
 		switch c.freshness(stale, now) {
@@ -193,15 +214,22 @@ func (c *Cache) Get(req *Request, fetch Fetcher) (*Entry, Result, error) {
 			return stale, StaleRevalidating, nil
 		}
 	}
+	res, waited := c.flights.do(primary+"\x00"+req.Credentials, func() loadResult { return c.fill(primary, req, fetch) })
+	if waited && !res.reusableFor(req) {
+		// The leader's answer is not reusable for this request:
+		// ask on our own.
+		res = c.fill(primary, req, fetch)
+	}
+	// Counted once the answer is known, so that the counters only grow:
+	// every Get is one of Hit, Miss (Coalesced among them),
+	// StaleRevalidating or Bypass.
+	if res.hit {
+		c.stats.hits.Add(1)
+		return res.entry, Hit, nil
+	}
 	c.stats.misses.Add(1)
-	res, shared := c.flights.do(primary+"\x00"+req.Credentials, func() loadResult { return c.load(primary, req, fetch) })
-	if shared {
+	if waited {
 		c.stats.coalesced.Add(1)
-		if res.err == nil && !res.originFailed() && (!res.entry.pol.storable || !res.entry.matches(req)) {
-			// The leader's answer is not reusable for this request:
-			// ask on our own.
-			res = c.load(primary, req, fetch)
-		}
 	}
 	if res.originFailed() {
 		c.stats.originErrors.Add(1)
@@ -219,11 +247,45 @@ func (c *Cache) Get(req *Request, fetch Fetcher) (*Entry, Result, error) {
 type loadResult struct {
 	entry *Entry
 	err   error
+	hit   bool // entry is a fresh stored one, found by fill's re-check
 }
 
 // originFailed: a transport error or a 5xx answer.
 func (r loadResult) originFailed() bool {
 	return r.err != nil || r.entry.Status >= 500
+}
+
+// reusableFor reports whether a flight's result may answer req, a
+// request that waited for it: an origin failure is shared (the origin is
+// not asked again at once), an answer only if it is storable (not
+// private to the leader's request) and matches req's Vary'd headers.
+func (r loadResult) reusableFor(req *Request) bool {
+	if r.originFailed() {
+		return true
+	}
+	return r.entry.pol.storable && r.entry.matches(req)
+}
+
+// fill is what a flight's leader runs (and a waiter the leader's answer
+// does not fit): look the entry up again inside the flight, and fetch only
+// if there is still no fresh one (groupcache's pattern). Without the
+// re-check, this order of steps sends a second request to the origin for
+// an answer already stored:
+//
+//  1. Get A looks the entry up: missing (or expired).
+//  2. Get B, leading a flight for the same key, fetches, stores the entry
+//     and ends its flight.
+//  3. Get A finds no flight in progress, leads a new one and fetches
+//     again.
+//
+// The same holds for a stale-while-revalidate refresh whose stale hit
+// came just before another refresh stored the new entry.
+func (c *Cache) fill(primary string, req *Request, fetch Fetcher) loadResult {
+	now := c.cfg.Now()
+	if e := c.lookup(primary, req, now); e != nil && c.freshness(e, now) == fresh {
+		return loadResult{entry: e, hit: true}
+	}
+	return c.load(primary, req, fetch)
 }
 
 // load fetches and stores. The purge clock is read before the fetch, so
@@ -240,8 +302,7 @@ func (c *Cache) load(primary string, req *Request, fetch Fetcher) loadResult {
 	if req.StaleIfError != nil {
 		staleIfError = max(*req.StaleIfError, 0)
 	}
-	e := newEntry(resp, req, now, seq, staleIfError)
-	e.primary = primary
+	e := newEntry(resp, req, primary, now, seq, staleIfError)
 	if e.pol.storable {
 		c.storeEntry(e)
 	}
@@ -257,15 +318,19 @@ func (c *Cache) refresh(primary string, req *Request, fetch Fetcher) {
 	if !leader {
 		return
 	}
+	// Detach runs here, before Get returns, while the caller's buffers
+	// are still valid.
 	r := *req
-	if req.Snapshot != nil {
-		fetch, r.Header = req.Snapshot()
+	if req.Detach != nil {
+		dr, df := req.Detach()
+		r, fetch = *dr, df
 	}
+	r.Detach = nil
 	c.bg.Add(1)
 	go func() {
 		defer c.bg.Done()
 		defer c.flights.finish(key, f)
-		f.res = c.load(primary, &r, fetch)
+		f.res = c.fill(primary, &r, fetch)
 	}()
 }
 
@@ -345,7 +410,7 @@ func (c *Cache) Purge(key string, soft bool) {
 	c.purges.purge("k:"+key, soft, c.cfg.Now(), c.cfg.MaxLifetime)
 }
 
-// PurgeURL purges every method and variant of url
+// PurgeURL purges every namespace, method and variant of url
 // (scheme://host/path?query), soft or hard.
 func (c *Cache) PurgeURL(url string, soft bool) {
 	c.stats.purges.Add(1)

@@ -130,6 +130,7 @@ func TestFreshHitThenExpiry(t *testing.T) {
 	if st.Hits != 1 || st.Misses != 2 || st.Stores != 2 || st.Gets != 3 {
 		t.Fatalf("stats %+v", st)
 	}
+	checkStatsAdd(t, c)
 }
 
 func TestWhatIsNeverStored(t *testing.T) {
@@ -231,31 +232,314 @@ func TestConcurrentMissesMakeOneFetch(t *testing.T) {
 	if f := o.fetches.Load(); f != 1 {
 		t.Fatalf("%d concurrent misses made %d fetches, want 1", n, f)
 	}
+	if st := c.Stats(); st.Misses != n || st.Coalesced != n-1 {
+		t.Fatalf("stats %+v", st)
+	}
+	checkStatsAdd(t, c)
 }
 
-func TestCoalescedWaitersWithOtherCredentialsOrVaryRefetch(t *testing.T) {
+// answer is what one Get returned.
+type answer struct {
+	body string
+	res  Result
+	err  error
+}
+
+// goGet runs Get in a goroutine; its answer comes on the channel.
+func goGet(c *Cache, req *Request, fetch Fetcher) <-chan answer {
+	ch := make(chan answer, 1)
+	go func() {
+		e, res, err := c.Get(req, fetch)
+		a := answer{res: res, err: err}
+		if err == nil {
+			a.body = string(e.Response.Body)
+		}
+		ch <- a
+	}()
+	return ch
+}
+
+// await returns the answer on ch, failing after a generous bound.
+func await(t *testing.T, what string, ch <-chan answer) answer {
+	t.Helper()
+	select {
+	case a := <-ch:
+		if a.err != nil {
+			t.Fatalf("%s: %v", what, a.err)
+		}
+		return a
+	case <-time.After(10 * time.Second):
+		t.Fatalf("%s: no answer", what)
+		return answer{}
+	}
+}
+
+// waitFor waits until cond holds, failing after a generous bound.
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// checkStatsAdd checks that every Get was counted once in one outcome.
+func checkStatsAdd(t *testing.T, c *Cache) {
+	t.Helper()
+	st := c.Stats()
+	if sum := st.Hits + st.Misses + st.StaleRevalidating + st.Bypass; st.Gets != sum {
+		t.Fatalf("Gets %d != Hits+Misses+StaleRevalidating+Bypass %d: %+v", st.Gets, sum, st)
+	}
+	if st.Coalesced > st.Misses || st.StaleOnError > st.Misses {
+		t.Fatalf("Coalesced and StaleOnError must be misses: %+v", st)
+	}
+}
+
+// TestConcurrentMissesWithOtherCredentialsDoNotShare: misses with
+// different Authorization values do not wait for each other's fetch, and
+// each gets its own answer.
+func TestConcurrentMissesWithOtherCredentialsDoNotShare(t *testing.T) {
 	c, _ := newCache(t)
-	o := &origin{gate: make(chan struct{})}
-	o.set("private to alice", "Cache-Control", "private")
-	done := make(chan string, 2)
-	for _, cred := range []string{"alice", "alice"} {
-		go func() {
-			e, _, err := c.Get(&Request{Method: "GET", URL: "http://h/p", Authorized: true, Credentials: cred}, o.fetch)
-			if err != nil {
-				done <- err.Error()
-				return
-			}
-			done <- string(e.Response.Body)
-		}()
+	alice := &origin{gate: make(chan struct{})}
+	alice.set("for alice", "Cache-Control", "private")
+	bob := &origin{}
+	bob.set("for bob", "Cache-Control", "private")
+	req := func(cred string) *Request {
+		return &Request{Method: "GET", URL: "http://h/p", Authorized: true, Credentials: cred}
 	}
+	aliceDone := goGet(c, req("Basic YWxpY2U6eA=="), alice.fetch)
+	waitFor(t, "alice's fetch", func() bool { return alice.fetches.Load() == 1 })
+	// Alice's fetch is in progress: Bob must not wait for it.
+	bobDone := goGet(c, req("Basic Ym9iOng="), bob.fetch)
+	waitFor(t, "Bob's answer", func() bool {
+		if c.flights.waiting.Load() != 0 {
+			close(alice.gate)
+			t.Fatal("Bob waits for Alice's fetch")
+		}
+		return len(bobDone) == 1
+	})
+	if a := await(t, "bob", bobDone); a.body != "for bob" || a.res != Miss {
+		t.Fatalf("bob got %q %v", a.body, a.res)
+	}
+	close(alice.gate)
+	if a := await(t, "alice", aliceDone); a.body != "for alice" || a.res != Miss {
+		t.Fatalf("alice got %q %v", a.body, a.res)
+	}
+	if a, b := alice.fetches.Load(), bob.fetches.Load(); a != 1 || b != 1 {
+		t.Fatalf("fetches: alice %d, bob %d, want 1 each", a, b)
+	}
+	if st := c.Stats(); st.Coalesced != 0 || st.Misses != 2 {
+		t.Fatalf("stats %+v", st)
+	}
+	checkStatsAdd(t, c)
+}
+
+// TestCoalescedWaiterWithSameCredentialsRefetchesPrivateAnswer: a waiter
+// with the same credentials does not reuse an answer the cache may not
+// store (private): it fetches its own.
+func TestCoalescedWaiterWithSameCredentialsRefetchesPrivateAnswer(t *testing.T) {
+	c, _ := newCache(t)
+	gate := make(chan struct{})
+	var n atomic.Int64
+	fetch := func() (*Response, error) {
+		i := n.Add(1)
+		if i == 1 {
+			<-gate
+		}
+		return &Response{Status: 200, Body: fmt.Appendf(nil, "answer %d", i),
+			Header: []Field{{"Cache-Control", "private, max-age=60"}}}, nil
+	}
+	req := func() *Request {
+		return &Request{Method: "GET", URL: "http://h/p", Authorized: true, Credentials: "Bearer t"}
+	}
+	first := goGet(c, req(), fetch)
+	waitFor(t, "the first fetch", func() bool { return n.Load() == 1 })
+	second := goGet(c, req(), fetch)
 	waitWaiting(t, c, 1)
-	close(o.gate)
-	<-done
-	<-done
-	// The waiter could not reuse a private answer: it fetched its own.
-	if f := o.fetches.Load(); f != 2 {
-		t.Fatalf("fetches = %d, want 2", f)
+	close(gate)
+	if a := await(t, "leader", first); a.body != "answer 1" {
+		t.Fatalf("leader got %q", a.body)
 	}
+	if a := await(t, "waiter", second); a.body != "answer 2" || a.res != Miss {
+		t.Fatalf("waiter got %q %v, want its own fetch", a.body, a.res)
+	}
+	if st := c.Stats(); st.Coalesced != 1 || st.Fetches != 2 {
+		t.Fatalf("stats %+v", st)
+	}
+	checkStatsAdd(t, c)
+}
+
+// langOrigin answers in the request's Accept-Language and varies on it;
+// the first fetch waits for gate.
+type langOrigin struct {
+	gate    chan struct{}
+	fetches sync.Map // language -> *atomic.Int64
+	total   atomic.Int64
+}
+
+func (o *langOrigin) fetcher(lang string) Fetcher {
+	return func() (*Response, error) {
+		n, _ := o.fetches.LoadOrStore(lang, new(atomic.Int64))
+		n.(*atomic.Int64).Add(1)
+		if o.total.Add(1) == 1 {
+			<-o.gate
+		}
+		return &Response{Status: 200, Body: []byte("hello in " + lang), Header: []Field{
+			{"Cache-Control", "max-age=60"}, {"Vary", "Accept-Language"}}}, nil
+	}
+}
+
+func (o *langOrigin) count(lang string) int64 {
+	n, ok := o.fetches.Load(lang)
+	if !ok {
+		return 0
+	}
+	return n.(*atomic.Int64).Load()
+}
+
+// TestCoalescedWaiterWithOtherVaryValueFetchesItsOwn: concurrent misses
+// wait for one fetch, but the answer varies on Accept-Language: the waiter
+// with the same value shares it, the one with another value fetches its
+// own answer.
+func TestCoalescedWaiterWithOtherVaryValueFetchesItsOwn(t *testing.T) {
+	c, _ := newCache(t)
+	o := &langOrigin{gate: make(chan struct{})}
+	req := func(lang string) *Request {
+		return &Request{Method: "GET", URL: "http://h/greeting",
+			Header: headerMap(map[string]string{"Accept-Language": lang})}
+	}
+	leader := goGet(c, req("en"), o.fetcher("en"))
+	waitFor(t, "the leader's fetch", func() bool { return o.total.Load() == 1 })
+	sameLang := goGet(c, req("en"), o.fetcher("en"))
+	otherLang := goGet(c, req("fr"), o.fetcher("fr"))
+	waitWaiting(t, c, 2) // both wait for the leader's fetch
+	close(o.gate)
+	if a := await(t, "leader", leader); a.body != "hello in en" || a.res != Miss {
+		t.Fatalf("leader got %q %v", a.body, a.res)
+	}
+	if a := await(t, "en waiter", sameLang); a.body != "hello in en" || a.res != Miss {
+		t.Fatalf("en waiter got %q %v", a.body, a.res)
+	}
+	if a := await(t, "fr waiter", otherLang); a.body != "hello in fr" || a.res != Miss {
+		t.Fatalf("fr waiter got %q %v, want its own answer", a.body, a.res)
+	}
+	if en, fr := o.count("en"), o.count("fr"); en != 1 || fr != 1 {
+		t.Fatalf("fetches: en %d, fr %d, want 1 each", en, fr)
+	}
+	// Both variants are stored.
+	for _, lang := range []string{"en", "fr"} {
+		e, res, err := c.Get(req(lang), o.fetcher(lang))
+		if err != nil || res != Hit || string(e.Response.Body) != "hello in "+lang {
+			t.Fatalf("%s again: %v %v", lang, res, err)
+		}
+	}
+	if st := c.Stats(); st.Coalesced != 2 || st.Fetches != 2 {
+		t.Fatalf("stats %+v", st)
+	}
+	checkStatsAdd(t, c)
+}
+
+// TestMissJustAfterAnotherFlightStoredIsAHit: a Get whose lookup came
+// before another flight stored the entry, and whose own flight began
+// after that flight ended, finds the entry on its flight's re-check
+// instead of fetching again. To make the order deterministic, the earlier
+// entry varied on X-Old and the new one varies on X-New: B's lookup,
+// paused in its Header, uses the X-Old spec read before A stored.
+func TestMissJustAfterAnotherFlightStoredIsAHit(t *testing.T) {
+	c, clk := newCache(t)
+	o := &origin{}
+	o.set("old", "Cache-Control", "max-age=10", "Vary", "X-Old")
+	get(t, c, o, greq("http://h/n"))
+	clk.add(11 * time.Second) // expired
+
+	o.gate = make(chan struct{})
+	o.set("new", "Cache-Control", "max-age=60", "Vary", "X-New")
+	aDone := goGet(c, greq("http://h/n"), o.fetch)
+	waitFor(t, "A's fetch", func() bool { return o.fetches.Load() == 2 })
+
+	inLookup, resume := make(chan struct{}), make(chan struct{})
+	var once sync.Once
+	b := &Request{Method: "GET", URL: "http://h/n", Header: func(name string) string {
+		if name == "X-Old" {
+			once.Do(func() { close(inLookup); <-resume })
+		}
+		return ""
+	}}
+	bDone := goGet(c, b, o.fetch)
+	select {
+	case <-inLookup: // B's lookup has read the X-Old spec
+	case <-time.After(10 * time.Second):
+		t.Fatal("B never looked up")
+	}
+	close(o.gate)
+	if a := await(t, "A", aDone); a.body != "new" || a.res != Miss {
+		t.Fatalf("A got %q %v", a.body, a.res)
+	}
+	// A stored the entry and its flight is over; B's lookup goes on and
+	// misses (it looks for an X-Old variant).
+	close(resume)
+	if a := await(t, "B", bDone); a.body != "new" || a.res != Hit {
+		t.Fatalf("B got %q %v, want new Hit", a.body, a.res)
+	}
+	if f := o.fetches.Load(); f != 2 {
+		t.Fatalf("fetches = %d, want 2 (B must not fetch again)", f)
+	}
+	if st := c.Stats(); st.Gets != 3 || st.Hits != 1 || st.Misses != 2 {
+		t.Fatalf("stats %+v", st)
+	}
+	checkStatsAdd(t, c)
+}
+
+// TestRefreshJustAfterAnotherRefreshStoredMakesNoFetch is the same order
+// for stale-while-revalidate: a stale hit whose lookup came before a
+// refresh stored the new entry starts a refresh that finds it.
+func TestRefreshJustAfterAnotherRefreshStoredMakesNoFetch(t *testing.T) {
+	c, clk := newCache(t)
+	o := &origin{}
+	o.set("old", "Cache-Control", "max-age=10, stale-while-revalidate=60", "Vary", "X-Old")
+	get(t, c, o, greq("http://h/r"))
+	clk.add(20 * time.Second) // stale, within stale-while-revalidate
+
+	o.gate = make(chan struct{})
+	o.set("new", "Cache-Control", "max-age=60", "Vary", "X-New")
+	if body, res := get(t, c, o, greq("http://h/r")); body != "old" || res != StaleRevalidating {
+		t.Fatalf("A: %q %v", body, res)
+	}
+	inLookup, resume := make(chan struct{}), make(chan struct{})
+	var once sync.Once
+	b := &Request{Method: "GET", URL: "http://h/r", Header: func(name string) string {
+		if name == "X-Old" {
+			once.Do(func() { close(inLookup); <-resume })
+		}
+		return ""
+	}}
+	bDone := goGet(c, b, o.fetch)
+	select {
+	case <-inLookup:
+	case <-time.After(10 * time.Second):
+		t.Fatal("B never looked up")
+	}
+	close(o.gate)
+	waitFor(t, "A's refresh to end", func() bool {
+		c.flights.mu.Lock()
+		defer c.flights.mu.Unlock()
+		return len(c.flights.calls) == 0 && c.Stats().Stores == 2
+	})
+	close(resume)
+	if a := await(t, "B", bDone); a.body != "old" || a.res != StaleRevalidating {
+		t.Fatalf("B got %q %v", a.body, a.res)
+	}
+	c.bg.Wait() // B's refresh
+	if f := o.fetches.Load(); f != 2 {
+		t.Fatalf("fetches = %d, want 2 (one refresh)", f)
+	}
+	if body, res := get(t, c, o, greq("http://h/r")); body != "new" || res != Hit {
+		t.Fatalf("after the refresh: %q %v", body, res)
+	}
+	checkStatsAdd(t, c)
 }
 
 func TestStaleIfError(t *testing.T) {
@@ -282,6 +566,7 @@ func TestStaleIfError(t *testing.T) {
 	if st := c.Stats(); st.StaleOnError != 2 || st.OriginErrors != 3 {
 		t.Fatalf("stats %+v", st)
 	}
+	checkStatsAdd(t, c)
 }
 
 func TestStaleIfErrorWindowRules(t *testing.T) {
@@ -341,6 +626,7 @@ func TestStaleWhileRevalidate(t *testing.T) {
 	if f := o.fetches.Load(); f != 2 {
 		t.Fatalf("fetches = %d, want 2 (one background refresh)", f)
 	}
+	checkStatsAdd(t, c)
 }
 
 func TestSoftAndHardPurge(t *testing.T) {
@@ -475,6 +761,7 @@ func TestBypassForOtherMethods(t *testing.T) {
 	if o.fetches.Load() != 2 {
 		t.Fatal("POST was cached")
 	}
+	checkStatsAdd(t, c)
 }
 
 // BenchmarkGetHit is the cost of answering from a fresh entry.
@@ -543,5 +830,98 @@ func TestEntriesCount(t *testing.T) {
 	get(t, c, o, greq("http://h/b"))
 	if st := c.Stats(); st.Entries != 0 {
 		t.Fatalf("after a hard purge: %d entries", st.Entries)
+	}
+}
+
+// Field is an alias of the unnamed struct type: header lists built from
+// it, or from another package's alias of it, need no conversion.
+var _ []Field = []struct{ Name, Value string }{{"Cache-Control", "max-age=60"}}
+
+func TestNamespacesAreSeparate(t *testing.T) {
+	c, _ := newCache(t)
+	const url = "http://h/live"
+	ws := &Request{Namespace: "ws", Method: "GET", URL: url}
+	other := &Request{Namespace: "sse", Method: "GET", URL: url}
+	httpo, wso, othero := &origin{}, &origin{}, &origin{}
+	httpo.set("http answer", "Cache-Control", "max-age=60")
+	wso.set("ws answer", "Cache-Control", "max-age=60")
+	othero.set("sse answer", "Cache-Control", "max-age=60")
+	for _, r := range []struct {
+		req  *Request
+		o    *origin
+		body string
+	}{{greq(url), httpo, "http answer"}, {ws, wso, "ws answer"}, {other, othero, "sse answer"}} {
+		if body, res := get(t, c, r.o, r.req); body != r.body || res != Miss {
+			t.Fatalf("%q first: %q %v", r.req.Namespace, body, res)
+		}
+		if body, res := get(t, c, r.o, r.req); body != r.body || res != Hit {
+			t.Fatalf("%q again: %q %v", r.req.Namespace, body, res)
+		}
+	}
+	// A URL purge reaches every namespace.
+	c.PurgeURL(url, false)
+	for _, r := range []*Request{greq(url), ws, other} {
+		if _, res := get(t, c, httpo, r); res != Miss {
+			t.Fatalf("%q after PurgeURL: %v", r.Namespace, res)
+		}
+	}
+	checkStatsAdd(t, c)
+}
+
+func TestOpenMethodIsNotCached(t *testing.T) {
+	c, _ := newCache(t)
+	o := &origin{}
+	o.set("opened", "Cache-Control", "max-age=60")
+	for range 2 {
+		if _, res := get(t, c, o, &Request{Method: "OPEN", URL: "http://h/ws"}); res != Bypass {
+			t.Fatalf("OPEN: %v", res)
+		}
+	}
+	if o.fetches.Load() != 2 {
+		t.Fatal("OPEN was cached")
+	}
+}
+
+// TestRefreshUsesDetachedRequest: the background refresh runs with the
+// request and fetcher Detach returned, not with the caller's, whose
+// buffers are reused once Get returns.
+func TestRefreshUsesDetachedRequest(t *testing.T) {
+	c, clk := newCache(t)
+	o := &origin{}
+	o.set("v1", "Cache-Control", "max-age=10, stale-while-revalidate=60", "Vary", "X-Lang")
+	get(t, c, o, &Request{Method: "GET", URL: "http://h/d", Header: headerMap(map[string]string{"X-Lang": "en"})})
+	clk.add(20 * time.Second)
+
+	buf := map[string]string{"X-Lang": "en"} // the caller's reused buffer
+	detached := &origin{gate: make(chan struct{})}
+	detached.set("v2", "Cache-Control", "max-age=60", "Vary", "X-Lang")
+	var detaches atomic.Int64
+	req := &Request{Method: "GET", URL: "http://h/d", Header: headerMap(buf)}
+	req.Detach = func() (*Request, Fetcher) {
+		detaches.Add(1)
+		cp := *req
+		cp.Header = headerMap(map[string]string{"X-Lang": buf["X-Lang"]})
+		cp.Detach = func() (*Request, Fetcher) { t.Error("Detach called on the copy"); return nil, nil }
+		return &cp, detached.fetch
+	}
+	callerFetch := func() (*Response, error) {
+		t.Error("the refresh used the fetcher given to Get")
+		return nil, errDown
+	}
+	e, res, err := c.Get(req, callerFetch)
+	if err != nil || res != StaleRevalidating || string(e.Response.Body) != "v1" {
+		t.Fatalf("stale hit: %v %v", res, err)
+	}
+	if n := detaches.Load(); n != 1 {
+		t.Fatalf("Detach called %d times before Get returned, want 1", n)
+	}
+	buf["X-Lang"] = "garbage" // Get has returned: the caller reuses its buffers
+	close(detached.gate)
+	c.bg.Wait()
+	if body, res := get(t, c, o, &Request{Method: "GET", URL: "http://h/d", Header: headerMap(map[string]string{"X-Lang": "en"})}); body != "v2" || res != Hit {
+		t.Fatalf("after the refresh: %q %v (stored under the wrong variant?)", body, res)
+	}
+	if f := detached.fetches.Load(); f != 1 {
+		t.Fatalf("detached fetches = %d", f)
 	}
 }

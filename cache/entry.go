@@ -17,7 +17,7 @@ type Entry struct {
 	key        string
 	varyNames  []string
 	varyValues []string
-	purgeNames []string // "k:<surrogate key>", "u:<url>"
+	purgeNames []string // "k:<surrogate key>", "u:<url>" (any namespace and method)
 	seq        uint64   // purge clock when the fetch started
 	storedAt   time.Time
 	initialAge time.Duration
@@ -29,10 +29,11 @@ type Entry struct {
 	staleSince time.Time
 }
 
-func newEntry(resp *Response, req *Request, now time.Time, seq uint64, defaultStaleIfError time.Duration) *Entry {
-	e := &Entry{Response: *resp, seq: seq, storedAt: now, initialAge: initialAge(resp)}
+// newEntry builds the entry for resp, fetched for req, whose primary key
+// (primaryKey) is primary.
+func newEntry(resp *Response, req *Request, primary string, now time.Time, seq uint64, defaultStaleIfError time.Duration) *Entry {
+	e := &Entry{Response: *resp, primary: primary, seq: seq, storedAt: now, initialAge: initialAge(resp)}
 	e.pol = policyFor(resp, req.Authorized, now, defaultStaleIfError)
-	primary := req.Method + " " + req.URL
 	for _, v := range resp.values("Vary") {
 		name := http.CanonicalHeaderKey(v)
 		if name == "Accept-Encoding" { // the node serves encodings itself; the origin never sees it
@@ -53,6 +54,7 @@ func newEntry(resp *Response, req *Request, now time.Time, seq uint64, defaultSt
 			}
 		}
 	}
+	// Without the namespace or method: a URL purge reaches them all.
 	e.purgeNames = append(e.purgeNames, "u:"+req.URL)
 	return e
 }

@@ -9,7 +9,8 @@ import (
 // runs the load, the others wait for its result. (The idea is
 // groupcache's singleflight; the bad order it avoids is "check cache, miss,
 // fetch" run by N callers at once, which sends N requests to a struggling
-// origin.)
+// origin. The load checks the cache again before it fetches: see
+// Cache.fill.)
 type flightGroup struct {
 	mu      sync.Mutex
 	calls   map[string]*flight

@@ -7,8 +7,11 @@ import (
 	"time"
 )
 
-// Field is one HTTP header field.
-type Field struct{ Name, Value string }
+// Field is one HTTP header field. It is an alias of the unnamed struct
+// type, not a type of its own, so that the header lists of other packages
+// that use the same alias (grip.Header) are the same type: a []grip.Header
+// is a []Field and needs no conversion.
+type Field = struct{ Name, Value string }
 
 // Response is an origin response as the cache stores it.
 type Response struct {

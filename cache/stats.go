@@ -12,13 +12,16 @@ type counters struct {
 
 // Stats is a snapshot of the cache's counters.
 type Stats struct {
-	// Gets counts lookups.
+	// Gets counts lookups. Each is counted once more, when it returns, in
+	// exactly one of Hits, Misses, StaleRevalidating and Bypass.
 	Gets uint64 `json:"gets"`
-	// Hits counts fresh entries served.
+	// Hits counts fresh entries served, including those found by the
+	// re-check of a miss's flight (an entry stored just before it).
 	Hits uint64 `json:"hits"`
-	// Misses counts lookups that went to the origin (coalesced or not).
+	// Misses counts lookups that went to the origin, coalesced or not
+	// (those then served stale on error included).
 	Misses uint64 `json:"misses"`
-	// Coalesced counts misses that waited for another request's fetch.
+	// Coalesced counts misses that waited for another request's flight.
 	Coalesced uint64 `json:"coalesced"`
 	// Fetches counts origin answers received.
 	Fetches uint64 `json:"fetches"`
@@ -27,7 +30,8 @@ type Stats struct {
 	// StaleRevalidating counts stale entries served during a background
 	// refresh (stale-while-revalidate).
 	StaleRevalidating uint64 `json:"stale_revalidating"`
-	// StaleOnError counts stale entries served because the origin failed.
+	// StaleOnError counts stale entries served because the origin failed
+	// (a subset of Misses).
 	StaleOnError uint64 `json:"stale_on_error"`
 	// OriginErrors counts fetches that failed or answered 5xx.
 	OriginErrors uint64 `json:"origin_errors"`

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/hashicorp/memberlist"
+	"github.com/valyala/fasthttp"
 )
 
 // Cluster is this node's membership in a tier and its delivery of
@@ -28,6 +29,10 @@ type Cluster struct {
 	inc   int64
 	seq   atomic.Uint64
 	dedup dedup
+	log   *opLog
+
+	// dropIncoming makes ServeOps lose what it accepts (DropIncoming).
+	dropIncoming atomic.Bool
 
 	events chan memberlist.NodeEvent
 	stop   chan struct{}
@@ -59,6 +64,7 @@ func New(cfg Config) (*Cluster, error) {
 		stop:   make(chan struct{}),
 		peers:  map[string]*peer{},
 	}
+	c.log = newOpLog(&c.cfg)
 	ml, err := memberlist.Create(c.memberlistConfig())
 	if err != nil {
 		return nil, fmt.Errorf("cluster: %w", err)
@@ -213,7 +219,8 @@ func stateName(s memberlist.NodeStateType) string {
 // member and returns it; delivery is in the background. data must be JSON
 // (it travels as a json.RawMessage); it is copied, so the caller may reuse
 // it. Data that is not JSON is logged and not sent: no peer would ever
-// accept the batch holding it.
+// accept the batch holding it. What Config.Remember keeps of the operation
+// goes to the op log, for members that miss it.
 func (c *Cluster) Broadcast(kind string, data []byte) Op {
 	if !json.Valid(data) {
 		c.cfg.Log.Error("operation is not JSON, not forwarded", "kind", kind)
@@ -221,7 +228,6 @@ func (c *Cluster) Broadcast(kind string, data []byte) Op {
 	}
 	op := Op{Source: c.cfg.Name, Incarnation: c.inc, Kind: kind, Data: bytes.Clone(data)}
 	c.mu.Lock()
-	defer c.mu.Unlock()
 	// Numbered under the lock: every peer queue must be in Seq order (the
 	// sender removes what it sent by Seq, the receiver drops a Seq lower
 	// than one it applied).
@@ -229,6 +235,8 @@ func (c *Cluster) Broadcast(kind string, data []byte) Op {
 	for _, p := range c.peers {
 		p.enqueue(op, c.cfg.QueueLen)
 	}
+	c.mu.Unlock()
+	c.log.claim(op)
 	return op
 }
 
@@ -237,8 +245,8 @@ func (op Op) ID() string {
 	return op.Source + "/" + strconv.FormatInt(op.Incarnation, 36) + "/" + strconv.FormatUint(op.Seq, 36)
 }
 
-// Authorized checks the Authorization header of a forwarded batch.
-func (c *Cluster) Authorized(authorization []byte) bool {
+// authorized checks the Authorization header of a forwarded batch.
+func (c *Cluster) authorized(authorization []byte) bool {
 	if c.cfg.Token == "" {
 		return true
 	}
@@ -254,7 +262,49 @@ func TokenFor(secretKey []byte) string {
 	return hex.EncodeToString(mac.Sum(nil))
 }
 
-// Receive applies a batch of operations POSTed by a peer, each once.
+// ServeOps is the handler for POST OpsPath on the control listener: it
+// receives a batch of operations a peer forwarded and applies each new
+// one through Config.Handler. It answers, in plain text: 405 to another
+// method, 401 without the tier token (Config.Token, as a Bearer token),
+// 400 to a body that is not a batch, and 200 once the batch is applied
+// (the peer then drops it from its queue; with DropIncoming, without
+// applying it).
+func (c *Cluster) ServeOps(ctx *fasthttp.RequestCtx) {
+	if !ctx.IsPost() {
+		ctx.Response.Header.Set(fasthttp.HeaderAllow, fasthttp.MethodPost)
+		opsReply(ctx, fasthttp.StatusMethodNotAllowed, "method not allowed: POST operations")
+		return
+	}
+	if !c.authorized(ctx.Request.Header.Peek(fasthttp.HeaderAuthorization)) {
+		opsReply(ctx, fasthttp.StatusUnauthorized, "missing or invalid tier token")
+		return
+	}
+	if c.dropIncoming.Load() {
+		opsReply(ctx, fasthttp.StatusOK, "ok") // a test's partition: accepted and lost
+		return
+	}
+	if err := c.Receive(ctx.PostBody()); err != nil {
+		opsReply(ctx, fasthttp.StatusBadRequest, err.Error())
+		return
+	}
+	opsReply(ctx, fasthttp.StatusOK, "ok")
+}
+
+func opsReply(ctx *fasthttp.RequestCtx, code int, msg string) {
+	ctx.SetStatusCode(code)
+	ctx.SetContentType("text/plain; charset=utf-8")
+	ctx.SetBodyString(msg + "\n")
+}
+
+// DropIncoming makes this member accept every forwarded batch and lose it,
+// as a network partition would; for tests.
+func (c *Cluster) DropIncoming(drop bool) { c.dropIncoming.Store(drop) }
+
+// Receive applies a batch of operations (the body ServeOps receives), each
+// once: operations from this member itself, ones older than the newest
+// applied from their source, and ones already applied from the op log are
+// skipped and counted as duplicates. What Config.Remember keeps of the
+// others goes to the op log.
 func (c *Cluster) Receive(body []byte) error {
 	var ops []Op
 	if err := json.Unmarshal(body, &ops); err != nil {
@@ -264,7 +314,7 @@ func (c *Cluster) Receive(body []byte) error {
 		if op.Source == c.cfg.Name {
 			continue
 		}
-		if !c.dedup.fresh(op) {
+		if !c.dedup.fresh(op) || !c.log.claim(op) {
 			c.duplicates.Add(1)
 			continue
 		}
@@ -285,16 +335,28 @@ type Member struct {
 
 // Stats is the tier's state.
 type Stats struct {
-	Node       string      `json:"node"`
-	Members    []Member    `json:"members"`
-	Received   uint64      `json:"ops_received"`
-	Duplicates uint64      `json:"ops_deduplicated"`
-	Peers      []PeerStats `json:"peers"`
+	// Node is this member's name.
+	Node string `json:"node"`
+	// Members lists the members memberlist knows, this one included.
+	Members []Member `json:"members"`
+	// Received counts operations applied from peers' batches.
+	Received uint64 `json:"ops_received"`
+	// Duplicates counts operations in peers' batches skipped as applied
+	// already.
+	Duplicates uint64 `json:"ops_deduplicated"`
+	// Replayed counts operations applied from other members' op logs
+	// (missed when they were forwarded).
+	Replayed uint64 `json:"ops_replayed"`
+	// Logged is the number of entries in the op log.
+	Logged int `json:"ops_logged"`
+	// Peers counts delivery to each other member.
+	Peers []PeerStats `json:"peers"`
 }
 
 // Stats returns the members and delivery counters.
 func (c *Cluster) Stats() Stats {
-	st := Stats{Node: c.cfg.Name, Received: c.received.Load(), Duplicates: c.duplicates.Load()}
+	st := Stats{Node: c.cfg.Name, Received: c.received.Load(), Duplicates: c.duplicates.Load(),
+		Replayed: c.log.replayed.Load(), Logged: c.log.len()}
 	for _, n := range c.ml.Members() {
 		var m meta
 		json.Unmarshal(n.Meta, &m)
@@ -341,7 +403,7 @@ func (c *Cluster) Shutdown() error {
 	return err
 }
 
-// delegate gives memberlist this node's metadata.
+// delegate gives memberlist this node's metadata and op log.
 type delegate struct{ c *Cluster }
 
 func (d delegate) NodeMeta(limit int) []byte {
@@ -353,16 +415,9 @@ func (d delegate) NodeMeta(limit int) []byte {
 }
 func (d delegate) NotifyMsg([]byte)                           {}
 func (d delegate) GetBroadcasts(overhead, limit int) [][]byte { return nil }
-func (d delegate) LocalState(join bool) []byte {
-	if d.c.cfg.State == nil {
-		return nil
-	}
-	return d.c.cfg.State.LocalState()
-}
+func (d delegate) LocalState(join bool) []byte                { return d.c.log.state() }
 func (d delegate) MergeRemoteState(buf []byte, join bool) {
-	if d.c.cfg.State != nil && len(buf) > 0 {
-		d.c.cfg.State.MergeRemoteState(buf)
-	}
+	d.c.log.merge(buf, d.c.cfg.Name, d.c.cfg.Handler.HandleOp)
 }
 
 // logWriter routes memberlist's log lines to slog at debug level.

@@ -2,14 +2,15 @@ package cluster
 
 import (
 	"bytes"
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
-	"net/http/httptest"
 	"slices"
 	"strconv"
 	"strings"
@@ -19,67 +20,63 @@ import (
 	"time"
 
 	"github.com/hashicorp/memberlist"
+	"github.com/valyala/fasthttp"
 )
 
 // waitTimeout bounds every wait for the tier to converge.
 const waitTimeout = 10 * time.Second
 
 // member is one tier member under test: a real Cluster on loopback and
-// the real HTTP receiver its peers POST operations to, checked the way
-// node's /_cluster/ops handler checks them.
+// a real fasthttp server on its control address whose handler is the
+// Cluster's own ServeOps.
 type member struct {
 	*Cluster
 	name string
-	srv  *httptest.Server
+	tb   testing.TB
+	srv  *fasthttp.Server
+	ln   net.Listener            // the receiver's
+	url  string                  // of the receiver, http://host:port
+	done chan struct{}           // closed when the receiver stops serving
 	live atomic.Pointer[Cluster] // set once New returns
 	fail atomic.Bool             // while set, the receiver answers 503
-	got  opLog
+	got  recorder
 }
 
-// opLog is a Handler that records what it applies.
-type opLog struct {
+// recorder is a Handler that records what it applies.
+type recorder struct {
 	mu  sync.Mutex
 	ops []Op
 }
 
-func (l *opLog) HandleOp(op Op) {
-	l.mu.Lock()
-	l.ops = append(l.ops, op)
-	l.mu.Unlock()
+func (r *recorder) HandleOp(op Op) {
+	r.mu.Lock()
+	r.ops = append(r.ops, op)
+	r.mu.Unlock()
 }
 
-func (l *opLog) snapshot() []Op {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return slices.Clone(l.ops)
+func (r *recorder) snapshot() []Op {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return slices.Clone(r.ops)
 }
 
-func (l *opLog) len() int {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return len(l.ops)
+func (r *recorder) len() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return len(r.ops)
 }
 
-// serveOps mirrors node's serveTierOps.
-func (m *member) serveOps(w http.ResponseWriter, r *http.Request) {
+// serveControl routes the member's control listener the way node's does:
+// OpsPath to ServeOps.
+func (m *member) serveControl(ctx *fasthttp.RequestCtx) {
 	c := m.live.Load()
 	switch {
 	case c == nil || m.fail.Load():
-		http.Error(w, "unavailable", http.StatusServiceUnavailable)
-		return
-	case r.URL.Path != OpsPath:
-		http.NotFound(w, r)
-		return
-	case r.Method != http.MethodPost || !c.Authorized([]byte(r.Header.Get("Authorization"))):
-		http.Error(w, "missing or invalid tier token", http.StatusUnauthorized)
-		return
-	}
-	body, err := io.ReadAll(r.Body)
-	if err == nil {
-		err = c.Receive(body)
-	}
-	if err != nil {
-		http.Error(w, err.Error(), http.StatusBadRequest)
+		ctx.Error("unavailable\n", fasthttp.StatusServiceUnavailable)
+	case string(ctx.Path()) != OpsPath:
+		ctx.Error("no such endpoint\n", fasthttp.StatusNotFound)
+	default:
+		c.ServeOps(ctx)
 	}
 }
 
@@ -87,12 +84,28 @@ func (m *member) serveOps(w http.ResponseWriter, r *http.Request) {
 // configuration. It is shut down (without leaving) when the test ends.
 func startMember(tb testing.TB, name string, mod func(*Config)) *member {
 	tb.Helper()
-	m := &member{name: name}
-	m.srv = httptest.NewServer(http.HandlerFunc(m.serveOps))
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	m := &member{name: name, tb: tb, ln: ln, url: "http://" + ln.Addr().String(), done: make(chan struct{})}
+	m.srv = &fasthttp.Server{
+		Handler:         m.serveControl,
+		ReadTimeout:     5 * time.Second,
+		CloseOnShutdown: true,
+		// The worker pool's cleaner notices the server stopped only
+		// after sleeping this long (10s by default): short, so that
+		// goleak finds it gone.
+		MaxIdleWorkerDuration: 100 * time.Millisecond,
+	}
+	go func() {
+		defer close(m.done)
+		m.srv.Serve(ln)
+	}()
 	cfg := Config{
 		Name:        name,
 		Bind:        "127.0.0.1:0",
-		ControlAddr: m.srv.Listener.Addr().String(),
+		ControlAddr: ln.Addr().String(),
 		Version:     "test",
 		Handler:     &m.got,
 		Local:       true,
@@ -107,7 +120,7 @@ func startMember(tb testing.TB, name string, mod func(*Config)) *member {
 	}
 	c, err := New(cfg)
 	if err != nil {
-		m.srv.Close()
+		m.stopReceiver()
 		tb.Fatal(err)
 	}
 	m.Cluster = c
@@ -121,8 +134,45 @@ func startMember(tb testing.TB, name string, mod func(*Config)) *member {
 // receiver go away at once, as in a crash.
 func (m *member) kill() {
 	m.Shutdown()
-	m.srv.CloseClientConnections()
-	m.srv.Close()
+	m.stopReceiver()
+}
+
+// stopReceiver closes the receiver's listener and its connections (idle
+// ones at once: the handler never blocks) and waits for it to stop.
+func (m *member) stopReceiver() {
+	// Closed here first: Shutdown closes only a listener Serve has
+	// registered, and the goroutine calling Serve may not have run yet.
+	m.ln.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
+	defer cancel()
+	if err := m.srv.ShutdownWithContext(ctx); err != nil && !errors.Is(err, net.ErrClosed) {
+		m.tb.Errorf("%s: stopping the receiver: %v", m.name, err)
+	}
+	<-m.done
+}
+
+// post sends a request to m's receiver on a connection of its own and
+// returns the answer.
+func (m *member) post(tb testing.TB, method, authorization string, body []byte) (int, string, http.Header) {
+	tb.Helper()
+	req, err := http.NewRequest(method, m.url+OpsPath, bytes.NewReader(body))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	if authorization != "" {
+		req.Header.Set("Authorization", authorization)
+	}
+	client := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}, Timeout: waitTimeout}
+	resp, err := client.Do(req)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return resp.StatusCode, string(b), resp.Header
 }
 
 // testKey is a secret key (16 bytes) of the test's own.
@@ -231,7 +281,7 @@ func TestJoinThreeMembers(t *testing.T) {
 			if i < 0 {
 				t.Fatalf("%s does not list %s: %+v", m.name, other.name, st.Members)
 			}
-			want := Member{Name: other.name, Addr: other.LocalAddr(), Control: other.srv.Listener.Addr().String(), Version: "test", State: "alive"}
+			want := Member{Name: other.name, Addr: other.LocalAddr(), Control: strings.TrimPrefix(other.url, "http://"), Version: "test", State: "alive"}
 			if st.Members[i] != want {
 				t.Errorf("%s lists %+v, want %+v", m.name, st.Members[i], want)
 			}
@@ -372,15 +422,8 @@ func TestReceiveAppliesADuplicatedBatchOnce(t *testing.T) {
 	// The same batch POSTed twice, as a retry after a lost answer would.
 	post := func(body []byte) {
 		t.Helper()
-		req, _ := http.NewRequest(http.MethodPost, m.srv.URL+OpsPath, bytes.NewReader(body))
-		req.Header.Set("Authorization", "Bearer "+TokenFor(key))
-		resp, err := m.srv.Client().Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		resp.Body.Close()
-		if resp.StatusCode != http.StatusOK {
-			t.Fatalf("POST %s: %d", OpsPath, resp.StatusCode)
+		if code, msg, _ := m.post(t, http.MethodPost, "Bearer "+TokenFor(key), body); code != http.StatusOK {
+			t.Fatalf("POST %s: %d %s", OpsPath, code, msg)
 		}
 	}
 	b := batch("other", 1, 1, 2, 3)
@@ -413,7 +456,7 @@ func TestReceiveAppliesADuplicatedBatchOnce(t *testing.T) {
 	}
 }
 
-func TestAuthorizedAndTokenFor(t *testing.T) {
+func TestAuthorizationAndTokenFor(t *testing.T) {
 	t.Parallel()
 	key := testKey(t)
 	tok := TokenFor(key)
@@ -428,31 +471,27 @@ func TestAuthorizedAndTokenFor(t *testing.T) {
 	}
 	ms := startTier(t, 2, func(i int, c *Config) { c.SecretKey, c.Token = key, tok })
 	for _, h := range []string{"", "Bearer", "Bearer ", tok, "Bearer " + TokenFor([]byte("fedcba9876543210")), "Bearer " + tok + "x", "Basic " + tok} {
-		if ms[0].Authorized([]byte(h)) {
-			t.Errorf("Authorized(%q) = true", h)
+		if ms[0].authorized([]byte(h)) {
+			t.Errorf("authorized(%q) = true", h)
 		}
 	}
-	if ms[0].Authorized(nil) {
-		t.Error("Authorized(nil) = true")
+	if ms[0].authorized(nil) {
+		t.Error("authorized(nil) = true")
 	}
-	if !ms[0].Authorized([]byte("Bearer " + tok)) {
+	if !ms[0].authorized([]byte("Bearer " + tok)) {
 		t.Error("the tier's own token is refused")
 	}
 	// Peers send the token: operations arrive.
 	ms[0].Broadcast("publish", opData(1))
 	waitFor(t, "m1 to receive", func() bool { return ms[1].got.len() == 1 })
 	// Without a token the receiver refuses the batch.
-	resp, err := http.Post(ms[1].srv.URL+OpsPath, "application/json", strings.NewReader(`[{"src":"x","inc":1,"seq":1,"kind":"k","data":{}}]`))
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusUnauthorized || ms[1].got.len() != 1 {
-		t.Fatalf("ops without the token: %d, applied %d", resp.StatusCode, ms[1].got.len())
+	code, _, _ := ms[1].post(t, http.MethodPost, "", []byte(`[{"src":"x","inc":1,"seq":1,"kind":"k","data":{}}]`))
+	if code != http.StatusUnauthorized || ms[1].got.len() != 1 {
+		t.Fatalf("ops without the token: %d, applied %d", code, ms[1].got.len())
 	}
 	// No token configured: anything is accepted.
 	open := startMember(t, "open", func(c *Config) { c.Token = "" })
-	if !open.Authorized(nil) || !open.Authorized([]byte("Bearer whatever")) {
+	if !open.authorized(nil) || !open.authorized([]byte("Bearer whatever")) {
 		t.Error("a member without a token refuses operations")
 	}
 }
@@ -630,56 +669,6 @@ func TestEventAfterShutdownStartsNoPeer(t *testing.T) {
 	}
 }
 
-// fakeState is a StateDelegate that records the exchange.
-type fakeState struct {
-	name   string
-	local  atomic.Int64
-	mu     sync.Mutex
-	merged [][]byte
-}
-
-func (s *fakeState) LocalState() []byte {
-	s.local.Add(1)
-	return []byte("state of " + s.name)
-}
-
-func (s *fakeState) MergeRemoteState(buf []byte) {
-	s.mu.Lock()
-	s.merged = append(s.merged, bytes.Clone(buf))
-	s.mu.Unlock()
-}
-
-func (s *fakeState) mergedFrom(name string) int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	k := 0
-	for _, b := range s.merged {
-		if string(b) == "state of "+name {
-			k++
-		} else {
-			panic(fmt.Sprintf("%s merged %q", s.name, b))
-		}
-	}
-	return k
-}
-
-func TestStateExchangedAtPushPull(t *testing.T) {
-	t.Parallel()
-	states := []*fakeState{{name: "m0"}, {name: "m1"}}
-	startTier(t, 2, func(i int, c *Config) {
-		c.State, c.PushPull = states[i], 100*time.Millisecond
-	})
-	// The join is one exchange; periodic push/pull makes more.
-	waitFor(t, "several push/pull exchanges", func() bool {
-		return states[0].mergedFrom("m1") >= 3 && states[1].mergedFrom("m0") >= 3
-	})
-	for i, s := range states {
-		if s.local.Load() < 3 {
-			t.Errorf("m%d: LocalState called %d times", i, s.local.Load())
-		}
-	}
-}
-
 func TestConfigCheck(t *testing.T) {
 	t.Parallel()
 	valid := func() Config {
@@ -732,7 +721,7 @@ func TestConfigCheck(t *testing.T) {
 	// Zero values get their documented defaults.
 	cfg = valid()
 	cfg.Name = ""
-	if err := cfg.check(); err != nil || cfg.QueueLen != 16384 || cfg.Log == nil || cfg.Name == "" {
+	if err := cfg.check(); err != nil || cfg.QueueLen != 16384 || cfg.LogMax != 4096 || cfg.LogAge != 48*time.Hour || cfg.Log == nil || cfg.Name == "" {
 		t.Fatalf("defaults: %v, %+v", err, cfg)
 	}
 }

@@ -31,25 +31,45 @@ type Config struct {
 	// are ignored.
 	Label string
 	// ControlAddr is this node's control listener address as peers reach
-	// it (host:port); forwarded operations are POSTed there.
+	// it (host:port); forwarded operations are POSTed there, to OpsPath,
+	// which the listener must route to ServeOps.
 	ControlAddr string
 	// Version is reported to peers in the node metadata.
 	Version string
 	// Token authenticates forwarded operations (sent as a Bearer token and
-	// required on receipt); empty: none. See TokenFor.
+	// required by ServeOps); empty: none. See TokenFor.
 	Token string
-	// Handler applies operations received from peers. Required.
+	// Handler applies operations received from peers, directly or
+	// replayed from another member's op log (in the form Remember kept).
+	// Required.
 	Handler Handler
 	// QueueLen bounds each peer's queue of undelivered operations; a peer
 	// that falls further behind loses the oldest and is counted. Zero:
 	// 16384.
 	QueueLen int
-	// State, if set, is exchanged with other members at every push/pull
-	// (anti-entropy), so a member that missed operations during a
-	// partition catches up.
-	State StateDelegate
-	// PushPull is how often members exchange State. Zero: memberlist's
-	// default (30s, 15s with Local).
+	// Remember chooses what the op log keeps of an operation this member
+	// broadcast or received: the form to replay to a member that missed
+	// it (e.g. only the purge part of a purge-and-publish), or false to
+	// keep nothing (operations that need not reach every member, or are
+	// worthless late). Whatever it returns keeps the original's Source,
+	// Incarnation and Seq, so its ID is the original's; Kind and Data may
+	// differ, and Data must be JSON. Members exchange the log at every
+	// push/pull and apply, through Handler, the entries they have not seen
+	// (see the package documentation). It must be fast and must not call
+	// the Cluster. Nil: the log is off (nothing kept, sent or applied).
+	Remember func(op Op) (Op, bool)
+	// LogMax bounds the op log's entries, the oldest dropped first. The
+	// state sent at one push/pull is also capped (256 KiB), to its newest
+	// entries. Zero: 4096.
+	LogMax int
+	// LogAge bounds the age of the op log's entries: older ones are
+	// dropped, and not applied when another member sends them. An
+	// operation's ID stays seen (not applied again) for twice LogAge,
+	// within a bound of 4×LogMax IDs. Zero: 48h.
+	LogAge time.Duration
+	// PushPull is how often members exchange the op log (memberlist's
+	// push/pull interval). Zero: memberlist's default (30s, 15s with
+	// Local).
 	PushPull time.Duration
 	// Local selects memberlist's timings for one host (tests, a tier on
 	// one machine): faster failure detection.
@@ -91,6 +111,12 @@ func (c *Config) check() error {
 	if c.QueueLen <= 0 {
 		c.QueueLen = 16384
 	}
+	if c.LogMax <= 0 {
+		c.LogMax = defaultLogMax
+	}
+	if c.LogAge <= 0 {
+		c.LogAge = defaultLogAge
+	}
 	if c.Log == nil {
 		c.Log = slog.New(slog.DiscardHandler)
 	}
@@ -112,16 +138,6 @@ func checkAddr(addr string, bind bool) error {
 		return errors.New("host is not an IP address")
 	}
 	return nil
-}
-
-// StateDelegate is the node state members exchange at push/pull.
-type StateDelegate interface {
-	// LocalState returns this node's state to send; it must be small
-	// (well under a megabyte) and must not block.
-	LocalState() []byte
-	// MergeRemoteState merges another member's state; it must not block
-	// for long and must copy buf if it keeps it.
-	MergeRemoteState(buf []byte)
 }
 
 // joinRetry is the pause between join attempts.

@@ -1,9 +1,26 @@
 // Package cluster joins edgepush nodes into a tier: hashicorp/memberlist
-// for membership, node metadata and failure detection, and direct delivery
-// of every publish and purge to every other alive member, one hop, over
-// kept-alive HTTP to the member's control address, with a bounded queue and
-// retries per peer and de-duplication by (source, sequence).
+// for membership, node metadata and failure detection, and both halves of
+// the operations protocol that carries every publish and purge to every
+// other alive member.
+//
+// Sending: Broadcast numbers an operation and delivers it directly, one
+// hop, over kept-alive HTTP to each member's control address, with a
+// bounded queue and retries per peer.
+//
+// Receiving: ServeOps is the handler for POST OpsPath on the control
+// listener; it checks the tier token and applies each operation once
+// through Config.Handler, de-duplicating by (source, incarnation,
+// sequence). Handlers never forward: delivery is one hop.
+//
+// Anti-entropy: operations that every member must eventually apply even if
+// direct delivery failed (purges) are kept, in the form Config.Remember
+// chooses, in a bounded op log that members exchange at every memberlist
+// push/pull; a member applies, through the same Handler, the entries it
+// has not seen and that are younger than Config.LogAge, so one that was
+// partitioned or lost its queue catches up. Each operation ID is applied
+// at most once, whichever way it arrives.
 //
 // It does not know what a publish or a purge means: operations are opaque
-// bytes handed to a Handler.
+// kinds and JSON data, chosen by the caller, kept by Remember and handed to
+// a Handler.
 package cluster

@@ -14,6 +14,9 @@ var leakOptions = []goleak.Option{
 	// fasthttp's default dialer caches resolved addresses in a
 	// process-wide goroutine that never ends.
 	goleak.IgnoreAnyFunction("github.com/valyala/fasthttp.(*TCPDialer).tcpAddrsClean"),
+	// fasthttp's servers (the members' receivers) share a process-wide
+	// goroutine that refreshes the Date header and never ends.
+	goleak.IgnoreAnyFunction("github.com/valyala/fasthttp.updateServerDate.func1"),
 	// A peer's HostClient cleaner sleeps out MaxIdleConnDuration (10s)
 	// after its connections are closed, then ends by itself.
 	goleak.IgnoreAnyFunction("github.com/valyala/fasthttp.(*HostClient).connsCleaner"),

@@ -20,8 +20,10 @@ type Op struct {
 	Data json.RawMessage `json:"data"`
 }
 
-// Handler applies operations received from peers. HandleOp must not
-// forward them again.
+// Handler applies operations received from peers, each operation ID at
+// most once. HandleOp must not forward them again. It may be called
+// concurrently: batches from several peers, and replays from the op log at
+// memberlist push/pull.
 type Handler interface {
 	HandleOp(op Op)
 }

@@ -2,8 +2,10 @@ package grip
 
 import "strings"
 
-// Header is one HTTP header field.
-type Header struct{ Name, Value string }
+// Header is one HTTP header field. It is an alias of the unnamed struct
+// type, as cache.Field is, so that header lists pass between the wire
+// format and the cache without conversion.
+type Header = struct{ Name, Value string }
 
 // ows is the whitespace trimmed around header list elements and parameters
 // (the ASCII set Qt's trimmed() removes, which Pushpin uses).

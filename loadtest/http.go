@@ -192,10 +192,7 @@ func (s *httpSubscriber) servePolls() error {
 		}
 		body := s.framedBody(h)
 		if err := s.readLines(body); err != io.EOF {
-			if err == nil {
-				err = io.ErrUnexpectedEOF
-			}
-			return err
+			return err // readLines ends only with an error
 		}
 		s.cs.run.repolls.Add(1)
 		if h.close || (!h.chunked && h.length < 0) {

@@ -43,7 +43,6 @@ type runState struct {
 	duplicated atomic.Int64
 	repolls    atomic.Int64
 
-	setupMu   sync.Mutex
 	setupHist *hist
 	setupErrs errorCounts
 	warmErrs  errorCounts

@@ -39,6 +39,14 @@ func openAccessLog(path string) (*accessLog, error) {
 	return newAccessLog(f, f), nil
 }
 
+// checkAccessLog reports, at New, whether openAccessLog will succeed:
+// the file is opened (created) and closed again.
+func checkAccessLog(path string) error {
+	a, err := openAccessLog(path)
+	a.close()
+	return err
+}
+
 func newAccessLog(w *os.File, owned *os.File) *accessLog {
 	h := slog.NewJSONHandler(w, &slog.HandlerOptions{
 		ReplaceAttr: func(groups []string, a slog.Attr) slog.Attr {

@@ -1,6 +1,9 @@
 package node
 
-import "sync"
+import (
+	"context"
+	"sync"
+)
 
 // bgGroup runs goroutines that Shutdown waits for; once stopped it starts
 // no more.
@@ -26,10 +29,23 @@ func (g *bgGroup) Go(f func()) bool {
 	return true
 }
 
-// StopAndWait stops the group and waits for its goroutines.
-func (g *bgGroup) StopAndWait() {
+// StopAndWait stops the group and waits for its goroutines, or until ctx
+// is done; it reports whether they all ended. (Goroutines see the stop
+// through the context their owner cancels; an origin request in flight
+// still runs to its timeout.)
+func (g *bgGroup) StopAndWait(ctx context.Context) bool {
 	g.mu.Lock()
 	g.stopped = true
 	g.mu.Unlock()
-	g.wg.Wait()
+	done := make(chan struct{})
+	go func() {
+		g.wg.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+		return true
+	case <-ctx.Done():
+		return false
+	}
 }

@@ -5,20 +5,14 @@ import (
 	"crypto/subtle"
 	"encoding/base64"
 	"encoding/json"
-	"fmt"
-	"runtime"
 	"time"
 
-	"github.com/edgepush/edgepush/cache"
 	"github.com/edgepush/edgepush/cluster"
 	"github.com/edgepush/edgepush/fanout"
 	"github.com/edgepush/edgepush/grip"
 	"github.com/edgepush/edgepush/purge"
 	"github.com/valyala/fasthttp"
 )
-
-// Version is the node's version, reported by /status.
-const Version = "0.1.0"
 
 // serveControl routes the control API.
 func (s *Server) serveControl(ctx *fasthttp.RequestCtx) {
@@ -33,11 +27,15 @@ func (s *Server) serveControl(ctx *fasthttp.RequestCtx) {
 	case "/publish", "/publish/":
 		s.servePublish(ctx)
 	case "/purge", "/purge/":
-		s.servePurge(ctx, false)
+		s.servePurge(ctx, purge.KindPurge)
 	case "/purge-publish", "/purge-publish/":
-		s.servePurge(ctx, true)
+		s.servePurge(ctx, purge.KindPurgePublish)
 	case cluster.OpsPath:
-		s.serveTierOps(ctx)
+		if s.tier == nil {
+			controlError(ctx, fasthttp.StatusNotFound, "not in a tier")
+			return
+		}
+		s.tier.ServeOps(ctx)
 	case "/healthz":
 		// Liveness: the process is up and serving its control API.
 		ctx.SetContentType("text/plain")
@@ -85,7 +83,8 @@ func crossSite(ctx *fasthttp.RequestCtx) bool {
 }
 
 // servePublish is Pushpin's POST /publish/: the items are delivered to
-// the channels' subscribers, and the answer comes before delivery.
+// the channels' subscribers (and the tier's), and the answer comes
+// before delivery.
 func (s *Server) servePublish(ctx *fasthttp.RequestCtx) {
 	if !ctx.IsPost() {
 		ctx.Response.Header.Set("Allow", "POST")
@@ -96,15 +95,12 @@ func (s *Server) servePublish(ctx *fasthttp.RequestCtx) {
 		controlError(ctx, fasthttp.StatusUnauthorized, "missing or invalid publish key")
 		return
 	}
-	req, err := grip.ParsePublish(ctx.PostBody())
+	op, err := purge.DecodePublish(ctx.PostBody())
 	if err != nil {
 		controlError(ctx, fasthttp.StatusBadRequest, err.Error())
 		return
 	}
-	for i := range req.Items {
-		s.publish(&req.Items[i])
-	}
-	s.forward(opPublish, ctx.PostBody(), nil)
+	s.ops.Apply(op, purge.FromClient)
 	if wantsJSON(ctx) {
 		writeJSON(ctx, fasthttp.StatusOK, map[string]string{"message": "Published"})
 		return
@@ -115,7 +111,7 @@ func (s *Server) servePublish(ctx *fasthttp.RequestCtx) {
 
 // servePurge is POST /purge/ (purges) and POST /purge-publish/ (purges,
 // then publishes). Purges are rate-limited per key; publishes never wait.
-func (s *Server) servePurge(ctx *fasthttp.RequestCtx, withPublish bool) {
+func (s *Server) servePurge(ctx *fasthttp.RequestCtx, kind purge.Kind) {
 	if !ctx.IsPost() {
 		ctx.Response.Header.Set("Allow", "POST")
 		writeJSON(ctx, fasthttp.StatusMethodNotAllowed, map[string]string{"error": "method not allowed: " + string(ctx.Method())})
@@ -125,49 +121,44 @@ func (s *Server) servePurge(ctx *fasthttp.RequestCtx, withPublish bool) {
 		writeJSON(ctx, fasthttp.StatusUnauthorized, map[string]string{"error": "missing or invalid publish key"})
 		return
 	}
-	req, items, err := s.parsePurge(ctx, withPublish)
+	var op *purge.Op
+	var err error
+	if kind == purge.KindPurge {
+		op, err = purge.DecodePurge(ctx.PostBody(), string(ctx.Request.Header.Peek("Surrogate-Key")))
+	} else {
+		op, err = purge.DecodePurgePublish(ctx.PostBody())
+	}
 	if err != nil {
 		writeJSON(ctx, fasthttp.StatusBadRequest, map[string]string{"error": err.Error()})
 		return
 	}
-	resp := purge.Response{Purged: []purge.Outcome{}, Deferred: []purge.Outcome{}}
-	for _, o := range s.purgeLocal(req) {
-		resp.Add(o)
-	}
-	if items != nil {
-		for i := range items.Items {
-			s.publish(&items.Items[i])
-		}
-		resp.Published = len(items.Items)
-	}
-	if withPublish {
-		s.forward(opPurgePublish, ctx.PostBody(), req)
-	} else if data, err := json.Marshal(req); err == nil {
-		s.forward(opPurge, data, req) // re-encoded: the keys may have come in a header
-	}
-	writeJSON(ctx, fasthttp.StatusOK, resp)
+	writeJSON(ctx, fasthttp.StatusOK, s.ops.Apply(op, purge.FromClient))
 }
 
-func (s *Server) parsePurge(ctx *fasthttp.RequestCtx, withPublish bool) (*purge.Request, *grip.PublishRequest, error) {
-	if !withPublish {
-		req, err := purge.ParsePurge(ctx.PostBody(), string(ctx.Request.Header.Peek("Surrogate-Key")))
-		return req, nil, err
+// cachePurger applies purges to the cache, if there is one.
+type cachePurger struct{ s *Server }
+
+// Purge purges the entries tagged with key.
+func (p cachePurger) Purge(key string, soft bool) {
+	if p.s.cache != nil {
+		p.s.cache.Purge(key, soft)
 	}
-	req, body, err := purge.ParsePurgePublish(ctx.PostBody())
-	if err != nil || body == nil {
-		return req, nil, err
-	}
-	items, err := grip.ParsePublish(body)
-	if err != nil {
-		return nil, nil, fmt.Errorf("items: %w", err)
-	}
-	return req, items, nil
 }
 
-// publish delivers one item to its channel's local subscribers.
-func (s *Server) publish(item *grip.Item) {
-	s.publishes.Add(1)
-	s.hub.Publish(fanout.NewMessage(item.Channel, item))
+// PurgeURL purges every variant of url.
+func (p cachePurger) PurgeURL(url string, soft bool) {
+	if p.s.cache != nil {
+		p.s.cache.PurgeURL(url, soft)
+	}
+}
+
+// publisher delivers published items to this node's subscribers.
+type publisher struct{ s *Server }
+
+// Publish delivers one item to its channel's local subscribers.
+func (p publisher) Publish(item *grip.Item) {
+	p.s.publishes.Add(1)
+	p.s.hub.Publish(fanout.NewMessage(item.Channel, item))
 }
 
 // authorized checks the control API credentials when a publish key is
@@ -196,89 +187,6 @@ func (s *Server) authorized(ctx *fasthttp.RequestCtx) bool {
 		return subtle.ConstantTimeCompare(pass, s.publishKey) == 1
 	}
 	return false
-}
-
-// Status is the node's state as GET /status reports it.
-type Status struct {
-	Node       string           `json:"node"`
-	Version    string           `json:"version"`
-	Uptime     string           `json:"uptime"`
-	Listen     string           `json:"listen"`
-	Origin     string           `json:"origin"`
-	Held       int64            `json:"held_connections"`
-	Requests   uint64           `json:"requests"`
-	Published  uint64           `json:"published_items"`
-	OriginReqs OriginStatus     `json:"origin_requests"`
-	Hub        fanout.HubStats  `json:"hub"`
-	Pool       fanout.PoolStats `json:"delivery"`
-	Cache      cache.Stats      `json:"cache"`
-	Purges     purge.Stats      `json:"purges"`
-	Tier       *cluster.Stats   `json:"tier,omitempty"`
-	Breaker    string           `json:"origin_breaker"` // "open" when any origin's breaker is
-	Routes     []RouteStatus    `json:"routes"`
-	Goroutines int              `json:"goroutines"`
-
-	// Connections counts held connections by transport (stream,
-	// longpoll, ws).
-	Connections map[string]TransportStats `json:"connections"`
-}
-
-// TransportStats counts one transport's held connections.
-type TransportStats struct {
-	Held   int64  `json:"held"`   // held now
-	Opened uint64 `json:"opened"` // since the node started
-}
-
-// OriginStatus counts requests to the origin.
-type OriginStatus struct {
-	Requests            uint64 `json:"requests"`
-	Errors              uint64 `json:"errors"`
-	InvalidInstructions uint64 `json:"invalid_instructions"`
-}
-
-// Status returns a snapshot of the node's counters.
-func (s *Server) Status() Status {
-	originRequests, originErrors := s.routes.originTotals()
-	return Status{
-		Node:      s.nodeName(),
-		Version:   Version,
-		Uptime:    time.Since(s.started).Round(time.Second).String(),
-		Listen:    s.clientLn.Addr().String(),
-		Origin:    s.cfg.Origin,
-		Held:      s.held.Load(),
-		Requests:  s.requests.Load(),
-		Published: s.publishes.Load(),
-		OriginReqs: OriginStatus{
-			Requests:            originRequests,
-			Errors:              originErrors,
-			InvalidInstructions: s.badInstructs.Load(),
-		},
-		Hub:        s.hub.Stats(),
-		Pool:       s.pool.Stats(),
-		Cache:      s.cacheStats(),
-		Purges:     s.limiter.Stats(),
-		Tier:       s.tierStats(),
-		Breaker:    map[bool]string{true: "open", false: "closed"}[s.breaker.isOpen()],
-		Routes:     s.routeStatus(),
-		Goroutines: runtime.NumGoroutine(),
-
-		Connections: s.metrics.transports(),
-	}
-}
-
-func (s *Server) tierStats() *cluster.Stats {
-	if s.tier == nil {
-		return nil
-	}
-	st := s.tier.Stats()
-	return &st
-}
-
-func (s *Server) cacheStats() cache.Stats {
-	if s.cache == nil {
-		return cache.Stats{}
-	}
-	return s.cache.Stats()
 }
 
 func wantsJSON(ctx *fasthttp.RequestCtx) bool {

@@ -1,16 +1,14 @@
 package node
 
 import (
-	"crypto/tls"
 	"errors"
 	"net"
-	"sync"
+	"strconv"
 	"sync/atomic"
 
 	"github.com/edgepush/edgepush/cache"
 	"github.com/edgepush/edgepush/fanout"
 	"github.com/edgepush/edgepush/grip"
-	"github.com/edgepush/edgepush/node/connwatch"
 	"github.com/valyala/fasthttp"
 )
 
@@ -19,178 +17,6 @@ const (
 	frameChunked = iota // http-stream content as an HTTP/1.1 chunk
 	frameRaw            // http-stream content as is (HTTP/1.0 client)
 )
-
-// errClientGone ends a held connection whose client hung up.
-var errClientGone = errors.New("client disconnected")
-
-// heldConn is the part shared by the held transports: the socket, its
-// subscriptions and its registration with the close watcher.
-type heldConn struct {
-	connWriter // nil if the connection could not be written
-	s          *Server
-	conn       net.Conn // the TCP connection (under TLS, if any)
-	channels   []string
-	kind       string      // "stream" or "response", for logs and stats
-	acc        *heldAccess // access-log record; nil when the log is off
-
-	wmu      sync.Mutex // serializes writes: the pool's and a farewell
-	midFrame bool       // the last write stopped inside a frame
-
-	mu     sync.Mutex
-	fc     *fanout.Conn
-	token  connwatch.Token
-	closed bool
-}
-
-// connWriter writes a held connection's frames: fanout.SocketWriter for
-// plain TCP, fanout.TLSWriter under TLS.
-type connWriter interface {
-	TryWrite(bufs [][]byte) (int, error)
-	WriteBlocking(b []byte) error
-}
-
-// TryWrite is the pool's non-blocking write, noting whether it stopped
-// inside a frame and counting bytes for the access log when it is on.
-func (h *heldConn) TryWrite(bufs [][]byte) (int, error) {
-	h.wmu.Lock()
-	defer h.wmu.Unlock()
-	// The access log counts the bytes before the write: the client may
-	// read them and hang up, and the line be written, before the write
-	// call even returns here. What the socket did not take is taken back.
-	total := 0
-	if h.acc != nil {
-		for _, b := range bufs {
-			total += len(b)
-		}
-		h.acc.wrote(bufs, total)
-	}
-	n, err := h.connWriter.TryWrite(bufs)
-	if n > 0 {
-		h.midFrame = !atBoundary(bufs, n)
-	}
-	if h.acc != nil && n < total {
-		h.acc.bytes.Add(int64(n - total))
-	}
-	return n, err
-}
-
-// WriteBlocking is the pool's blocking write (of whole frames or the rest
-// of one), counted like TryWrite.
-func (h *heldConn) WriteBlocking(b []byte) error {
-	h.wmu.Lock()
-	defer h.wmu.Unlock()
-	if h.acc != nil { // counted first, as in TryWrite
-		h.acc.wrote([][]byte{b}, len(b))
-	}
-	err := h.connWriter.WriteBlocking(b)
-	h.midFrame = err != nil // a failed write may have sent part of b
-	if h.acc != nil && err != nil {
-		h.acc.bytes.Add(-int64(len(b)))
-	}
-	return err
-}
-
-// farewell writes a last frame (final chunk, timeout answer, close frame)
-// when the node ends the connection: best effort, and only between
-// frames, so it never interleaves with a write in progress.
-func (h *heldConn) farewell(b []byte) {
-	if h.connWriter == nil || !h.wmu.TryLock() {
-		return
-	}
-	defer h.wmu.Unlock()
-	if !h.midFrame {
-		h.connWriter.TryWrite([][]byte{b})
-	}
-}
-
-// atBoundary reports whether the first n bytes of bufs end where one of
-// them ends.
-func atBoundary(bufs [][]byte, n int) bool {
-	for _, b := range bufs {
-		if n == 0 {
-			return true
-		}
-		if n < len(b) {
-			return false
-		}
-		n -= len(b)
-	}
-	return true
-}
-
-// tcpConn unwraps fasthttp's hijacked connection(s) down to the socket.
-func tcpConn(c net.Conn) net.Conn {
-	for {
-		u, ok := c.(interface{ UnsafeConn() net.Conn })
-		if !ok {
-			return c
-		}
-		c = u.UnsafeConn()
-	}
-}
-
-// hold registers a hijacked connection with the writer pool, subscribes
-// it and watches it for hang-up. initial is written first.
-// Messages published after position since are replayed first.
-func (s *Server) hold(t fanout.Transport, h *heldConn, since uint64, opts fanout.ConnOptions, initial ...[]byte) {
-	fc, err := s.pool.Add(t, opts, initial...)
-	if err != nil {
-		h.conn.Close()
-		return
-	}
-	s.held.Add(1)
-	s.metrics.connOpened(h.kind)
-	for _, ch := range h.channels {
-		s.hub.SubscribeFrom(ch, fc, since)
-	}
-	token, err := s.watch.Add(h.conn, func() { fc.Close(errClientGone) })
-	h.mu.Lock()
-	h.fc, h.token = fc, token
-	closed := h.closed
-	h.mu.Unlock()
-	if err != nil {
-		fc.Close(err)
-		return
-	}
-	if closed { // closed while subscribing: undo what Closed could not see
-		h.release()
-	}
-}
-
-// release unsubscribes and stops watching; it is safe to call twice.
-func (h *heldConn) release() {
-	h.mu.Lock()
-	fc, token := h.fc, h.token
-	h.mu.Unlock()
-	if fc == nil {
-		return
-	}
-	for _, ch := range h.channels {
-		h.s.hub.Unsubscribe(ch, fc)
-	}
-	if token != 0 {
-		h.s.watch.Remove(h.conn, token)
-	}
-}
-
-// markClosed records the end of the connection and releases it.
-func (h *heldConn) markClosed(reason error) {
-	h.mu.Lock()
-	h.closed = true
-	h.mu.Unlock()
-	h.release()
-	h.s.held.Add(-1)
-	h.s.metrics.connClosed(h.kind)
-	h.s.access.heldEnded(h, reason)
-	h.s.log.Debug("held connection ended", "transport", h.kind, "channels", h.channels, "reason", errString(reason))
-}
-
-func errString(err error) string {
-	if err == nil {
-		return "done"
-	}
-	return err.Error()
-}
 
 // streamTransport is a Grip-Hold: stream connection (HTTP streaming and
 // SSE): http-stream content is written as chunks (raw for HTTP/1.0).
@@ -378,42 +204,43 @@ func (s *Server) holdResponse(ctx *fasthttp.RequestCtx, hr, onTimeout heldRespon
 	})
 }
 
-func (s *Server) newHeldConn(c net.Conn, channels []string, kind string) heldConn {
-	conn := tcpConn(c)
-	var w connWriter
-	var err error
-	if tc, ok := conn.(*tls.Conn); ok {
-		conn = tc.NetConn()
-		var tw *fanout.TLSWriter
-		if tw, err = fanout.NewTLSWriter(tc, s.cfg.WriteTimeout); err == nil {
-			w = tw
-		}
-	} else {
-		var sw *fanout.SocketWriter
-		if sw, err = fanout.NewSocketWriter(conn, s.cfg.WriteTimeout); err == nil {
-			w = sw
-		}
+// appendHead appends an HTTP/1.1 status line and headers, without the
+// blank line that ends them.
+func appendHead(b []byte, code int, reason string, headers []grip.Header) []byte {
+	b = append(b, "HTTP/1.1 "...)
+	b = strconv.AppendInt(b, int64(code), 10)
+	b = append(b, ' ')
+	b = append(b, reason...)
+	b = append(b, "\r\n"...)
+	for _, h := range headers {
+		b = append(b, h.Name...)
+		b = append(b, ": "...)
+		b = append(b, h.Value...)
+		b = append(b, "\r\n"...)
 	}
-	if err != nil {
-		s.log.Error("hold: connection is not a socket", "err", err)
-	}
-	return heldConn{connWriter: w, s: s, conn: conn, channels: channels, kind: kind}
+	return b
 }
 
-// hijack takes the connection over from fasthttp once the handler returns;
-// fasthttp writes no response of its own.
-func (s *Server) hijack(ctx *fasthttp.RequestCtx, f func(net.Conn)) {
-	ctx.HijackSetNoResponse(true)
-	ctx.Hijack(func(c net.Conn) {
-		defer recoverLog(s.log, "hijack")
-		f(c)
-	})
+// appendResponse appends a complete response with a Content-Length body.
+func appendResponse(b []byte, hr heldResponse, keepAlive bool) []byte {
+	b = appendHead(b, hr.code, hr.reason, hr.headers)
+	b = append(b, "Content-Length: "...)
+	b = strconv.AppendInt(b, int64(len(hr.body)), 10)
+	if !keepAlive {
+		b = append(b, "\r\nConnection: close"...)
+	}
+	b = append(b, "\r\n\r\n"...)
+	return append(b, hr.body...)
 }
 
-func channelNames(in *grip.Instruct) []string {
-	names := make([]string, 0, len(in.Channels))
-	for _, c := range in.Channels {
-		names = append(names, c.Name)
-	}
-	return names
+// appendChunk appends p as one HTTP/1.1 chunk; p must not be empty (an
+// empty chunk ends the body).
+func appendChunk(b, p []byte) []byte {
+	b = strconv.AppendInt(b, int64(len(p)), 16)
+	b = append(b, "\r\n"...)
+	b = append(b, p...)
+	return append(b, "\r\n"...)
 }
+
+// lastChunk ends a chunked body.
+var lastChunk = []byte("0\r\n\r\n")

@@ -37,9 +37,6 @@ func transportIndex(kind string) int {
 	return 2 // "websocket"
 }
 
-// transportName is the metrics and access-log name of a heldConn.kind.
-func transportName(kind string) string { return heldTransports[transportIndex(kind)] }
-
 // originLatencyBuckets are the upper bounds, in seconds, of the origin
 // request latency histogram.
 var originLatencyBuckets = []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30}

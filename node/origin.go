@@ -15,7 +15,13 @@ import (
 	"github.com/valyala/fasthttp"
 )
 
-// originClient sends client requests to one origin.
+// The origin client: every request the node sends to an origin goes
+// through originDo (the route's origins in turn, each behind its circuit
+// breaker) and originClient.do (timeouts, one retry on a stale kept-alive
+// connection); probes ask an origin whose breaker is open whether it is
+// back.
+
+// originClient sends requests to one origin.
 type originClient struct {
 	hc      *fasthttp.HostClient
 	prefix  string // origin URL path, prepended to request URIs
@@ -93,53 +99,84 @@ func staleConn(err error) bool {
 }
 
 // originStatus maps an origin failure to what the client gets.
-func originStatus(err error) (int, string) {
+func originStatus(err error) (code int, msg string) {
+	var ne net.Error
 	switch {
-	case errors.Is(err, fasthttp.ErrTimeout), errors.Is(err, fasthttp.ErrDialTimeout):
-		return fasthttp.StatusGatewayTimeout, "origin timed out"
+	case errors.Is(err, errCircuitOpen):
+		return fasthttp.StatusBadGateway, "origin unavailable and no cached copy (the origin is being probed)"
+	case errors.Is(err, fasthttp.ErrTimeout), errors.Is(err, fasthttp.ErrDialTimeout),
+		errors.As(err, &ne) && ne.Timeout():
+		return fasthttp.StatusGatewayTimeout, "origin timed out (no cached copy to serve)"
 	case errors.Is(err, fasthttp.ErrBodyTooLarge):
 		return fasthttp.StatusBadGateway, "origin response too large"
 	case errors.Is(err, fasthttp.ErrNoFreeConns):
 		return fasthttp.StatusServiceUnavailable, "too many requests to the origin"
 	}
-	var ne net.Error
-	if errors.As(err, &ne) && ne.Timeout() {
-		return fasthttp.StatusGatewayTimeout, "origin timed out"
-	}
-	return fasthttp.StatusBadGateway, "origin unavailable"
+	return fasthttp.StatusBadGateway, "origin unavailable (no cached copy to serve)"
 }
 
-// hopHeaders are the hop-by-hop headers a proxy must not forward (RFC 9110
-// §7.6.1), plus the framing headers the node sets itself.
-var hopHeaders = []string{
-	"Connection", "Keep-Alive", "Proxy-Connection", "Proxy-Authenticate",
-	"Proxy-Authorization", "TE", "Trailer", "Transfer-Encoding", "Upgrade",
+// originDo sends one request to rt's origins through their circuit
+// breakers: the origins take turns; one whose breaker is open is
+// skipped, and when connecting to one fails (nothing was sent) the next
+// is tried at once. With every breaker open it fails with errCircuitOpen.
+func (s *Server) originDo(rt *route, req *fasthttp.Request, resp *fasthttp.Response) error {
+	n := uint32(len(rt.origins))
+	first := uint32(0)
+	if n > 1 {
+		first = rt.next.Add(1)
+	}
+	err := errCircuitOpen
+	for i := range n {
+		o := rt.origins[(first+i)%n]
+		if !o.breaker.allow() {
+			continue
+		}
+		start := time.Now()
+		err = o.client.do(req, resp)
+		s.metrics.originDone(start, err, resp.StatusCode())
+		o.breaker.record(err == nil && resp.StatusCode() < 500)
+		if err == nil || !isDialError(err) {
+			return err
+		}
+	}
+	if errors.Is(err, errCircuitOpen) {
+		s.metrics.originRejected.Inc()
+	}
+	return err
 }
 
-func isHopHeader(name string, connTokens []string) bool {
-	for _, h := range hopHeaders {
-		if strings.EqualFold(name, h) {
-			return true
-		}
-	}
-	for _, t := range connTokens {
-		if strings.EqualFold(name, t) {
-			return true
-		}
-	}
-	return false
+// isDialError reports whether err happened before anything was sent:
+// the origin could not be connected to.
+func isDialError(err error) bool {
+	var oe *net.OpError
+	return errors.Is(err, fasthttp.ErrDialTimeout) || errors.As(err, &oe) && oe.Op == "dial"
 }
 
-// connectionTokens returns the header names listed in a Connection header.
-func connectionTokens(v []byte) []string {
-	if len(v) == 0 {
-		return nil
+// startProbes runs one prober per origin: it waits for the origin's
+// breaker to open, then probes until the origin answers.
+func (s *Server) startProbes() {
+	if s.cfg.OriginFailures <= 0 {
+		return // no breakers
 	}
-	var out []string
-	for _, t := range strings.Split(string(v), ",") {
-		if t = strings.TrimSpace(t); t != "" {
-			out = append(out, t)
+	for _, rt := range s.routes.all {
+		for _, o := range rt.origins {
+			s.bg.Go(func() { o.breaker.probeLoop(s.bgCtx.Done(), func() bool { return s.probeOrigin(rt, o) }) })
 		}
 	}
-	return out
+}
+
+// probeOrigin asks one origin of rt whether it is back (any answer
+// below 500).
+func (s *Server) probeOrigin(rt *route, o *routeOrigin) bool {
+	req, resp := fasthttp.AcquireRequest(), fasthttp.AcquireResponse()
+	defer fasthttp.ReleaseRequest(req)
+	defer fasthttp.ReleaseResponse(resp)
+	req.SetRequestURI(rt.prefix + s.cfg.OriginProbePath)
+	req.UseHostHeader = true
+	req.Header.SetHost(cmp(rt.hostRewrite, o.client.hc.Addr))
+	s.setProxyHeaders(req, rt, nil, false)
+	err := o.client.do(req, resp)
+	ok := err == nil && resp.StatusCode() < 500
+	s.log.Info("origin probe", "route", rt.id, "origin", o.url, "ok", ok, "err", err)
+	return ok
 }

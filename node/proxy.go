@@ -1,67 +1,118 @@
 package node
 
 import (
+	"errors"
+	"fmt"
 	"strconv"
 	"strings"
 	"time"
 
+	"github.com/edgepush/edgepush/cache"
 	"github.com/edgepush/edgepush/grip"
 	"github.com/valyala/fasthttp"
 )
 
+// serveClient answers one client request: it picks the route, then either
+// opens a WebSocket (wsclient.go) or asks the cache, which asks the
+// origin on a miss (cached.go, origin.go), and acts on the GRIP
+// instructions of the answer: relayed as is, or held as a stream or a
+// long-poll (hold.go).
+func (s *Server) serveClient(ctx *fasthttp.RequestCtx) {
+	defer recoverLog(s.log, "client request")
+	defer s.access.request(ctx) // no-op when the access log is off
+	s.requests.Add(1)
+	if s.overConnLimit() {
+		clientError(ctx, fasthttp.StatusServiceUnavailable, "too many connections")
+		ctx.SetConnectionClose()
+		return
+	}
+	rt := s.routeFor(ctx)
+	if rt == nil {
+		return // answered: no route, or a loop
+	}
+	if isWebSocketUpgrade(ctx) {
+		s.serveWebSocket(ctx, rt)
+		return
+	}
+	oreq := fasthttp.AcquireRequest()
+	defer fasthttp.ReleaseRequest(oreq)
+	s.originRequest(ctx, oreq, rt)
+	creq := s.cacheRequest(ctx, rt, "", s.detachedFetch(rt, oreq))
+	e, result, err := s.cacheGet(rt, creq, s.fetcher(rt, oreq))
+	s.access.noteCache(ctx, result)
+	if err != nil {
+		s.originFailure(ctx, err)
+		return
+	}
+	p := parsedOf(e)
+	if p.err != nil {
+		s.badInstructs.Add(1)
+		s.log.Warn("invalid GRIP instructions from origin", "path", string(ctx.Path()), "err", p.err)
+		clientError(ctx, fasthttp.StatusBadGateway, "invalid GRIP instructions from origin: "+p.err.Error())
+		return
+	}
+	hr, in := p.hr, p.in
+	switch {
+	case in.Hold == grip.HoldNone || ctx.IsHead():
+		hr = withAge(encoded(ctx, e, hr), e, result)
+		hr.headers = append(hr.headers, grip.Header{Name: "X-Cache", Value: cacheStatus(result)})
+		relay(ctx, hr)
+	case s.held.Load() >= int64(s.cfg.MaxConns):
+		clientError(ctx, fasthttp.StatusServiceUnavailable, "too many connections")
+	case in.Hold == grip.HoldStream:
+		s.holdStream(ctx, hr, in, p.since)
+	default:
+		s.holdResponse(ctx, hr, encoded(ctx, e, hr), in, p.since, s.refetcher(rt, creq))
+	}
+}
+
+// overConnLimit reports whether the node holds more than -max-conns
+// client connections: those fasthttp serves (this one included) plus the
+// held ones it handed over.
+func (s *Server) overConnLimit() bool {
+	open := int64(s.client.GetOpenConnectionsCount())
+	if s.tlsLn != nil {
+		open-- // fasthttp counts each listening Serve as one open connection
+	}
+	return open+s.held.Load() > int64(s.cfg.MaxConns)
+}
+
 // originRequest fills req with the client request as it goes to rt's
 // origins: target rewritten (origin path, strip-prefix), Host as the
-// route says, hop-by-hop and client-sent Grip-* headers removed,
-// X-Forwarded-For/-Proto set, CDN-Loop appended, Grip-Sig added.
+// route says, the client's headers as copyToOrigin lets through, the
+// proxy headers (X-Forwarded-*, CDN-Loop, Grip-Sig), the body. Every
+// origin request made for a client is built here: plain requests, and
+// the WebSocket-over-HTTP requests of a WebSocket (wsorigin.go).
 func (s *Server) originRequest(ctx *fasthttp.RequestCtx, req *fasthttp.Request, rt *route) {
 	in := &ctx.Request
 	req.Header.SetMethodBytes(in.Header.Method())
 	rt.setTarget(req, requestTarget(ctx))
 	req.UseHostHeader = true
 	rt.setHost(req, in.Header.Host())
-	tokens := connectionTokens(in.Header.Peek("Connection"))
-	for k, v := range in.Header.All() {
-		name := string(k)
-		if isHopHeader(name, tokens) || grip.IsGripHeader(name) || skipToOrigin(name) {
-			continue
-		}
-		req.Header.AddBytesKV(k, v)
-	}
+	copyToOrigin(&req.Header, &in.Header)
 	var buf [64]byte
-	req.Header.SetBytesV("X-Forwarded-For", rt.forwardedFor(buf[:0], ctx))
-	req.Header.Set("X-Forwarded-Proto", map[bool]string{true: "https", false: "http"}[ctx.IsTLS()])
-	req.Header.Add("CDN-Loop", s.cfg.CDNLoop)
-	req.Header.Set("Grip-Sig", rt.signer.Token(time.Now()))
+	s.setProxyHeaders(req, rt, rt.forwardedFor(buf[:0], ctx), ctx.IsTLS())
 	if body := in.Body(); len(body) > 0 {
 		req.SetBodyRaw(body)
 	}
 }
 
-// skipToOrigin names request headers the node sets or must not pass:
-// Host and framing are set by the client library, X-Forwarded-* are
-// rewritten, and Accept-Encoding is dropped because a compressed initial
-// body could not be followed by uncompressed pushed data (Pushpin does the
-// same).
-func skipToOrigin(name string) bool {
-	for _, h := range []string{"Host", "Content-Length", "Accept-Encoding", "Expect", "X-Forwarded-For", "X-Forwarded-Proto"} {
-		if strings.EqualFold(name, h) {
-			return true
-		}
+// checkChannels applies the node's limits to a hold's channels.
+func (s *Server) checkChannels(in *grip.Instruct) error {
+	switch {
+	case in.Hold == grip.HoldNone:
+		return nil
+	case len(in.Channels) == 0:
+		return errors.New("Grip-Hold without Grip-Channel")
+	case len(in.Channels) > s.cfg.MaxChannels:
+		return fmt.Errorf("%d channels, at most %d allowed", len(in.Channels), s.cfg.MaxChannels)
 	}
-	return false
+	return nil
 }
 
-// originHeaders copies the origin response's headers.
-func originHeaders(resp *fasthttp.Response) []grip.Header {
-	hs := make([]grip.Header, 0, 12)
-	for k, v := range resp.Header.All() {
-		hs = append(hs, grip.Header{Name: string(k), Value: string(v)})
-	}
-	return hs
-}
-
-// heldResponse is the response a held connection was opened with: the
-// stream's head and initial body, or a long-poll's timeout answer.
+// heldResponse is what the client sees of an origin response: a relayed
+// response, the stream's head and initial body, or a long-poll's timeout
+// answer.
 type heldResponse struct {
 	code    int
 	reason  string
@@ -85,25 +136,6 @@ func responseFor(code int, reason string, headers []grip.Header, body []byte, in
 	return hr
 }
 
-// clientHeaders drops Grip-*, hop-by-hop and Content-Length headers.
-func clientHeaders(hs []grip.Header, expose []string) []grip.Header {
-	var tokens []string
-	for _, h := range hs {
-		if strings.EqualFold(h.Name, "Connection") {
-			tokens = append(tokens, connectionTokens([]byte(h.Value))...)
-		}
-	}
-	out := grip.ClientHeaders(hs, expose)
-	kept := out[:0]
-	for _, h := range out {
-		if isHopHeader(h.Name, tokens) || strings.EqualFold(h.Name, "Content-Length") {
-			continue
-		}
-		kept = append(kept, h)
-	}
-	return kept
-}
-
 // relay answers the client with a response that is not held.
 func relay(ctx *fasthttp.RequestCtx, hr heldResponse) {
 	ctx.SetStatusCode(hr.code)
@@ -116,70 +148,74 @@ func relay(ctx *fasthttp.RequestCtx, hr heldResponse) {
 	ctx.SetBody(hr.body)
 }
 
-// appendHead appends an HTTP/1.1 status line and headers, without the
-// blank line that ends them.
-func appendHead(b []byte, code int, reason string, headers []grip.Header) []byte {
-	b = append(b, "HTTP/1.1 "...)
-	b = strconv.AppendInt(b, int64(code), 10)
-	b = append(b, ' ')
-	b = append(b, reason...)
-	b = append(b, "\r\n"...)
-	for _, h := range headers {
-		b = append(b, h.Name...)
-		b = append(b, ": "...)
-		b = append(b, h.Value...)
-		b = append(b, "\r\n"...)
+// withAge adds the Age header to a response served from the cache.
+func withAge(hr heldResponse, e *cache.Entry, r cache.Result) heldResponse {
+	if !fromCache(r) {
+		return hr
 	}
-	return b
-}
-
-// appendResponse appends a complete response with a Content-Length body.
-func appendResponse(b []byte, hr heldResponse, keepAlive bool) []byte {
-	b = appendHead(b, hr.code, hr.reason, hr.headers)
-	b = append(b, "Content-Length: "...)
-	b = strconv.AppendInt(b, int64(len(hr.body)), 10)
-	if !keepAlive {
-		b = append(b, "\r\nConnection: close"...)
-	}
-	b = append(b, "\r\n\r\n"...)
-	return append(b, hr.body...)
-}
-
-// appendChunk appends p as one HTTP/1.1 chunk; p must not be empty (an
-// empty chunk ends the body).
-func appendChunk(b, p []byte) []byte {
-	b = strconv.AppendInt(b, int64(len(p)), 16)
-	b = append(b, "\r\n"...)
-	b = append(b, p...)
-	return append(b, "\r\n"...)
-}
-
-// lastChunk ends a chunked body.
-var lastChunk = []byte("0\r\n\r\n")
-
-// mergeHeaders returns held with every header named in pushed replaced by
-// pushed's values, Grip-* dropped: how a published http-response combines
-// with the held response (as in Pushpin).
-func mergeHeaders(held, pushed []grip.Header) []grip.Header {
-	out := make([]grip.Header, 0, len(held)+len(pushed))
-	for _, h := range held {
-		if !hasHeader(pushed, h.Name) {
-			out = append(out, h)
+	out := hr
+	out.headers = make([]grip.Header, 0, len(hr.headers)+1)
+	for _, h := range hr.headers {
+		if !strings.EqualFold(h.Name, "Age") {
+			out.headers = append(out.headers, h)
 		}
 	}
-	for _, h := range pushed {
-		if !grip.IsGripHeader(h.Name) && !strings.EqualFold(h.Name, "Content-Length") {
-			out = append(out, h)
-		}
+	age := int64(e.Age(time.Now()) / time.Second)
+	out.headers = append(out.headers, grip.Header{Name: "Age", Value: strconv.FormatInt(age, 10)})
+	return out
+}
+
+// encoded returns hr with the body encoded as the client accepts, if the
+// entry has compressed variants.
+func encoded(ctx *fasthttp.RequestCtx, e *cache.Entry, hr heldResponse) heldResponse {
+	if !e.HasVariants() {
+		return hr
+	}
+	body, enc := e.Body(string(ctx.Request.Header.Peek("Accept-Encoding")))
+	out := hr
+	out.headers = append([]grip.Header(nil), hr.headers...)
+	out.headers = appendVary(out.headers, "Accept-Encoding")
+	if enc != "" {
+		out.body = body
+		out.headers = append(out.headers, grip.Header{Name: "Content-Encoding", Value: enc})
 	}
 	return out
 }
 
-func hasHeader(hs []grip.Header, name string) bool {
-	for _, h := range hs {
-		if strings.EqualFold(h.Name, name) {
-			return true
+// originFailure answers a client whose request reached no usable origin
+// answer and no cached copy.
+func (s *Server) originFailure(ctx *fasthttp.RequestCtx, err error) {
+	code, msg := originStatus(err)
+	s.log.Warn("origin request failed", "path", string(ctx.Path()), "err", err, "status", code)
+	clientError(ctx, code, msg)
+}
+
+func isWebSocketUpgrade(ctx *fasthttp.RequestCtx) bool {
+	return ctx.Request.Header.ConnectionUpgrade() && len(ctx.Request.Header.Peek("Upgrade")) > 0
+}
+
+// requestError answers a request fasthttp could not read.
+func requestError(ctx *fasthttp.RequestCtx, err error) {
+	var small *fasthttp.ErrSmallBuffer
+	switch {
+	case errors.Is(err, fasthttp.ErrBodyTooLarge):
+		clientError(ctx, fasthttp.StatusRequestEntityTooLarge, "request body too large")
+	case errors.As(err, &small):
+		clientError(ctx, fasthttp.StatusRequestHeaderFieldsTooLarge, "request header too large")
+	default:
+		var te interface{ Timeout() bool }
+		if errors.As(err, &te) && te.Timeout() {
+			clientError(ctx, fasthttp.StatusRequestTimeout, "request timed out")
+			return
 		}
+		clientError(ctx, fasthttp.StatusBadRequest, "malformed request")
 	}
-	return false
+}
+
+// clientError answers a client with a short plain-text error.
+func clientError(ctx *fasthttp.RequestCtx, code int, msg string) {
+	ctx.Response.Reset()
+	ctx.SetStatusCode(code)
+	ctx.SetContentType("text/plain; charset=utf-8")
+	ctx.SetBodyString("edgepush: " + msg + "\n")
 }

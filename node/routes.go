@@ -6,7 +6,6 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
-	"net"
 	"net/netip"
 	"os"
 	"slices"
@@ -287,110 +286,153 @@ func (t *routeTable) caching() bool {
 	return slices.ContainsFunc(t.all, func(rt *route) bool { return rt.cache })
 }
 
-// isDialError reports whether err happened before anything was sent:
-// the origin could not be connected to.
-func isDialError(err error) bool {
-	var oe *net.OpError
-	return errors.Is(err, fasthttp.ErrDialTimeout) || errors.As(err, &oe) && oe.Op == "dial"
+// routeFor picks the route of a client request. When the request has
+// looped back to this CDN (its CDN-Loop names this node's token) or no
+// route takes it, it answers the client (508, 404) and returns nil.
+func (s *Server) routeFor(ctx *fasthttp.RequestCtx) *route {
+	if s.looped(ctx) {
+		s.log.Warn("request loop", "host", string(ctx.Request.Header.Host()), "path", string(ctx.Path()),
+			"cdn_loop", string(ctx.Request.Header.Peek("CDN-Loop")))
+		clientError(ctx, fasthttp.StatusLoopDetected, "loop detected: this request already passed through this CDN (CDN-Loop: "+
+			s.cfg.CDNLoop+"); a route's origin leads back to it")
+		return nil
+	}
+	path := requestTarget(ctx)
+	if i := bytes.IndexByte(path, '?'); i >= 0 {
+		path = path[:i]
+	}
+	if hasDotSegment(path) {
+		// "/public/../admin" would be matched by one route and name
+		// another route's resource: refused, as browsers never send it.
+		clientError(ctx, fasthttp.StatusBadRequest, "request path with dot-segments (/./ or /../)")
+		return nil
+	}
+	rt := s.routes.match(ctx.Request.Header.Host(), path)
+	if rt == nil {
+		clientError(ctx, fasthttp.StatusNotFound, fmt.Sprintf("no route for host %q and path %q", ctx.Request.Header.Host(), path))
+	}
+	return rt
 }
 
-// startProbes runs one prober per origin: it waits for the origin's
-// breaker to open, then probes until the origin answers.
-func (s *Server) startProbes() {
-	if s.cfg.OriginFailures <= 0 {
-		return // no breakers
-	}
-	for _, rt := range s.routes.all {
-		for _, o := range rt.origins {
-			s.bg.Go(func() { o.breaker.probeLoop(s.stop, func() bool { return s.probeOrigin(rt, o) }) })
+// hasDotSegment reports whether path has a "." or ".." segment, literal
+// or percent-encoded.
+func hasDotSegment(path []byte) bool {
+	for len(path) > 0 {
+		var seg []byte
+		seg, path, _ = bytes.Cut(path, []byte{'/'})
+		if len(seg) == 0 || len(seg) > 6 {
+			continue
 		}
-	}
-}
-
-// probeOrigin asks one origin of rt whether it is back (any answer
-// below 500).
-func (s *Server) probeOrigin(rt *route, o *routeOrigin) bool {
-	req, resp := fasthttp.AcquireRequest(), fasthttp.AcquireResponse()
-	defer fasthttp.ReleaseRequest(req)
-	defer fasthttp.ReleaseResponse(resp)
-	req.SetRequestURI(rt.prefix + s.cfg.OriginProbePath)
-	req.UseHostHeader = true
-	req.Header.SetHost(cmp(rt.hostRewrite, o.client.hc.Addr))
-	req.Header.Set("CDN-Loop", s.cfg.CDNLoop)
-	req.Header.Set("Grip-Sig", rt.signer.Token(time.Now()))
-	err := o.client.do(req, resp)
-	ok := err == nil && resp.StatusCode() < 500
-	s.log.Info("origin probe", "route", rt.id, "origin", o.url, "ok", ok, "err", err)
-	return ok
-}
-
-// originBreakers is the origins' circuit breakers seen together.
-type originBreakers struct{ routes *routeTable }
-
-// isOpen reports whether any origin's breaker is open.
-func (b originBreakers) isOpen() bool {
-	for _, rt := range b.routes.all {
-		if rt.breakerState() != "closed" {
+		dots := 0
+		for len(seg) > 0 {
+			switch {
+			case seg[0] == '.':
+				seg = seg[1:]
+			case len(seg) >= 3 && seg[0] == '%' && seg[1] == '2' && (seg[2] == 'e' || seg[2] == 'E'):
+				seg = seg[3:]
+			default:
+				dots = 3 // not a dot: not a dot-segment
+				seg = nil
+				continue
+			}
+			dots++
+		}
+		if dots == 1 || dots == 2 {
 			return true
 		}
 	}
 	return false
 }
 
-// breakerState is "closed", "open" (every origin's breaker is open: the
-// route fails fast) or "partial" (requests go to the other origins).
-func (rt *route) breakerState() string {
-	open := 0
-	for _, o := range rt.origins {
-		if o.breaker.isOpen() {
-			open++
+// requestTarget is the request target as the client sent it (path and
+// query), what routes match and what goes to the origin.
+func requestTarget(ctx *fasthttp.RequestCtx) []byte {
+	if t := ctx.Request.Header.RequestURI(); len(t) > 0 && t[0] == '/' {
+		return t
+	}
+	return ctx.Request.RequestURI() // absolute-form: the parsed URI's
+}
+
+// setTarget sets req's request URI for the client's target: strip-prefix
+// removed, the origins' path prepended.
+func (rt *route) setTarget(req *fasthttp.Request, target []byte) {
+	slash := false
+	if rt.strip != "" && bytes.HasPrefix(target, []byte(rt.strip)) {
+		target = target[len(rt.strip):]
+		slash = len(target) == 0 || target[0] != '/'
+	}
+	if rt.prefix == "" && !slash {
+		req.SetRequestURIBytes(target)
+		return
+	}
+	var buf [256]byte
+	b := append(buf[:0], rt.prefix...)
+	if slash {
+		b = append(b, '/')
+	}
+	req.SetRequestURIBytes(append(b, target...))
+}
+
+// looped reports whether the request's CDN-Loop header (RFC 8586) names
+// this node's token.
+func (s *Server) looped(ctx *fasthttp.RequestCtx) bool {
+	for _, v := range ctx.Request.Header.PeekAll("CDN-Loop") {
+		if cdnLoopHas(v, s.cfg.CDNLoop) {
+			return true
 		}
 	}
-	switch open {
-	case 0:
-		return "closed"
-	case len(rt.origins):
-		return "open"
-	}
-	return "partial"
+	return false
 }
 
-// RouteStatus is one route as GET /status reports it.
-type RouteStatus struct {
-	ID        string `json:"id"`
-	Host      string `json:"host"` // "*": any
-	Path      string `json:"path"`
-	WebSocket bool   `json:"websocket"`
-	Cache     bool   `json:"cache"`
-	// Breaker is "closed", "open" (every origin's) or "partial".
-	Breaker string              `json:"breaker"`
-	Origins []RouteOriginStatus `json:"origins"`
-}
-
-// RouteOriginStatus is one origin of a route: its request counters and
-// its circuit breaker.
-type RouteOriginStatus struct {
-	URL      string `json:"url"`
-	Requests uint64 `json:"requests"`
-	Errors   uint64 `json:"errors"`
-	Breaker  string `json:"breaker"` // "open" or "closed"
-}
-
-// routeStatus reports every route in configuration order.
-func (s *Server) routeStatus() []RouteStatus {
-	out := make([]RouteStatus, 0, len(s.routes.all))
-	for _, rt := range s.routes.all {
-		st := RouteStatus{ID: rt.id, Host: cmp(rt.host, "*"), Path: rt.path, WebSocket: rt.ws,
-			Cache: rt.cache && s.cache != nil, Breaker: rt.breakerState()}
-		for _, o := range rt.origins {
-			st.Origins = append(st.Origins, RouteOriginStatus{
-				URL:      o.url,
-				Requests: o.client.requests.Load(),
-				Errors:   o.client.errors.Load(),
-				Breaker:  map[bool]string{true: "open", false: "closed"}[o.breaker.isOpen()],
-			})
+// cdnLoopHas reports whether a CDN-Loop value ("a, b; p=1, c") lists the
+// CDN id token, compared without ASCII case.
+func cdnLoopHas(v []byte, token string) bool {
+	for len(v) > 0 {
+		var item []byte
+		item, v, _ = bytes.Cut(v, []byte{','})
+		if i := bytes.IndexByte(item, ';'); i >= 0 {
+			item = item[:i]
 		}
-		out = append(out, st)
+		if equalFoldASCII(bytes.TrimSpace(item), token) {
+			return true
+		}
 	}
-	return out
+	return false
+}
+
+func equalFoldASCII(b []byte, s string) bool {
+	if len(b) != len(s) {
+		return false
+	}
+	for i := range len(b) {
+		x, y := b[i], s[i]
+		if 'A' <= x && x <= 'Z' {
+			x += 'a' - 'A'
+		}
+		if 'A' <= y && y <= 'Z' {
+			y += 'a' - 'A'
+		}
+		if x != y {
+			return false
+		}
+	}
+	return true
+}
+
+// validCDNLoopToken reports whether t can stand in a CDN-Loop header: an
+// HTTP token, or host:port.
+func validCDNLoopToken(t string) bool {
+	if t == "" {
+		return false
+	}
+	for i := range len(t) {
+		c := t[i]
+		switch {
+		case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9':
+		case bytes.IndexByte([]byte("!#$%&'*+-.^_`|~:[]"), c) >= 0:
+		default:
+			return false
+		}
+	}
+	return true
 }

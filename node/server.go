@@ -24,8 +24,9 @@ import (
 	"github.com/valyala/fasthttp"
 )
 
-// Server is one edgepush node: New builds it (no goroutines), Start opens
-// its listeners, Shutdown drains it.
+// Server is one edgepush node: New checks the configuration and builds it
+// (no goroutines, sockets or files), Start opens its listeners and starts
+// serving, Shutdown drains it.
 type Server struct {
 	cfg        Config
 	log        *slog.Logger
@@ -35,19 +36,24 @@ type Server struct {
 	routes     *routeTable  // picks each request's origins
 	signer     *grip.Signer // -sig-key and -sig-iss (routes may have their own)
 	publishKey []byte       // nil: control API open
+	clusterKey []byte       // nil: tier traffic not encrypted
 
 	cache     *cache.Cache // nil: caching off
 	limiter   *purge.Limiter
+	ops       purge.Applier    // publishes and purges, from clients and peers
 	tier      *cluster.Cluster // nil: single node
-	purges    *purgeLog        // the tier's recent purges (nil: single node)
-	dropOps   atomic.Bool      // tests: lose operations from peers (a partition)
 	breaker   originBreakers   // every origin's circuit breaker
-	stop      chan struct{}    // closed by Shutdown: stops the prober
 	upgrader  *websocket.FastHTTPUpgrader
 	wsOrigins []string
-	bg        bgGroup // goroutines the node starts for connections
 	metrics   *nodeMetrics
 	access    *accessLog // nil: no access log
+
+	// bg runs the goroutines the node starts besides serving (probes,
+	// WebSocket-over-HTTP requests, hints, history sweeps); bgCtx is
+	// cancelled when Shutdown stops them, so that none waits out a pause.
+	bg       bgGroup
+	bgCtx    context.Context
+	bgCancel context.CancelFunc
 
 	client, control     *fasthttp.Server
 	clientLn, controlLn net.Listener
@@ -102,22 +108,25 @@ func New(cfg Config, log *slog.Logger) (*Server, error) {
 		}
 		s.publishKey = key
 	}
+	if cfg.ClusterKey != "" {
+		if s.clusterKey, err = grip.ParseKey(cfg.ClusterKey); err != nil {
+			return nil, fmt.Errorf("config: -cluster-key: %w", err)
+		}
+		if n := len(s.clusterKey); n != 16 && n != 24 && n != 32 {
+			return nil, fmt.Errorf("config: -cluster-key: %d bytes, want 16, 24 or 32", n)
+		}
+	}
 	if cfg.TLSListen != "" {
 		if s.certs, err = newCertStore(cfg.TLSCert, cfg.TLSKey); err != nil {
 			return nil, err
 		}
 	}
-	s.stop = make(chan struct{})
-	if s.access, err = openAccessLog(cfg.AccessLog); err != nil {
+	if err := checkAccessLog(cfg.AccessLog); err != nil {
 		return nil, err
 	}
-	if s.routes.caching() {
-		s.cache, err = cache.New(cache.Config{MaxBytes: cfg.CacheMaxBytes, StaleIfError: cfg.StaleIfError})
-		if err != nil {
-			return nil, err
-		}
-	}
-	s.limiter = purge.NewLimiter(cfg.PurgeInterval, cachePurger{s.cache})
+	s.bgCtx, s.bgCancel = context.WithCancel(context.Background())
+	s.limiter = purge.NewLimiter(cfg.PurgeInterval, cachePurger{s})
+	s.ops = purge.Applier{Limiter: s.limiter, Publisher: publisher{s}}
 	s.metrics = newNodeMetrics(s)
 	s.upgrader = &websocket.FastHTTPUpgrader{
 		ReadBufferSize:    1024,
@@ -159,40 +168,12 @@ func New(cfg Config, log *slog.Logger) (*Server, error) {
 	return s, nil
 }
 
-// Start opens the client and control listeners and serves them in the
-// background.
+// Start opens the listeners, the cache and the access log, joins the
+// tier, and serves in the background. When it fails, what it opened is
+// closed again and the Server cannot be started again.
 func (s *Server) Start() error {
-	w, err := connwatch.New()
-	if err != nil {
-		return err
-	}
-	s.watch = w
-	if s.clientLn, err = net.Listen("tcp", s.cfg.Listen); err != nil {
-		w.Close()
-		return fmt.Errorf("listen %s: %w", s.cfg.Listen, err)
-	}
-	if s.controlLn, err = net.Listen("tcp", s.cfg.Control); err != nil {
-		s.clientLn.Close()
-		w.Close()
-		return fmt.Errorf("control listen %s: %w", s.cfg.Control, err)
-	}
-	if s.certs != nil {
-		ln, err := net.Listen("tcp", s.cfg.TLSListen)
-		if err != nil {
-			s.clientLn.Close()
-			s.controlLn.Close()
-			w.Close()
-			return fmt.Errorf("tls listen %s: %w", s.cfg.TLSListen, err)
-		}
-		s.tlsLn = tls.NewListener(ln, s.certs.tlsConfig())
-	}
-	if err := s.startTier(); err != nil {
-		s.clientLn.Close()
-		s.controlLn.Close()
-		if s.tlsLn != nil {
-			s.tlsLn.Close()
-		}
-		w.Close()
+	if err := s.open(); err != nil {
+		s.teardown()
 		return err
 	}
 	s.started = time.Now()
@@ -211,6 +192,60 @@ func (s *Server) Start() error {
 	return nil
 }
 
+// open acquires what serving needs, in order; teardown releases whatever
+// it got.
+func (s *Server) open() error {
+	var err error
+	if s.watch, err = connwatch.New(); err != nil {
+		return err
+	}
+	if s.clientLn, err = net.Listen("tcp", s.cfg.Listen); err != nil {
+		return fmt.Errorf("listen %s: %w", s.cfg.Listen, err)
+	}
+	if s.controlLn, err = net.Listen("tcp", s.cfg.Control); err != nil {
+		return fmt.Errorf("control listen %s: %w", s.cfg.Control, err)
+	}
+	if s.certs != nil {
+		ln, err := net.Listen("tcp", s.cfg.TLSListen)
+		if err != nil {
+			return fmt.Errorf("tls listen %s: %w", s.cfg.TLSListen, err)
+		}
+		s.tlsLn = tls.NewListener(ln, s.certs.tlsConfig())
+	}
+	if s.access, err = openAccessLog(s.cfg.AccessLog); err != nil {
+		return err
+	}
+	if s.routes.caching() {
+		if s.cache, err = cache.New(cache.Config{MaxBytes: s.cfg.CacheMaxBytes, StaleIfError: s.cfg.StaleIfError}); err != nil {
+			return err
+		}
+	}
+	return s.startTier()
+}
+
+// teardown releases what open acquired (any part of it) and stops the
+// background work; it runs last in Shutdown and when Start fails.
+func (s *Server) teardown() {
+	s.bgCancel()
+	for _, ln := range []net.Listener{s.clientLn, s.tlsLn, s.controlLn} {
+		if ln != nil {
+			ln.Close()
+		}
+	}
+	s.pool.Close()
+	if s.watch != nil {
+		s.watch.Close()
+	}
+	if s.tier != nil {
+		s.tier.Shutdown()
+	}
+	s.limiter.Close() // trailing purges run now
+	if s.cache != nil {
+		s.cache.Close()
+	}
+	s.access.close()
+}
+
 func (s *Server) serve(srv *fasthttp.Server, ln net.Listener) {
 	s.serving.Add(1)
 	go func() {
@@ -221,19 +256,21 @@ func (s *Server) serve(srv *fasthttp.Server, ln net.Listener) {
 	}()
 }
 
-// Addr is the client listener's address (after Start).
-func (s *Server) Addr() net.Addr { return s.clientLn.Addr() }
+// Addr is the client listener's address (after Start; nil before).
+func (s *Server) Addr() net.Addr { return addrOf(s.clientLn) }
 
 // TLSAddr is the HTTPS listener's address (after Start), nil without one.
-func (s *Server) TLSAddr() net.Addr {
-	if s.tlsLn == nil {
+func (s *Server) TLSAddr() net.Addr { return addrOf(s.tlsLn) }
+
+// ControlAddr is the control listener's address (after Start; nil before).
+func (s *Server) ControlAddr() net.Addr { return addrOf(s.controlLn) }
+
+func addrOf(ln net.Listener) net.Addr {
+	if ln == nil {
 		return nil
 	}
-	return s.tlsLn.Addr()
+	return ln.Addr()
 }
-
-// ControlAddr is the control listener's address (after Start).
-func (s *Server) ControlAddr() net.Addr { return s.controlLn.Addr() }
 
 // Shutdown drains the node and stops it. In order: /readyz turns 503;
 // after -drain-delay the client listeners close (requests in flight
@@ -245,6 +282,10 @@ func (s *Server) ControlAddr() net.Addr { return s.controlLn.Addr() }
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.shutdownOnce.Do(func() {
 		s.draining.Store(true)
+		if s.started.IsZero() { // never started, or Start failed
+			s.teardown()
+			return
+		}
 		s.log.Info("draining", "delay", s.cfg.DrainDelay.String(), "period", s.cfg.DrainPeriod.String(), "held", s.held.Load())
 		sleepCtx(ctx, s.cfg.DrainDelay)
 		// Closing the listeners as well covers a Serve goroutine that has
@@ -261,137 +302,19 @@ func (s *Server) Shutdown(ctx context.Context) error {
 			s.tier.Leave(2 * time.Second)
 		}
 		s.pool.Close()
-		close(s.stop)
+		s.bgCancel() // probes, WebSocket retries and sweeps stop waiting
 		s.closeServedAgain()
-		s.bg.StopAndWait()
+		if !s.bg.StopAndWait(ctx) {
+			s.log.Warn("shutdown: background origin requests still running at the deadline")
+		}
 		errControl := s.control.ShutdownWithContext(ctx)
 		s.controlLn.Close()
 		s.serving.Wait()
-		if s.watch != nil {
-			s.watch.Close()
-		}
-		if s.tier != nil {
-			s.tier.Shutdown()
-		}
-		s.limiter.Close() // trailing purges run now
-		if s.cache != nil {
-			s.cache.Close()
-		}
-		s.access.close()
+		s.teardown()
 		s.shutdownError = errors.Join(errClient, errControl)
 		s.log.Info("edgepush node stopped")
 	})
 	return s.shutdownError
-}
-
-// serveAgain hands a connection whose long-poll was answered back to the
-// HTTP server for its next request.
-func (s *Server) serveAgain(c net.Conn) {
-	if tc, ok := tcpConn(c).(*tls.Conn); ok {
-		c = tlsHijacked{Conn: c, tls: tc} // so that ctx.IsTLS() still holds
-	}
-	s.againMu.Lock()
-	if s.again == nil {
-		s.again = map[net.Conn]struct{}{}
-	}
-	s.again[c] = struct{}{}
-	s.againMu.Unlock()
-	started := s.bg.Go(func() {
-		defer func() {
-			s.againMu.Lock()
-			delete(s.again, c)
-			s.againMu.Unlock()
-		}()
-		if err := s.client.ServeConn(c); err != nil {
-			s.log.Debug("serve again", "err", err)
-		}
-	})
-	if !started {
-		c.Close()
-	}
-}
-
-// closeServedAgain closes the connections serveAgain handed back, so that
-// a shutdown does not wait for their clients' next requests.
-func (s *Server) closeServedAgain() {
-	s.againMu.Lock()
-	defer s.againMu.Unlock()
-	for c := range s.again {
-		c.Close()
-	}
-}
-
-// tlsHijacked is a hijacked TLS connection handed back to fasthttp: it
-// shows the TLS state, which fasthttp's hijack wrapper hides.
-type tlsHijacked struct {
-	net.Conn
-	tls *tls.Conn
-}
-
-func (c tlsHijacked) Handshake() error                     { return c.tls.Handshake() }
-func (c tlsHijacked) ConnectionState() tls.ConnectionState { return c.tls.ConnectionState() }
-func (c tlsHijacked) UnsafeConn() net.Conn                 { return c.Conn }
-
-// serveClient answers one client request from the cache or the origin
-// and acts on the GRIP instructions in the answer.
-func (s *Server) serveClient(ctx *fasthttp.RequestCtx) {
-	defer recoverLog(s.log, "client request")
-	defer s.access.request(ctx) // no-op when the access log is off
-	s.requests.Add(1)
-	if s.overConnLimit() {
-		clientError(ctx, fasthttp.StatusServiceUnavailable, "too many connections")
-		ctx.SetConnectionClose()
-		return
-	}
-	rt := s.routeFor(ctx)
-	if rt == nil {
-		return // answered: no route, or a loop
-	}
-	if isWebSocketUpgrade(ctx) {
-		s.serveWebSocket(ctx, rt)
-		return
-	}
-	oreq := fasthttp.AcquireRequest()
-	defer fasthttp.ReleaseRequest(oreq)
-	s.originRequest(ctx, oreq, rt)
-	creq := s.clientCacheRequest(ctx, rt, oreq)
-	e, result, err := s.cacheLookup(rt, creq, oreq)
-	s.access.noteCache(ctx, result)
-	if err != nil {
-		s.originFailure(ctx, err)
-		return
-	}
-	p := e.Value.(*parsed)
-	if p.err != nil {
-		s.badInstructs.Add(1)
-		s.log.Warn("invalid GRIP instructions from origin", "path", string(ctx.Path()), "err", p.err)
-		clientError(ctx, fasthttp.StatusBadGateway, "invalid GRIP instructions from origin: "+p.err.Error())
-		return
-	}
-	hr, in := p.hr, p.in
-	switch {
-	case in.Hold == grip.HoldNone || ctx.IsHead():
-		hr = withAge(encoded(ctx, e, hr), e, result)
-		hr.headers = append(hr.headers, grip.Header{Name: "X-Cache", Value: cacheStatus(result)})
-		relay(ctx, hr)
-	case s.held.Load() >= int64(s.cfg.MaxConns):
-		clientError(ctx, fasthttp.StatusServiceUnavailable, "too many connections")
-	case in.Hold == grip.HoldStream:
-		s.holdStream(ctx, hr, in, p.since)
-	default:
-		s.holdResponse(ctx, hr, encoded(ctx, e, hr), in, p.since, s.refetcher(rt, creq))
-	}
-}
-
-// overConnLimit reports whether the node holds more than -max-conns
-// client connections: those fasthttp serves (this one included) plus the
-// held ones it handed over.
-func (s *Server) overConnLimit() bool {
-	open := int64(s.client.GetOpenConnectionsCount())
-	if s.tlsLn != nil {
-		open-- // fasthttp counts each listening Serve as one open connection
-	}
-	return open+s.held.Load() > int64(s.cfg.MaxConns)
 }
 
 // sweepHistory drops expired channel history now and then.
@@ -400,7 +323,7 @@ func (s *Server) sweepHistory() {
 	defer t.Stop()
 	for {
 		select {
-		case <-s.stop:
+		case <-s.bgCtx.Done():
 			return
 		case now := <-t.C:
 			s.hub.Sweep(now)
@@ -408,81 +331,10 @@ func (s *Server) sweepHistory() {
 	}
 }
 
-// cachePurger applies purges to the cache, if there is one.
-type cachePurger struct{ c *cache.Cache }
-
-func (p cachePurger) Purge(key string, soft bool) {
-	if p.c != nil {
-		p.c.Purge(key, soft)
-	}
-}
-
-func (p cachePurger) PurgeURL(url string, soft bool) {
-	if p.c != nil {
-		p.c.PurgeURL(url, soft)
-	}
-}
-
-// checkChannels applies the node's limits to a hold's channels.
-func (s *Server) checkChannels(in *grip.Instruct) error {
-	switch {
-	case in.Hold == grip.HoldNone:
-		return nil
-	case len(in.Channels) == 0:
-		return errors.New("Grip-Hold without Grip-Channel")
-	case len(in.Channels) > s.cfg.MaxChannels:
-		return fmt.Errorf("%d channels, at most %d allowed", len(in.Channels), s.cfg.MaxChannels)
-	}
-	return nil
-}
-
-func isWebSocketUpgrade(ctx *fasthttp.RequestCtx) bool {
-	return ctx.Request.Header.ConnectionUpgrade() && len(ctx.Request.Header.Peek("Upgrade")) > 0
-}
-
-// requestError answers a request fasthttp could not read.
-func requestError(ctx *fasthttp.RequestCtx, err error) {
-	var small *fasthttp.ErrSmallBuffer
-	switch {
-	case errors.Is(err, fasthttp.ErrBodyTooLarge):
-		clientError(ctx, fasthttp.StatusRequestEntityTooLarge, "request body too large")
-	case errors.As(err, &small):
-		clientError(ctx, fasthttp.StatusRequestHeaderFieldsTooLarge, "request header too large")
-	default:
-		var te interface{ Timeout() bool }
-		if errors.As(err, &te) && te.Timeout() {
-			clientError(ctx, fasthttp.StatusRequestTimeout, "request timed out")
-			return
-		}
-		clientError(ctx, fasthttp.StatusBadRequest, "malformed request")
-	}
-}
-
-// clientError answers a client with a short plain-text error.
-func clientError(ctx *fasthttp.RequestCtx, code int, msg string) {
-	ctx.Response.Reset()
-	ctx.SetStatusCode(code)
-	ctx.SetContentType("text/plain; charset=utf-8")
-	ctx.SetBodyString("edgepush: " + msg + "\n")
-}
-
 // recoverLog turns a panic into a log line; a bug in one request must not
 // take the node down.
 func recoverLog(log *slog.Logger, where string) {
 	if r := recover(); r != nil {
 		log.Error("panic", "in", where, "panic", fmt.Sprint(r), "stack", string(debug.Stack()))
-	}
-}
-
-// sleepCtx waits d or until ctx is done.
-func sleepCtx(ctx context.Context, d time.Duration) {
-	if d <= 0 {
-		return
-	}
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-	case <-ctx.Done():
 	}
 }

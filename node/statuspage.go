@@ -106,7 +106,7 @@ func (e *statusEvents) next() error {
 		wait := time.NewTimer(min(e.every, time.Until(e.until)))
 		defer wait.Stop()
 		select {
-		case <-e.s.stop:
+		case <-e.s.bgCtx.Done():
 			return io.EOF
 		case <-wait.C:
 		}

@@ -204,7 +204,7 @@ func TestTierPartitionedNodeCatchesUpOnPurges(t *testing.T) {
 	for _, node := range nodes {
 		read(node) // cache "value 0" everywhere
 	}
-	c.dropOps.Store(true) // from now on c loses every forwarded operation
+	c.tier.DropIncoming(true) // from now on c loses every forwarded operation
 	o.value.Store(9)
 	resp, err := http.Post(nodes[0].ctl+"/purge/", "application/json", strings.NewReader(`{"keys":["counter"],"soft":false}`))
 	if err != nil {

@@ -2,10 +2,12 @@ package node
 
 import (
 	"bytes"
+	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -14,29 +16,31 @@ import (
 	"github.com/edgepush/edgepush/cache"
 	"github.com/edgepush/edgepush/fanout"
 	"github.com/edgepush/edgepush/grip"
-	"github.com/fasthttp/websocket"
 	"github.com/valyala/fasthttp"
 )
 
-// wsSession is one client WebSocket driven by the origin over
-// WebSocket-over-HTTP: client activity is batched into POSTs of
-// application/websocket-events, one in flight at a time, and the events
-// of each answer are played to the client. Lock order: ws.mu, then the
-// Hub's locks.
-type wsSession struct {
-	s       *Server
-	rt      *route
-	id      string // Connection-Id
-	uri     string // origin request URI
-	host    []byte
-	headers []grip.Header // the client's handshake headers, replayed on every POST
-	xff     string
-	proto   string
-	deflate bool
+// The origin side of a WebSocket: the WebSocket-over-HTTP session. Client
+// activity is batched into POSTs of application/websocket-events, one in
+// flight at a time, each built from the handshake's origin request
+// (originRequest, as for any client request); the events of each answer
+// are played to the client (wsclient.go), and its control messages
+// (subscribe, set-meta, keep-alive, detach) obeyed.
 
-	t   *wsTransport
-	acc *heldAccess // access-log record; nil when the log is off
-	fc  *fanout.Conn
+var (
+	errBadOpen      = errors.New("origin did not accept the WebSocket (no OPEN event first)")
+	errShuttingDown = errors.New("node shutting down")
+)
+
+// wsSession is one client WebSocket's conversation with the origin. Lock
+// order: ws.mu, then the Hub's locks, then wsClient.mu.
+type wsSession struct {
+	s      *Server
+	rt     *route
+	id     string // Connection-Id
+	uri    string // origin request URI
+	host   []byte
+	header []grip.Header // the handshake's origin request headers, replayed on every POST
+	client *wsClient     // set before the upgrade
 
 	refreshing atomic.Bool
 
@@ -50,48 +54,46 @@ type wsSession struct {
 	pendingBytes int
 	inFlight     bool
 	force        bool // post even without events (keep-alive, refresh)
-	closeEcho    int  // the client's close code, answered if the origin sends no CLOSE
-	sentClose    bool
 	done         bool
 	kaEvery      time.Duration
 	kaTimer      *time.Timer
 }
 
-func newWSSession(s *Server, ctx *fasthttp.RequestCtx, rt *route) *wsSession {
+// newWSSession captures what every WebSocket-over-HTTP request of the
+// session repeats: the handshake's origin request as originRequest builds
+// it, without the handshake-only headers.
+func (s *Server) newWSSession(ctx *fasthttp.RequestCtx, rt *route) *wsSession {
 	id := make([]byte, 8)
 	rand.Read(id)
-	ws := &wsSession{
-		s:        s,
-		rt:       rt,
-		id:       hex.EncodeToString(id),
-		uri:      rt.originTarget(requestTarget(ctx)),
-		host:     bytes.Clone(ctx.Request.Header.Host()),
-		xff:      string(rt.forwardedFor(nil, ctx)),
-		proto:    map[bool]string{true: "https", false: "http"}[ctx.IsTLS()],
-		meta:     map[string]string{},
-		channels: map[string]struct{}{},
-	}
-	for k, v := range ctx.Request.Header.All() {
-		name := string(k)
-		if isHopHeader(name, nil) || grip.IsGripHeader(name) || skipToOrigin(name) || skipWSHeader(name) {
-			continue
+	ws := &wsSession{s: s, rt: rt, id: hex.EncodeToString(id), meta: map[string]string{}, channels: map[string]struct{}{}}
+	req := fasthttp.AcquireRequest()
+	defer fasthttp.ReleaseRequest(req)
+	s.originRequest(ctx, req, rt)
+	stripWSHandshake(&req.Header)
+	ws.uri = string(req.Header.RequestURI())
+	ws.host = bytes.Clone(req.Header.Host())
+	for k, v := range req.Header.All() {
+		switch name := string(k); {
+		case strings.EqualFold(name, "Host"), strings.EqualFold(name, "Content-Length"),
+			strings.EqualFold(name, "Grip-Sig"): // set by each request
+		default:
+			ws.header = append(ws.header, grip.Header{Name: name, Value: string(v)})
 		}
-		ws.headers = append(ws.headers, grip.Header{Name: name, Value: string(v)})
 	}
-	ws.headers = append(ws.headers, grip.Header{Name: "CDN-Loop", Value: s.cfg.CDNLoop})
 	return ws
 }
 
-// skipWSHeader names handshake headers that belong to the client's hop
-// and the headers each POST sets itself.
-func skipWSHeader(name string) bool {
-	for _, h := range []string{"Sec-WebSocket-Key", "Sec-WebSocket-Version", "Sec-WebSocket-Extensions",
-		"Content-Type", "Accept", "Connection-Id"} {
-		if strings.EqualFold(name, h) {
-			return true
+// openFetcher returns the cache's fetcher for the session's OPEN.
+func (ws *wsSession) openFetcher() cache.Fetcher {
+	open := []grip.WSEvent{{Type: grip.WSEventOpen}}
+	return func() (*cache.Response, error) {
+		since := ws.s.hub.Position()
+		r, err := ws.postEvents(open)
+		if r != nil {
+			r.Value = &parsed{since: since} // for replays to subscriptions the answer makes
 		}
+		return r, err
 	}
-	return len(name) > 5 && strings.EqualFold(name[:5], "Meta-")
 }
 
 // postEvents POSTs events to the origin and returns its answer, whatever
@@ -103,8 +105,8 @@ func (ws *wsSession) postEvents(events []grip.WSEvent) (*cache.Response, error) 
 	req.Header.SetMethod(fasthttp.MethodPost)
 	req.SetRequestURI(ws.uri)
 	req.UseHostHeader = true
-	ws.rt.setHost(req, ws.host)
-	for _, h := range ws.headers {
+	req.Header.SetHostBytes(ws.host)
+	for _, h := range ws.header {
 		req.Header.Add(h.Name, h.Value)
 	}
 	req.Header.Set("Content-Type", grip.WebSocketEventsType)
@@ -115,9 +117,7 @@ func (ws *wsSession) postEvents(events []grip.WSEvent) (*cache.Response, error) 
 		req.Header.Set("Meta-"+k, v)
 	}
 	ws.mu.Unlock()
-	req.Header.Set("X-Forwarded-For", ws.xff)
-	req.Header.Set("X-Forwarded-Proto", ws.proto)
-	req.Header.Set("Grip-Sig", ws.rt.signer.Token(time.Now()))
+	signRequest(req, ws.rt)
 	req.SetBodyRaw(grip.AppendWSEvents(nil, events...))
 	if err := ws.s.originDo(ws.rt, req, resp); err != nil {
 		return nil, err
@@ -125,7 +125,7 @@ func (ws *wsSession) postEvents(events []grip.WSEvent) (*cache.Response, error) 
 	return &cache.Response{
 		Status: resp.StatusCode(),
 		Reason: string(resp.Header.StatusMessage()),
-		Header: toFields(originHeaders(resp)),
+		Header: originHeaders(resp),
 		// The events outlive resp, which goes back to its pool.
 		Body: bytes.Clone(resp.Body()),
 	}, nil
@@ -189,7 +189,7 @@ func (ws *wsSession) applyHeaders(r *cache.Response) {
 	ws.mu.Lock()
 	defer ws.mu.Unlock()
 	for _, f := range r.Header {
-		if len(f.Name) > 9 && strings.EqualFold(f.Name[:9], "Set-Meta-") {
+		if isSetMeta(f.Name) {
 			if f.Value == "" {
 				delete(ws.meta, f.Name[9:])
 			} else {
@@ -198,19 +198,16 @@ func (ws *wsSession) applyHeaders(r *cache.Response) {
 		}
 	}
 	if v := r.Get("Keep-Alive-Interval"); v != "" {
-		ws.kaEvery = parseKeepAliveInterval([]byte(v))
+		ws.kaEvery = parseKeepAliveInterval(v)
 	}
 }
 
-// run drives the upgraded connection until the client's side ends.
-func (ws *wsSession) run(c *websocket.Conn, events []grip.WSEvent, since uint64) {
-	if err := ws.start(c); err != nil {
-		ws.s.log.Warn("WebSocket start", "err", err)
-		return
+func parseKeepAliveInterval(v string) time.Duration {
+	n, err := strconv.Atoi(strings.TrimSpace(v))
+	if err != nil || n <= 0 {
+		return 0
 	}
-	ws.playOriginEvents(events, since)
-	ws.armKeepAlive()
-	ws.readLoop(c)
+	return time.Duration(n) * time.Second
 }
 
 // fromClient queues a client event for the origin (dropped when detached).
@@ -235,7 +232,7 @@ func (ws *wsSession) enqueue(ev grip.WSEvent, force bool) {
 	}
 	if ws.pendingBytes+len(ev.Content) > ws.s.cfg.WSMaxPending {
 		ws.mu.Unlock()
-		ws.fc.Send(closeFrame(closeTryAgainLater, "too many messages waiting for the origin"), true)
+		ws.client.sendClose(closeTryAgainLater, "too many messages waiting for the origin")
 		return
 	}
 	if ev.Type != "" {
@@ -247,7 +244,7 @@ func (ws *wsSession) enqueue(ev grip.WSEvent, force bool) {
 	ws.inFlight = true
 	ws.mu.Unlock()
 	if start && !ws.s.bg.Go(ws.sendLoop) {
-		ws.fc.Close(fanout.ErrShutdown)
+		ws.client.fc.Close(fanout.ErrShutdown)
 	}
 }
 
@@ -265,7 +262,7 @@ func (ws *wsSession) sendLoop() {
 		ws.mu.Unlock()
 		since := ws.s.hub.Position()
 		evs, err := ws.post(batch)
-		if err != nil && len(batch) == 0 {
+		if err != nil && len(batch) == 0 && !errors.Is(err, errShuttingDown) {
 			// A keep-alive or refresh: the origin is down, the client is
 			// not; try again at the next interval.
 			ws.s.log.Debug("WebSocket keep-alive request failed", "connection", ws.id, "err", err)
@@ -283,13 +280,16 @@ func (ws *wsSession) sendLoop() {
 }
 
 // post sends one batch, retrying transport failures and 5xx answers with
-// back-off while the connection lasts.
+// back-off while the connection lasts; a shutdown of the node stops the
+// retries at once.
 func (ws *wsSession) post(batch []grip.WSEvent) ([]grip.WSEvent, error) {
 	var err error
 	for attempt := 0; attempt <= ws.s.cfg.WSOriginRetries; attempt++ {
 		if attempt > 0 {
-			time.Sleep(time.Duration(250<<attempt) * time.Millisecond)
-			if ws.fc.Closed() && !lastEvents(batch) {
+			if !sleepCtx(ws.s.bgCtx, time.Duration(250<<attempt)*time.Millisecond) {
+				return nil, errShuttingDown
+			}
+			if ws.client.fc.Closed() && !lastEvents(batch) {
 				return nil, errClientGone
 			}
 		}
@@ -317,27 +317,23 @@ func lastEvents(batch []grip.WSEvent) bool {
 // originFailed closes the client with 1011 once the origin cannot be
 // reached: never a silent TCP drop.
 func (ws *wsSession) originFailed(err error, batch []grip.WSEvent) {
-	if errors.Is(err, errClientGone) || ws.fc.Closed() {
+	if errors.Is(err, errClientGone) || errors.Is(err, errShuttingDown) || ws.client.fc.Closed() {
 		return
 	}
 	ws.s.log.Warn("WebSocket origin request failed", "connection", ws.id, "err", err)
-	ws.mu.Lock()
-	code := ws.closeEcho
-	ws.mu.Unlock()
+	code, _ := ws.client.closing()
 	if code == 0 || !lastEvents(batch) {
 		code = closeInternalError
 	}
-	ws.fc.Send(closeFrame(code, "origin unavailable"), true)
+	ws.client.sendClose(code, "origin unavailable")
 }
 
 // answerClientClose completes the close handshake the client started when
 // the origin's answer to its CLOSE did not close the connection.
 func (ws *wsSession) answerClientClose(batch []grip.WSEvent) {
-	ws.mu.Lock()
-	code, sent := ws.closeEcho, ws.sentClose
-	ws.mu.Unlock()
+	code, sent := ws.client.closing()
 	if code != 0 && !sent && lastEvents(batch) {
-		ws.fc.Send(closeFrame(code, ""), true)
+		ws.client.sendClose(code, "")
 	}
 }
 
@@ -349,17 +345,14 @@ func (ws *wsSession) playOriginEvents(evs []grip.WSEvent, since uint64) {
 		case grip.WSEventText, grip.WSEventBinary:
 			ws.originMessage(ev, since)
 		case grip.WSEventPing:
-			ws.fc.Send(appendWSFrame(nil, opPing, ev.Content, false), false)
+			ws.client.sendControl(opPing, ev.Content)
 		case grip.WSEventPong:
-			ws.fc.Send(appendWSFrame(nil, opPong, ev.Content, false), false)
+			ws.client.sendControl(opPong, ev.Content)
 		case grip.WSEventClose:
 			code, reason := grip.ParseCloseContent(ev.Content)
-			ws.mu.Lock()
-			ws.sentClose = true
-			ws.mu.Unlock()
-			ws.fc.Send(closeFrame(closeCode(code), reason), true)
+			ws.client.originClosed(code, reason)
 		case grip.WSEventDisconnect:
-			ws.fc.Close(errOriginDisconnect)
+			ws.client.fc.Close(errOriginDisconnect)
 		}
 	}
 }
@@ -387,7 +380,7 @@ func (ws *wsSession) originMessage(ev grip.WSEvent, since uint64) {
 		}
 		p = p[len(prefix):]
 	}
-	ws.sendMessage(op, p)
+	ws.client.sendMessage(op, p)
 }
 
 // control obeys a "c:" control message.
@@ -397,6 +390,7 @@ func (ws *wsSession) control(p []byte, since uint64) {
 		ws.s.log.Debug("bad control message from origin", "connection", ws.id, "err", err)
 		return
 	}
+	fc := ws.client.fc
 	switch cm.Type {
 	case grip.ControlSubscribe:
 		ws.subscribe(cm.Channel, len(cm.Filters), since)
@@ -404,7 +398,7 @@ func (ws *wsSession) control(p []byte, since uint64) {
 		ws.mu.Lock()
 		if _, ok := ws.channels[cm.Channel]; ok {
 			delete(ws.channels, cm.Channel)
-			ws.s.hub.Unsubscribe(cm.Channel, ws.fc)
+			ws.s.hub.Unsubscribe(cm.Channel, fc)
 		}
 		ws.mu.Unlock()
 	case grip.ControlDetach:
@@ -421,11 +415,11 @@ func (ws *wsSession) control(p []byte, since uint64) {
 		ws.mu.Unlock()
 	case grip.ControlKeepAlive:
 		if !cm.HasContent {
-			ws.fc.SetKeepAlive(nil, 0, false)
+			fc.SetKeepAlive(nil, 0, false)
 			return
 		}
 		frame := appendWSFrame(nil, wsOpcode(wsTypeOf(cm.MessageType)), cm.Content, false)
-		ws.fc.SetKeepAlive(frame, cm.Timeout, cm.Mode == grip.KeepAliveInterval)
+		fc.SetKeepAlive(frame, cm.Timeout, cm.Mode == grip.KeepAliveInterval)
 	default:
 		ws.s.log.Debug("control message not supported", "type", cm.Type)
 	}
@@ -456,11 +450,11 @@ func (ws *wsSession) subscribe(channel string, filters int, since uint64) {
 		return
 	}
 	if len(ws.channels) >= ws.s.cfg.MaxChannels || filters > grip.MaxChannelFilters {
-		ws.fc.Send(closeFrame(closePolicy, "too many channels or filters"), true)
+		ws.client.sendClose(closePolicy, "too many channels or filters")
 		return
 	}
 	ws.channels[channel] = struct{}{}
-	ws.s.hub.SubscribeFrom(channel, ws.fc, since)
+	ws.s.hub.SubscribeFrom(channel, ws.client.fc, since)
 }
 
 // refresh makes the session call the origin (ws-message action refresh).
@@ -497,9 +491,24 @@ func (ws *wsSession) ended(reason error) {
 		ws.kaTimer.Stop()
 	}
 	for ch := range ws.channels {
-		ws.s.hub.Unsubscribe(ch, ws.fc)
+		ws.s.hub.Unsubscribe(ch, ws.client.fc)
 	}
 	ws.channels = nil
 	ws.mu.Unlock()
 	ws.s.log.Debug("WebSocket ended", "connection", ws.id, "reason", errString(reason))
+}
+
+// sleepCtx waits d or until ctx is done; it reports whether d passed.
+func sleepCtx(ctx context.Context, d time.Duration) bool {
+	if d <= 0 {
+		return ctx.Err() == nil
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
+	}
 }

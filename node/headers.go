@@ -1,0 +1,256 @@
+package node
+
+import (
+	"bytes"
+	"net/netip"
+	"strings"
+	"time"
+
+	"github.com/edgepush/edgepush/grip"
+	"github.com/valyala/fasthttp"
+)
+
+// The header rules, in one place: what of a client's request reaches the
+// origin (plain requests and WebSocket-over-HTTP alike, see
+// originRequest), what the node adds to every origin request, and what of
+// an origin's answer reaches the client.
+
+// hopHeaders are the hop-by-hop headers a proxy must not forward (RFC 9110
+// §7.6.1), plus the framing headers the node sets itself.
+var hopHeaders = []string{
+	"Connection", "Keep-Alive", "Proxy-Connection", "Proxy-Authenticate",
+	"Proxy-Authorization", "TE", "Trailer", "Transfer-Encoding", "Upgrade",
+}
+
+// isHopHeader reports whether name is hop-by-hop: a standard one or one
+// the message's Connection header lists (connTokens).
+func isHopHeader(name string, connTokens []string) bool {
+	for _, h := range hopHeaders {
+		if strings.EqualFold(name, h) {
+			return true
+		}
+	}
+	for _, t := range connTokens {
+		if strings.EqualFold(name, t) {
+			return true
+		}
+	}
+	return false
+}
+
+// connectionTokens returns the header names listed in a Connection header.
+func connectionTokens(v []byte) []string {
+	if len(v) == 0 {
+		return nil
+	}
+	var out []string
+	for _, t := range strings.Split(string(v), ",") {
+		if t = strings.TrimSpace(t); t != "" {
+			out = append(out, t)
+		}
+	}
+	return out
+}
+
+// skipToOrigin names request headers the node sets or must not pass:
+// Host and framing are set by the client library, X-Forwarded-* are
+// rewritten, and Accept-Encoding is dropped because a compressed initial
+// body could not be followed by uncompressed pushed data (Pushpin does the
+// same).
+func skipToOrigin(name string) bool {
+	for _, h := range []string{"Host", "Content-Length", "Accept-Encoding", "Expect", "X-Forwarded-For", "X-Forwarded-Proto"} {
+		if strings.EqualFold(name, h) {
+			return true
+		}
+	}
+	return false
+}
+
+// copyToOrigin adds the client's request headers that go to the origin:
+// all but hop-by-hop ones, client-sent Grip-* and those skipToOrigin
+// names.
+func copyToOrigin(dst, src *fasthttp.RequestHeader) {
+	tokens := connectionTokens(src.Peek("Connection"))
+	for k, v := range src.All() {
+		name := string(k)
+		if isHopHeader(name, tokens) || grip.IsGripHeader(name) || skipToOrigin(name) {
+			continue
+		}
+		dst.AddBytesKV(k, v)
+	}
+}
+
+// wsHandshakeOnly names the headers of a WebSocket handshake that belong
+// to the client's hop or that each WebSocket-over-HTTP request sets
+// itself; they are removed from the handshake's origin request.
+var wsHandshakeOnly = []string{"Sec-WebSocket-Key", "Sec-WebSocket-Version", "Sec-WebSocket-Extensions",
+	"Content-Type", "Accept", "Connection-Id"}
+
+// stripWSHandshake removes wsHandshakeOnly and client-sent Meta-* headers
+// (meta is the origin's, set with Set-Meta-*) from a handshake's origin
+// request.
+func stripWSHandshake(h *fasthttp.RequestHeader) {
+	for _, name := range wsHandshakeOnly {
+		h.Del(name)
+	}
+	var meta []string
+	for k := range h.All() {
+		if len(k) > 5 && strings.EqualFold(string(k[:5]), "Meta-") {
+			meta = append(meta, string(k))
+		}
+	}
+	for _, name := range meta {
+		h.Del(name)
+	}
+}
+
+// setHost sets the Host header the origin sees: the route's
+// host-rewrite, else the client's, else (HTTP/1.0 without Host) the
+// first origin's address.
+func (rt *route) setHost(req *fasthttp.Request, clientHost []byte) {
+	switch {
+	case rt.hostRewrite != "":
+		req.Header.SetHost(rt.hostRewrite)
+	case len(clientHost) > 0:
+		req.Header.SetHostBytes(clientHost)
+	default:
+		req.Header.SetHost(rt.origins[0].client.hc.Addr)
+	}
+}
+
+// forwardedFor appends the X-Forwarded-For value for the origin to dst:
+// the client's address, after the incoming X-Forwarded-For when the
+// client is a trusted proxy. From anyone else an incoming value is
+// dropped: it could be forged.
+func (rt *route) forwardedFor(dst []byte, ctx *fasthttp.RequestCtx) []byte {
+	ip, _ := netip.AddrFromSlice(ctx.RemoteIP())
+	ip = ip.Unmap()
+	if rt.trusts(ip) {
+		for _, v := range ctx.Request.Header.PeekAll("X-Forwarded-For") {
+			if v = bytes.TrimSpace(v); len(v) > 0 {
+				dst = append(append(dst, v...), ", "...)
+			}
+		}
+	}
+	return ip.AppendTo(dst)
+}
+
+// trusts reports whether ip is one of the route's trusted proxies.
+func (rt *route) trusts(ip netip.Addr) bool {
+	for _, p := range rt.trusted {
+		if p.Contains(ip) {
+			return true
+		}
+	}
+	return false
+}
+
+// setProxyHeaders sets what the node adds to every request it sends to
+// rt's origins, the client's or its own (probes): X-Forwarded-For and
+// -Proto when there is a client (xff non-empty), CDN-Loop appended, a
+// fresh Grip-Sig.
+func (s *Server) setProxyHeaders(req *fasthttp.Request, rt *route, xff []byte, isTLS bool) {
+	if len(xff) > 0 {
+		req.Header.SetBytesV("X-Forwarded-For", xff)
+		req.Header.Set("X-Forwarded-Proto", map[bool]string{true: "https", false: "http"}[isTLS])
+	}
+	req.Header.Add("CDN-Loop", s.cfg.CDNLoop)
+	signRequest(req, rt)
+}
+
+// signRequest sets a fresh Grip-Sig, signed with rt's key.
+func signRequest(req *fasthttp.Request, rt *route) {
+	req.Header.Set("Grip-Sig", rt.signer.Token(time.Now()))
+}
+
+// originHeaders copies the origin response's headers.
+func originHeaders(resp *fasthttp.Response) []grip.Header {
+	hs := make([]grip.Header, 0, 12)
+	for k, v := range resp.Header.All() {
+		hs = append(hs, grip.Header{Name: string(k), Value: string(v)})
+	}
+	return hs
+}
+
+// clientHeaders drops Grip-* (but those instructions expose), hop-by-hop
+// and Content-Length headers from an origin response.
+func clientHeaders(hs []grip.Header, expose []string) []grip.Header {
+	var tokens []string
+	for _, h := range hs {
+		if strings.EqualFold(h.Name, "Connection") {
+			tokens = append(tokens, connectionTokens([]byte(h.Value))...)
+		}
+	}
+	out := grip.ClientHeaders(hs, expose)
+	kept := out[:0]
+	for _, h := range out {
+		if isHopHeader(h.Name, tokens) || strings.EqualFold(h.Name, "Content-Length") {
+			continue
+		}
+		kept = append(kept, h)
+	}
+	return kept
+}
+
+// mergeHeaders returns held with every header named in pushed replaced by
+// pushed's values, Grip-* dropped: how a published http-response combines
+// with the held response (as in Pushpin).
+func mergeHeaders(held, pushed []grip.Header) []grip.Header {
+	out := make([]grip.Header, 0, len(held)+len(pushed))
+	for _, h := range held {
+		if !hasHeader(pushed, h.Name) {
+			out = append(out, h)
+		}
+	}
+	for _, h := range pushed {
+		if !grip.IsGripHeader(h.Name) && !strings.EqualFold(h.Name, "Content-Length") {
+			out = append(out, h)
+		}
+	}
+	return out
+}
+
+func hasHeader(hs []grip.Header, name string) bool {
+	for _, h := range hs {
+		if strings.EqualFold(h.Name, name) {
+			return true
+		}
+	}
+	return false
+}
+
+// upgradeHeaders returns the origin's OPEN response headers the client's
+// 101 response carries: not hop-by-hop, Grip-*, framing, or the
+// WebSocket-over-HTTP headers the node acts on itself.
+func upgradeHeaders(hs []grip.Header) []grip.Header {
+	var out []grip.Header
+	for _, h := range hs {
+		name := h.Name
+		switch {
+		case isHopHeader(name, nil) || grip.IsGripHeader(name),
+			strings.EqualFold(name, "Content-Type"), strings.EqualFold(name, "Content-Length"),
+			strings.EqualFold(name, "Keep-Alive-Interval"), strings.EqualFold(name, "Sec-WebSocket-Extensions"),
+			strings.EqualFold(name, "Sec-WebSocket-Accept"),
+			isSetMeta(name):
+			continue
+		}
+		out = append(out, h)
+	}
+	return out
+}
+
+// isSetMeta reports whether name is a Set-Meta-* header.
+func isSetMeta(name string) bool {
+	return len(name) > 9 && strings.EqualFold(name[:9], "Set-Meta-")
+}
+
+// appendVary adds name to a response's Vary header.
+func appendVary(hs []grip.Header, name string) []grip.Header {
+	for i, h := range hs {
+		if strings.EqualFold(h.Name, "Vary") {
+			hs[i].Value = h.Value + ", " + name
+			return hs
+		}
+	}
+	return append(hs, grip.Header{Name: "Vary", Value: name})
+}

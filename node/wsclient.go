@@ -1,0 +1,333 @@
+package node
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/edgepush/edgepush/cache"
+	"github.com/edgepush/edgepush/fanout"
+	"github.com/edgepush/edgepush/grip"
+	"github.com/fasthttp/websocket"
+	"github.com/valyala/fasthttp"
+)
+
+// The client side of a WebSocket: the handshake, the upgrade, frames to
+// the client (one fanout.Conn carries published ws-message frames, the
+// origin's messages and control frames) and frames from the client,
+// handed to the session with the origin (wsorigin.go).
+
+// Frame kinds for ws-message publishes.
+const (
+	frameWS        = iota + 2 // after the stream kinds
+	frameWSDeflate            // compressed with permessage-deflate
+	frameWSClose              // a close action
+)
+
+var errOriginDisconnect = errors.New("origin sent DISCONNECT")
+
+// serveWebSocket opens a WebSocket through WebSocket-over-HTTP: the origin
+// is asked with an OPEN event first (through the cache: an OPEN answer may
+// be cached like a GET), and only when it answers OPEN is the client
+// upgraded; until then the client gets the origin's refusal. A route with
+// ws=off refuses upgrades with 403.
+func (s *Server) serveWebSocket(ctx *fasthttp.RequestCtx, rt *route) {
+	if !rt.ws {
+		clientError(ctx, fasthttp.StatusForbidden, "WebSocket is not enabled on this route ("+rt.id+")")
+		return
+	}
+	if !ctx.IsGet() || len(ctx.Request.Header.Peek("Sec-WebSocket-Key")) == 0 ||
+		string(ctx.Request.Header.Peek("Sec-WebSocket-Version")) != "13" {
+		ctx.Response.Header.Set("Sec-WebSocket-Version", "13")
+		clientError(ctx, fasthttp.StatusBadRequest, "bad WebSocket handshake")
+		return
+	}
+	if !s.originAllowed(ctx) {
+		clientError(ctx, fasthttp.StatusForbidden, "WebSocket origin not allowed")
+		return
+	}
+	ws := s.newWSSession(ctx, rt)
+	fetch := ws.openFetcher()
+	creq := s.cacheRequest(ctx, rt, "ws", func() cache.Fetcher { return fetch })
+	e, result, err := s.cacheGet(rt, creq, fetch)
+	s.access.noteCache(ctx, result)
+	if err != nil {
+		s.originFailure(ctx, err)
+		return
+	}
+	events, err := ws.opened(&e.Response)
+	if err != nil {
+		var refusal *wsRefusal
+		if errors.As(err, &refusal) {
+			relay(ctx, responseFor(e.Status, e.Reason, e.Header, e.Response.Body, &grip.Instruct{}))
+			return
+		}
+		s.log.Warn("WebSocket open failed", "path", string(ctx.Path()), "err", err)
+		clientError(ctx, fasthttp.StatusBadGateway, err.Error())
+		return
+	}
+	for _, h := range upgradeHeaders(e.Header) {
+		ctx.Response.Header.Add(h.Name, h.Value)
+	}
+	client := &wsClient{s: s, session: ws, deflate: s.wsCompress(ctx)}
+	client.acc = s.access.heldWS(ctx, ws)
+	ws.client = client
+	since := parsedOf(e).since
+	err = s.upgrader.Upgrade(ctx, func(c *websocket.Conn) {
+		defer recoverLog(s.log, "websocket")
+		if err := client.start(c); err != nil {
+			s.log.Warn("WebSocket start", "err", err)
+			return
+		}
+		ws.playOriginEvents(events, since)
+		ws.armKeepAlive()
+		client.readLoop(c)
+	})
+	if err != nil {
+		s.log.Debug("WebSocket upgrade failed", "err", err)
+	}
+}
+
+func (s *Server) originAllowed(ctx *fasthttp.RequestCtx) bool {
+	if len(s.wsOrigins) == 0 {
+		return true
+	}
+	origin := string(ctx.Request.Header.Peek("Origin"))
+	for _, o := range s.wsOrigins {
+		if strings.EqualFold(o, origin) {
+			return true
+		}
+	}
+	return false
+}
+
+// wsCompress reports whether permessage-deflate will be negotiated: the
+// upgrader agrees when it is enabled and the client offers it.
+func (s *Server) wsCompress(ctx *fasthttp.RequestCtx) bool {
+	return s.cfg.WSCompression && bytes.Contains(ctx.Request.Header.Peek("Sec-WebSocket-Extensions"), []byte("permessage-deflate"))
+}
+
+// wsClient is the client's end of one WebSocket. Lock order: the
+// session's mu, then wsClient.mu (never the reverse).
+type wsClient struct {
+	s       *Server
+	session *wsSession
+	deflate bool        // permessage-deflate negotiated
+	acc     *heldAccess // access-log record; nil when the log is off
+	t       *wsTransport
+	fc      *fanout.Conn // set by start, before any other use
+
+	mu        sync.Mutex
+	closeEcho int  // the client's close code, answered if the origin sends no CLOSE
+	sentClose bool // a close frame from the origin was sent
+}
+
+// start registers the upgraded connection with the writer pool.
+func (c *wsClient) start(conn *websocket.Conn) error {
+	s := c.s
+	tc := tcpConn(conn.NetConn())
+	t := &wsTransport{heldConn: s.newHeldConn(tc, nil, "websocket"), client: c}
+	t.acc = c.acc
+	if t.connWriter == nil {
+		tc.Close()
+		return fanout.ErrNotSocket
+	}
+	c.t = t
+	fc, err := s.pool.Add(t, fanout.ConnOptions{
+		Ping:      appendWSFrame(nil, opPing, nil, false),
+		PingEvery: s.cfg.WSPingInterval,
+	})
+	if err != nil {
+		tc.Close()
+		return err
+	}
+	s.held.Add(1)
+	s.metrics.connOpened(t.kind)
+	t.mu.Lock()
+	t.fc = fc
+	t.mu.Unlock()
+	c.fc = fc
+	return nil
+}
+
+// sendMessage queues a text or binary message for the client.
+func (c *wsClient) sendMessage(opcode byte, p []byte) {
+	if c.deflate && (opcode == opText || opcode == opBinary) {
+		c.fc.Send(appendWSFrame(nil, opcode, deflateMessage(p), true), false)
+		return
+	}
+	c.fc.Send(appendWSFrame(nil, opcode, p, false), false)
+}
+
+// sendControl queues a ping or pong frame.
+func (c *wsClient) sendControl(opcode byte, p []byte) {
+	c.fc.Send(appendWSFrame(nil, opcode, p, false), false)
+}
+
+// sendClose queues a close frame, the connection's last.
+func (c *wsClient) sendClose(code int, reason string) {
+	c.fc.Send(closeFrame(code, reason), true)
+}
+
+// originClosed sends the origin's CLOSE to the client.
+func (c *wsClient) originClosed(code int, reason string) {
+	c.mu.Lock()
+	c.sentClose = true
+	c.mu.Unlock()
+	c.sendClose(closeCode(code), reason)
+}
+
+// closing returns the client's close code (0: the client has not sent
+// a close frame) and whether the origin's close was sent.
+func (c *wsClient) closing() (echo int, sent bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.closeEcho, c.sentClose
+}
+
+// readLoop reads client frames until the connection ends and hands them
+// to the session. It runs on fasthttp's hijack goroutine.
+func (c *wsClient) readLoop(conn *websocket.Conn) {
+	s := c.s
+	wait := 2 * s.cfg.WSPingInterval
+	conn.SetReadLimit(int64(s.cfg.WSReadLimit))
+	conn.SetPingHandler(func(data string) error {
+		c.sendControl(opPong, []byte(data))
+		c.session.fromClient(grip.WSEvent{Type: grip.WSEventPing, Content: []byte(data)})
+		return nil
+	})
+	conn.SetPongHandler(func(string) error { return conn.SetReadDeadline(time.Now().Add(wait)) })
+	conn.SetCloseHandler(func(code int, text string) error {
+		c.clientClose(code, text)
+		return nil
+	})
+	for {
+		conn.SetReadDeadline(time.Now().Add(wait))
+		mt, r, err := conn.NextReader()
+		if err != nil {
+			c.readEnded(err)
+			return
+		}
+		p, err := io.ReadAll(r)
+		if err != nil {
+			c.readEnded(err)
+			return
+		}
+		typ := grip.WSEventText
+		if mt == websocket.BinaryMessage {
+			typ = grip.WSEventBinary
+		}
+		c.session.fromClient(grip.WSEvent{Type: typ, Content: p})
+	}
+}
+
+// readEnded handles the end of the client's side: after a close frame
+// clientClose runs the close handshake, after the node ended the
+// connection there is nothing to do, anything else is a lost client
+// (DISCONNECT to the origin).
+func (c *wsClient) readEnded(err error) {
+	echo, _ := c.closing()
+	switch {
+	case echo != 0 || c.fc.Closed():
+		return
+	case errors.Is(err, websocket.ErrReadLimit):
+		c.sendClose(1009, "message too big")
+		c.session.fromClient(grip.WSEvent{Type: grip.WSEventDisconnect})
+	default:
+		c.session.fromClient(grip.WSEvent{Type: grip.WSEventDisconnect})
+		c.fc.Close(errClientGone)
+	}
+}
+
+// clientClose runs when the client sends a close frame: the origin gets
+// CLOSE with the code; the client's close is answered with the origin's
+// CLOSE, or the client's own code if the origin sends none.
+func (c *wsClient) clientClose(code int, text string) {
+	c.mu.Lock()
+	c.closeEcho = code
+	if code == websocket.CloseNoStatusReceived {
+		c.closeEcho = closeNormal
+	}
+	c.mu.Unlock()
+	ev := grip.WSEvent{Type: grip.WSEventClose}
+	if code != websocket.CloseNoStatusReceived {
+		ev.Content = grip.CloseEventContent(code, text)
+	}
+	c.session.enqueue(ev, true)
+}
+
+// wsTransport writes to a WebSocket client through the writer pool.
+type wsTransport struct {
+	heldConn
+	client *wsClient
+}
+
+var _ fanout.Transport = (*wsTransport)(nil)
+
+// Frame encodes a ws-message publish, once per encoding for all clients.
+func (t *wsTransport) Frame(m *fanout.Message) ([]byte, bool) {
+	f := m.Item.(*grip.Item).WSMessage
+	switch {
+	case f == nil || f.Action == grip.ActionHint:
+		return nil, false
+	case f.Action == grip.ActionRefresh:
+		t.client.session.refresh()
+		return nil, false
+	case f.Action == grip.ActionClose:
+		return m.Frame(frameWSClose, func(*fanout.Message) ([]byte, bool) {
+			return closeFrame(closeCode(f.Code), f.Reason), true
+		})
+	}
+	if t.client.deflate && (f.Type == grip.WSText || f.Type == grip.WSBinary) {
+		return m.Frame(frameWSDeflate, func(*fanout.Message) ([]byte, bool) {
+			return appendWSFrame(nil, wsOpcode(f.Type), deflateMessage(f.Content), true), false
+		})
+	}
+	return m.Frame(frameWS, func(*fanout.Message) ([]byte, bool) {
+		if (f.Type == grip.WSPing || f.Type == grip.WSPong) && len(f.Content) > 125 {
+			return nil, false // too long for a control frame
+		}
+		return appendWSFrame(nil, wsOpcode(f.Type), f.Content, false), false
+	})
+}
+
+// Closed ends the connection and the session.
+func (t *wsTransport) Closed(reason error) {
+	t.markClosed(reason)
+	if errors.Is(reason, fanout.ErrShutdown) {
+		t.farewell(closeFrame(closeGoingAway, "server shutting down"))
+	}
+	t.conn.Close()
+	t.client.session.ended(reason)
+}
+
+func closeCode(c int) int {
+	if c == 0 {
+		return closeNormal
+	}
+	return c
+}
+
+func wsOpcode(t grip.WSType) byte {
+	switch t {
+	case grip.WSBinary:
+		return opBinary
+	case grip.WSPing:
+		return opPing
+	case grip.WSPong:
+		return opPong
+	}
+	return opText
+}
+
+// wsRefusal is the origin refusing a WebSocket: its response goes to the
+// client as is.
+type wsRefusal struct{ code int }
+
+func (e *wsRefusal) Error() string {
+	return fmt.Sprintf("origin refused the WebSocket with %d", e.code)
+}
