@@ -49,9 +49,15 @@ type Request struct {
 	URL string
 	// Header looks up a request header (for Vary); nil: no headers.
 	Header func(name string) string
-	// Authorized is true when the request carries Authorization: its
-	// response is stored only if the response allows it (RFC 9111 §3.5).
+	// Authorized is true when the request carries credentials
+	// (Authorization, and the node treats Cookie alike): its response is
+	// stored only if the response allows it (public, s-maxage,
+	// must-revalidate: RFC 9111 §3.5) or varies on every header in
+	// CredentialHeaders.
 	Authorized bool
+	// CredentialHeaders names the credential headers the request carries
+	// (e.g. "Authorization", "Cookie").
+	CredentialHeaders []string
 	// Credentials separates concurrent misses that must not share one
 	// origin answer (e.g. the Authorization value); it is not part of the
 	// stored key.

@@ -33,7 +33,7 @@ type Entry struct {
 // (primaryKey) is primary.
 func newEntry(resp *Response, req *Request, primary string, now time.Time, seq uint64, defaultStaleIfError time.Duration) *Entry {
 	e := &Entry{Response: *resp, primary: primary, seq: seq, storedAt: now, initialAge: initialAge(resp)}
-	e.pol = policyFor(resp, req.Authorized, now, defaultStaleIfError)
+	e.pol = policyFor(resp, req, now, defaultStaleIfError)
 	for _, v := range resp.values("Vary") {
 		name := http.CanonicalHeaderKey(v)
 		if name == "Accept-Encoding" { // the node serves encodings itself; the origin never sees it

@@ -26,6 +26,10 @@ type Response struct {
 	// Compress asks for gzip and zstd variants of Body when stored (for
 	// bodies sent whole, not for the start of a stream).
 	Compress bool
+	// NoStore, set by the Fetcher, keeps the response out of the cache
+	// whatever its headers say: it carries per-user state the cache
+	// cannot see (e.g. WebSocket-over-HTTP meta set for one connection).
+	NoStore bool
 }
 
 // Get returns the first value of header name (case-insensitive).
@@ -113,10 +117,13 @@ type policy struct {
 }
 
 // unstorableStatus lists statuses never stored: authorization failures,
-// rate limits and server errors.
+// rate limits, server errors, and answers that are not a complete
+// response to a plain request (206 Partial Content, 304 Not Modified:
+// the node asks without the client's validators and range, so these only
+// come from an origin that ignores that, and must never answer others).
 func unstorableStatus(code int) bool {
 	switch code {
-	case 401, 403, 407, 429:
+	case 206, 304, 401, 403, 407, 429:
 		return true
 	}
 	return code >= 500 || code < 200
@@ -124,21 +131,27 @@ func unstorableStatus(code int) bool {
 
 // policyFor applies RFC 9111 §3 and §4.2 as a shared cache, plus
 // Surrogate-Control, which a CDN obeys before Cache-Control. A response is
-// stored only with explicit freshness. defaultStaleIfError applies when the
-// response does not say.
-func policyFor(resp *Response, authorized bool, now time.Time, defaultStaleIfError time.Duration) policy {
+// stored only with explicit freshness. It is never stored when it sets a
+// cookie (Set-Cookie) or the caller marks it NoStore (per-user state the
+// cache cannot see), and for a request with credentials only when the
+// response says it is shared (public, s-maxage, must-revalidate) or
+// varies on every credential header the request carries.
+// defaultStaleIfError applies when the response does not say.
+func policyFor(resp *Response, req *Request, now time.Time, defaultStaleIfError time.Duration) policy {
 	cc := parseDirectives(resp.values("Cache-Control"))
 	sc := parseDirectives(resp.values("Surrogate-Control"))
 	var p policy
-	if cc.noStore || cc.private || sc.noStore || unstorableStatus(resp.Status) {
+	if cc.noStore || cc.private || sc.noStore || unstorableStatus(resp.Status) ||
+		resp.NoStore || resp.Get("Set-Cookie") != "" {
 		return p
 	}
-	for _, v := range resp.values("Vary") {
+	vary := resp.values("Vary")
+	for _, v := range vary {
 		if v == "*" {
 			return p
 		}
 	}
-	if authorized && !cc.public && !cc.hasSMaxAge && !cc.mustRevalidate {
+	if req.Authorized && !cc.public && !cc.hasSMaxAge && !cc.mustRevalidate && !variesOnAll(vary, req.CredentialHeaders) {
 		return p
 	}
 	switch {
@@ -181,6 +194,28 @@ func policyFor(resp *Response, authorized bool, now time.Time, defaultStaleIfErr
 		p.staleIfError, p.swr = 0, 0
 	}
 	return p
+}
+
+// variesOnAll reports whether a response's Vary names every one of
+// names (and names is not empty): each user's answer is then stored
+// under its own key.
+func variesOnAll(vary, names []string) bool {
+	if len(names) == 0 {
+		return false
+	}
+	for _, n := range names {
+		found := false
+		for _, v := range vary {
+			if strings.EqualFold(v, n) {
+				found = true
+				break
+			}
+		}
+		if !found {
+			return false
+		}
+	}
+	return true
 }
 
 // initialAge is the origin's Age header (RFC 9111 §4.2.3, simplified: the

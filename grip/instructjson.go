@@ -220,6 +220,9 @@ func fillJSONResponse(resp *Response, obj map[string]any) error {
 	if err != nil {
 		return err
 	}
+	if err := checkReason(reason); err != nil {
+		return err
+	}
 	if reason != "" {
 		resp.Reason = reason
 	}

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"math"
 	"slices"
+	"strings"
 )
 
 // These helpers walk JSON decoded into map[string]any and produce Pushpin's
@@ -206,6 +207,9 @@ func headerPairs(list []any) ([]Header, error) {
 		if !ok {
 			return nil, fieldErrorf("header contains value element with wrong type")
 		}
+		if err := checkHeader(name, value); err != nil {
+			return nil, err
+		}
 		out = append(out, Header{Name: name, Value: value})
 	}
 	return out, nil
@@ -218,9 +222,51 @@ func headerObject(m map[string]any) ([]Header, error) {
 		if !ok {
 			return nil, fieldErrorf("headers contains '%s' with wrong type", k)
 		}
+		if err := checkHeader(k, value); err != nil {
+			return nil, err
+		}
 		out = append(out, Header{Name: k, Value: value})
 	}
 	return out, nil
+}
+
+// checkHeader refuses a header that could not be written as one header
+// line: a name that is not an HTTP token, a value with CR, LF or NUL
+// (they would end the line and inject headers, or a whole response, into
+// what a held connection receives).
+func checkHeader(name, value string) error {
+	if !isToken(name) {
+		return fieldErrorf("header name %q is not a valid token", name)
+	}
+	if strings.ContainsAny(value, "\r\n\x00") {
+		return fieldErrorf("header '%s' has a value with CR, LF or NUL", name)
+	}
+	return nil
+}
+
+// checkReason refuses a status reason with CR, LF or NUL.
+func checkReason(reason string) error {
+	if strings.ContainsAny(reason, "\r\n\x00") {
+		return fieldErrorf("reason has CR, LF or NUL")
+	}
+	return nil
+}
+
+// isToken reports whether s is an HTTP token (RFC 9110 §5.6.2).
+func isToken(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9':
+		case strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0:
+		default:
+			return false
+		}
+	}
+	return true
 }
 
 // rawJSON re-encodes a decoded JSON value.

@@ -87,6 +87,9 @@ func responseStatus(f *HTTPResponseFormat, obj map[string]any, pn string) error 
 	if f.Reason, _, err = optString(obj, pn, "reason"); err != nil {
 		return err
 	}
+	if err := checkReason(f.Reason); err != nil {
+		return err
+	}
 	if f.Reason == "" {
 		f.Reason = StatusText(f.Code)
 	}

@@ -2,7 +2,7 @@ package node
 
 import (
 	"bytes"
-	"net/http"
+	"strings"
 
 	"github.com/edgepush/edgepush/cache"
 	"github.com/edgepush/edgepush/grip"
@@ -32,14 +32,15 @@ func (s *Server) fetcher(rt *route, req *fasthttp.Request) cache.Fetcher {
 	return func() (*cache.Response, error) { return s.fetchOrigin(rt, req) }
 }
 
-// detachedFetch returns a function that makes a fetcher with its own copy
-// of req, valid after the client request is over (req goes back to its
-// pool): for background refreshes and hints.
-func (s *Server) detachedFetch(rt *route, req *fasthttp.Request) func() cache.Fetcher {
-	return func() cache.Fetcher {
+// detachedFetch returns a function that makes, from its own copy of
+// req (valid after the client request is over: req goes back to its
+// pool), the header lookup the cache keys on and a fetcher: for
+// background refreshes and hints.
+func (s *Server) detachedFetch(rt *route, req *fasthttp.Request) func() (func(string) string, cache.Fetcher) {
+	return func() (func(string) string, cache.Fetcher) {
 		own := &fasthttp.Request{}
 		req.CopyTo(own)
-		return s.fetcher(rt, own)
+		return joinedHeader(&own.Header), s.fetcher(rt, own)
 	}
 }
 
@@ -73,30 +74,42 @@ func (s *Server) fetchOrigin(rt *route, req *fasthttp.Request) (*cache.Response,
 
 // cacheRequest describes a client request on route rt to the cache.
 // namespace separates requests that are not plain HTTP (WebSocket
-// opens: "ws"); detached returns a fetcher that does not depend on ctx,
-// for work after the request (a background refresh, a hint).
-func (s *Server) cacheRequest(ctx *fasthttp.RequestCtx, rt *route, namespace string, detached func() cache.Fetcher) *cache.Request {
-	auth := ctx.Request.Header.Peek("Authorization")
+// opens: "ws"); header looks up the headers of the request as sent to the
+// origin (what Vary'd keys are built from); detach returns a lookup and
+// fetcher that do not depend on ctx, for work after the request (a
+// background refresh, a hint). Requests with credentials (Authorization,
+// Cookie) share an answer only when the answer allows it.
+func (s *Server) cacheRequest(ctx *fasthttp.RequestCtx, rt *route, namespace string, header func(string) string,
+	detach func() (func(string) string, cache.Fetcher)) *cache.Request {
 	r := &cache.Request{
 		Namespace:    namespace,
 		Method:       string(ctx.Method()),
 		URL:          requestURL(ctx),
-		Header:       func(name string) string { return string(ctx.Request.Header.Peek(name)) },
-		Authorized:   len(auth) > 0,
-		Credentials:  string(auth),
+		Header:       header,
 		StaleIfError: rt.staleIfError,
 	}
-	r.Detach = func() (*cache.Request, cache.Fetcher) {
-		h := http.Header{}
-		for k, v := range ctx.Request.Header.All() {
-			h.Add(string(k), string(v))
+	var creds []byte
+	for _, name := range credentialHeaders {
+		if v := ctx.Request.Header.Peek(name); len(v) > 0 {
+			r.CredentialHeaders = append(r.CredentialHeaders, name)
+			creds = append(append(append(creds, name...), ':'), v...)
+			creds = append(creds, 0)
 		}
+	}
+	r.Authorized, r.Credentials = len(creds) > 0, string(creds)
+	r.Detach = func() (*cache.Request, cache.Fetcher) {
 		own := *r
-		own.Header, own.Detach = h.Get, nil
-		return &own, detached()
+		var fetch cache.Fetcher
+		own.Header, fetch = detach()
+		own.Detach = nil
+		return &own, fetch
 	}
 	return r
 }
+
+// credentialHeaders are the request headers that make an answer one
+// user's: a shared cache stores it only when the answer allows it.
+var credentialHeaders = []string{"Authorization", "Cookie"}
 
 // requestURL is scheme://host/path?query, the cache's and purge's name for
 // what a client asked.
@@ -106,8 +119,77 @@ func requestURL(ctx *fasthttp.RequestCtx) string {
 		scheme = "https://"
 	}
 	// The target as sent, as routes match it and the origin gets it, so
-	// that a request is cached under the name of what it fetched.
-	return scheme + string(ctx.Request.Header.Host()) + string(requestTarget(ctx))
+	// that a request is cached under the name of what it fetched; in
+	// normal form, so that spellings of one URL share an entry and a
+	// purge by URL finds them all.
+	return normalizeURL(scheme + string(ctx.Request.Header.Host()) + string(requestTarget(ctx)))
+}
+
+// normalizeURL puts scheme://host/target in the normal form the cache
+// keys on (RFC 3986 §6.2.2): host in lower case, percent-encoded
+// unreserved characters decoded, other escapes in upper-case hex. Purges
+// by URL are normalized alike.
+func normalizeURL(u string) string {
+	scheme, rest, ok := strings.Cut(u, "://")
+	if !ok {
+		return u
+	}
+	host, target := rest, ""
+	if i := strings.IndexAny(rest, "/?"); i >= 0 {
+		host, target = rest[:i], rest[i:]
+	}
+	if !needsNormalizing(host, target) {
+		return u
+	}
+	var b strings.Builder
+	b.Grow(len(u))
+	b.WriteString(strings.ToLower(scheme))
+	b.WriteString("://")
+	b.WriteString(strings.ToLower(host))
+	for i := 0; i < len(target); i++ {
+		c := target[i]
+		if c != '%' || i+2 >= len(target) || !isHex(target[i+1]) || !isHex(target[i+2]) {
+			b.WriteByte(c)
+			continue
+		}
+		d := unhex(target[i+1])<<4 | unhex(target[i+2])
+		if isUnreserved(d) {
+			b.WriteByte(d)
+		} else {
+			b.WriteByte('%')
+			b.WriteByte(upperHex(target[i+1]))
+			b.WriteByte(upperHex(target[i+2]))
+		}
+		i += 2
+	}
+	return b.String()
+}
+
+func needsNormalizing(host, target string) bool {
+	return strings.IndexByte(target, '%') >= 0 || strings.ToLower(host) != host
+}
+
+func isHex(c byte) bool { return '0' <= c && c <= '9' || 'a' <= c && c <= 'f' || 'A' <= c && c <= 'F' }
+
+func unhex(c byte) byte {
+	switch {
+	case c <= '9':
+		return c - '0'
+	case c <= 'F':
+		return c - 'A' + 10
+	}
+	return c - 'a' + 10
+}
+
+func upperHex(c byte) byte {
+	if 'a' <= c && c <= 'f' {
+		return c - 'a' + 'A'
+	}
+	return c
+}
+
+func isUnreserved(c byte) bool {
+	return 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '-' || c == '.' || c == '_' || c == '~'
 }
 
 // refetcher returns a function that asks the cache (or the origin) again

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"net"
 	"os"
 	"strings"
 	"time"
@@ -54,6 +55,12 @@ type Config struct {
 	// PublishKey, when set, is required on the control API (Bearer key,
 	// HS256 JWT signed with it, or Basic auth with it as password).
 	PublishKey string
+	// ControlHosts lists, comma-separated, the host names the control API
+	// answers to when no PublishKey is set, besides IP addresses and
+	// "localhost" (a Host of any other name is refused with 421: a web
+	// page could reach an open control API through DNS rebinding). Empty:
+	// IP addresses and localhost only.
+	ControlHosts string
 
 	// OriginTimeout bounds one origin request, retries included.
 	// Default 30s.
@@ -68,6 +75,12 @@ type Config struct {
 	OriginRetries int
 	// OriginMaxConns caps connections to the origin. Default 512.
 	OriginMaxConns int
+	// OriginMaxHeaderBytes caps an origin response's header block (many
+	// Grip-Channel values make large ones); a bigger one fails that
+	// request with 502 (it does not count against the origin's circuit
+	// breaker). It is also each origin connection's read buffer. Default
+	// 64 KiB.
+	OriginMaxHeaderBytes int
 
 	// MaxConns caps client connections being served, held ones included;
 	// over it new connections get 503. Default 50000.
@@ -222,39 +235,40 @@ func (l *StringList) Set(v string) error {
 // and Origin empty.
 func DefaultConfig() Config {
 	return Config{
-		Listen:              ":7999",
-		Control:             "127.0.0.1:5561",
-		SigIss:              "edgepush",
-		OriginTimeout:       30 * time.Second,
-		OriginDialTimeout:   3 * time.Second,
-		OriginMaxBody:       10 << 20,
-		OriginRetries:       1,
-		OriginMaxConns:      512,
-		MaxConns:            50000,
-		MaxHeaderBytes:      16 << 10,
-		MaxBody:             1 << 20,
-		ReadTimeout:         30 * time.Second,
-		IdleTimeout:         60 * time.Second,
-		MaxChannels:         20,
-		MaxQueueBytes:       256 << 10,
-		WriteTimeout:        10 * time.Second,
-		MaxPublishBody:      1 << 20,
-		WSReadLimit:         64 << 10,
-		WSPingInterval:      30 * time.Second,
-		WSMaxPending:        256 << 10,
-		WSOriginRetries:     3,
-		CacheMaxBytes:       256 << 20,
-		StaleIfError:        24 * time.Hour,
-		OriginFailures:      5,
-		OriginProbePath:     "/",
-		OriginProbeMaxPause: 30 * time.Second,
-		PurgeInterval:       time.Second,
-		HistorySize:         64,
-		HistoryAge:          2 * time.Minute,
-		LogLevel:            "info",
-		CDNLoop:             "edgepush",
-		ShutdownTimeout:     10 * time.Second,
-		DrainPeriod:         5 * time.Second,
+		Listen:               ":7999",
+		Control:              "127.0.0.1:5561",
+		SigIss:               "edgepush",
+		OriginTimeout:        30 * time.Second,
+		OriginDialTimeout:    3 * time.Second,
+		OriginMaxBody:        10 << 20,
+		OriginRetries:        1,
+		OriginMaxConns:       512,
+		OriginMaxHeaderBytes: 64 << 10,
+		MaxConns:             50000,
+		MaxHeaderBytes:       16 << 10,
+		MaxBody:              1 << 20,
+		ReadTimeout:          30 * time.Second,
+		IdleTimeout:          60 * time.Second,
+		MaxChannels:          20,
+		MaxQueueBytes:        256 << 10,
+		WriteTimeout:         10 * time.Second,
+		MaxPublishBody:       1 << 20,
+		WSReadLimit:          64 << 10,
+		WSPingInterval:       30 * time.Second,
+		WSMaxPending:         256 << 10,
+		WSOriginRetries:      3,
+		CacheMaxBytes:        256 << 20,
+		StaleIfError:         24 * time.Hour,
+		OriginFailures:       5,
+		OriginProbePath:      "/",
+		OriginProbeMaxPause:  30 * time.Second,
+		PurgeInterval:        time.Second,
+		HistorySize:          64,
+		HistoryAge:           2 * time.Minute,
+		LogLevel:             "info",
+		CDNLoop:              "edgepush",
+		ShutdownTimeout:      10 * time.Second,
+		DrainPeriod:          5 * time.Second,
 	}
 }
 
@@ -273,6 +287,8 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.IntVar(&c.OriginMaxBody, "origin-max-body", c.OriginMaxBody, "origin response body limit in `bytes`")
 	fs.IntVar(&c.OriginRetries, "origin-retries", c.OriginRetries, "retries of an idempotent origin request (0-2)")
 	fs.IntVar(&c.OriginMaxConns, "origin-max-conns", c.OriginMaxConns, "connections to the origin")
+	fs.IntVar(&c.OriginMaxHeaderBytes, "origin-max-header-bytes", c.OriginMaxHeaderBytes, "origin response header limit in `bytes`")
+	fs.StringVar(&c.ControlHosts, "control-hosts", c.ControlHosts, "host `names` the control API answers to without -publish-key (besides IPs and localhost)")
 	fs.Var(&c.Routes, "route", "a `route`: \"host=H path=/p/ origin=URL[,URL] ...\" (repeat; see README)")
 	fs.StringVar(&c.TrustXFF, "trust-xff", c.TrustXFF, "`CIDRs` of proxies whose X-Forwarded-For is appended to (others': replaced)")
 	fs.StringVar(&c.CDNLoop, "cdn-loop", c.CDNLoop, "CDN-Loop `token` of this node (a request carrying it gets 508)")
@@ -390,6 +406,7 @@ func (c Config) withDefaults() (Config, error) {
 	setDefault(&c.OriginDialTimeout, d.OriginDialTimeout)
 	setDefault(&c.OriginMaxBody, d.OriginMaxBody)
 	setDefault(&c.OriginMaxConns, d.OriginMaxConns)
+	setDefault(&c.OriginMaxHeaderBytes, d.OriginMaxHeaderBytes)
 	setDefault(&c.MaxConns, d.MaxConns)
 	setDefault(&c.MaxHeaderBytes, d.MaxHeaderBytes)
 	setDefault(&c.MaxBody, d.MaxBody)
@@ -448,6 +465,10 @@ func (c Config) withDefaults() (Config, error) {
 	if _, err := parseLevel(c.LogLevel); err != nil {
 		errs = append(errs, err)
 	}
+	if c.ClusterBind != "" && c.ClusterKey == "" && !loopbackAddr(c.ClusterBind) {
+		errs = append(errs, fmt.Errorf("config: -cluster-bind %s is not a loopback address: a tier on a network needs -cluster-key "+
+			"(it encrypts membership and authenticates forwarded operations; without it any host could join)", c.ClusterBind))
+	}
 	return c, errors.Join(errs...)
 }
 
@@ -456,4 +477,18 @@ func setDefault[T comparable](v *T, d T) {
 	if *v == zero {
 		*v = d
 	}
+}
+
+// loopbackAddr reports whether host:port names a loopback address (an IP
+// or localhost; an empty host means every interface, not loopback).
+func loopbackAddr(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }

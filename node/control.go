@@ -5,6 +5,8 @@ import (
 	"crypto/subtle"
 	"encoding/base64"
 	"encoding/json"
+	"net"
+	"strings"
 	"time"
 
 	"github.com/edgepush/edgepush/cluster"
@@ -17,6 +19,13 @@ import (
 // serveControl routes the control API.
 func (s *Server) serveControl(ctx *fasthttp.RequestCtx) {
 	defer recoverLog(s.log, "control request")
+	if s.publishKey == nil && !s.controlHostAllowed(ctx.Request.Header.Host()) {
+		// An open control API answers only to names that cannot be
+		// rebound: a page elsewhere could point its own DNS name at this
+		// address (DNS rebinding) and publish, purge or read /status.
+		controlError(ctx, fasthttp.StatusMisdirectedRequest, "unknown Host for the control API (see -control-hosts)")
+		return
+	}
 	if !ctx.IsGet() && !ctx.IsHead() && crossSite(ctx) {
 		// A browser that holds the key (Basic auth given to the status
 		// page) must not publish or purge for another site's page.
@@ -65,6 +74,34 @@ func (s *Server) serveControl(ctx *fasthttp.RequestCtx) {
 	default:
 		controlError(ctx, fasthttp.StatusNotFound, "no such endpoint: "+string(ctx.Path()))
 	}
+}
+
+// controlHostAllowed reports whether a Host header names this control
+// listener in a way DNS rebinding cannot forge: an IP address, localhost,
+// a -control-hosts name or the tier's advertised host; no Host
+// (HTTP/1.0) is allowed too.
+func (s *Server) controlHostAllowed(host []byte) bool {
+	if len(host) == 0 {
+		return true
+	}
+	var buf [maxHostLen]byte
+	h, ok := matchHost(&buf, host)
+	if !ok {
+		return false
+	}
+	name := strings.Trim(string(h), "[]")
+	if net.ParseIP(name) != nil || name == "localhost" {
+		return true
+	}
+	for _, allowed := range strings.Split(s.cfg.ControlHosts, ",") {
+		if strings.EqualFold(strings.TrimSpace(allowed), name) {
+			return true
+		}
+	}
+	if adv, _, err := net.SplitHostPort(s.cfg.ClusterAdvertise); err == nil && strings.EqualFold(adv, name) {
+		return true
+	}
+	return false
 }
 
 // crossSite reports whether a browser sent the request for a page of
@@ -148,7 +185,7 @@ func (p cachePurger) Purge(key string, soft bool) {
 // PurgeURL purges every variant of url.
 func (p cachePurger) PurgeURL(url string, soft bool) {
 	if p.s.cache != nil {
-		p.s.cache.PurgeURL(url, soft)
+		p.s.cache.PurgeURL(normalizeURL(url), soft)
 	}
 }
 

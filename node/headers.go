@@ -66,41 +66,90 @@ func skipToOrigin(name string) bool {
 	return false
 }
 
+// clientForwarding names the headers by which a proxy in front of the
+// node tells the origin about the client (its host, scheme, port and
+// address) or asks the origin to treat the request as another (URL and
+// method overrides). From a client that is not a trusted proxy (the
+// route's trust-xff) they could be forged, so they are dropped;
+// X-Forwarded-For and -Proto are always set by the node itself.
+var clientForwarding = []string{"Forwarded", "X-Forwarded-Host", "X-Forwarded-Port", "X-Forwarded-Scheme",
+	"X-Forwarded-Server", "X-Forwarded-Ssl", "X-Real-IP", "X-Client-IP", "X-Original-URL", "X-Rewrite-URL",
+	"X-HTTP-Method-Override", "X-HTTP-Method", "X-Method-Override"}
+
+// conditionalHeaders are the validators and range of a client request.
+// A cacheable request goes to the origin without them: what the node
+// stores is the complete response to a plain request, and the client's
+// conditional is answered from it (notModified).
+var conditionalHeaders = []string{"If-None-Match", "If-Modified-Since", "If-Match", "If-Unmodified-Since", "If-Range", "Range"}
+
+// originHeaderRules say which client headers go to the origin.
+type originHeaderRules struct {
+	trusted   bool // the client is a trusted proxy: keep clientForwarding
+	cacheable bool // drop conditionalHeaders
+}
+
 // copyToOrigin adds the client's request headers that go to the origin:
-// all but hop-by-hop ones, client-sent Grip-* and those skipToOrigin
-// names.
-func copyToOrigin(dst, src *fasthttp.RequestHeader) {
+// all but hop-by-hop ones, client-sent Grip-*, those skipToOrigin names,
+// WebSocket-over-HTTP's Meta-* and Connection-Id (only the node speaks
+// for a WebSocket connection), and as the rules say clientForwarding and
+// conditionalHeaders.
+func copyToOrigin(dst, src *fasthttp.RequestHeader, rules originHeaderRules) {
 	tokens := connectionTokens(src.Peek("Connection"))
 	for k, v := range src.All() {
 		name := string(k)
-		if isHopHeader(name, tokens) || grip.IsGripHeader(name) || skipToOrigin(name) {
+		switch {
+		case isHopHeader(name, tokens), grip.IsGripHeader(name), skipToOrigin(name), isWSOverHTTPHeader(name),
+			!rules.trusted && inList(clientForwarding, name),
+			rules.cacheable && inList(conditionalHeaders, name):
 			continue
 		}
 		dst.AddBytesKV(k, v)
 	}
 }
 
+// isWSOverHTTPHeader reports whether name is a header WebSocket-over-HTTP
+// gives a meaning to on requests (Meta-*, Connection-Id).
+func isWSOverHTTPHeader(name string) bool {
+	return strings.EqualFold(name, "Connection-Id") || len(name) > 5 && strings.EqualFold(name[:5], "Meta-")
+}
+
+func inList(list []string, name string) bool {
+	for _, h := range list {
+		if strings.EqualFold(name, h) {
+			return true
+		}
+	}
+	return false
+}
+
 // wsHandshakeOnly names the headers of a WebSocket handshake that belong
 // to the client's hop or that each WebSocket-over-HTTP request sets
 // itself; they are removed from the handshake's origin request.
 var wsHandshakeOnly = []string{"Sec-WebSocket-Key", "Sec-WebSocket-Version", "Sec-WebSocket-Extensions",
-	"Content-Type", "Accept", "Connection-Id"}
+	"Content-Type", "Accept"}
 
-// stripWSHandshake removes wsHandshakeOnly and client-sent Meta-* headers
-// (meta is the origin's, set with Set-Meta-*) from a handshake's origin
+// stripWSHandshake removes wsHandshakeOnly from a handshake's origin
 // request.
 func stripWSHandshake(h *fasthttp.RequestHeader) {
 	for _, name := range wsHandshakeOnly {
 		h.Del(name)
 	}
-	var meta []string
-	for k := range h.All() {
-		if len(k) > 5 && strings.EqualFold(string(k[:5]), "Meta-") {
-			meta = append(meta, string(k))
+}
+
+// joinedHeader returns a lookup of h's values as the origin reads them:
+// every line of a header sent more than once, joined with ", ". The cache
+// keys on it, so a stored answer is found only by requests that would
+// have made the origin see the same.
+func joinedHeader(h *fasthttp.RequestHeader) func(name string) string {
+	return func(name string) string {
+		vs := h.PeekAll(name)
+		switch len(vs) {
+		case 0:
+			return ""
+		case 1:
+			return string(vs[0])
 		}
-	}
-	for _, name := range meta {
-		h.Del(name)
+		return string(bytes.Join(vs, []byte(", ")))
 	}
 }
 
@@ -123,8 +172,7 @@ func (rt *route) setHost(req *fasthttp.Request, clientHost []byte) {
 // client is a trusted proxy. From anyone else an incoming value is
 // dropped: it could be forged.
 func (rt *route) forwardedFor(dst []byte, ctx *fasthttp.RequestCtx) []byte {
-	ip, _ := netip.AddrFromSlice(ctx.RemoteIP())
-	ip = ip.Unmap()
+	ip := clientIP(ctx)
 	if rt.trusts(ip) {
 		for _, v := range ctx.Request.Header.PeekAll("X-Forwarded-For") {
 			if v = bytes.TrimSpace(v); len(v) > 0 {
@@ -133,6 +181,12 @@ func (rt *route) forwardedFor(dst []byte, ctx *fasthttp.RequestCtx) []byte {
 		}
 	}
 	return ip.AppendTo(dst)
+}
+
+// clientIP is the address of the client's end of the connection.
+func clientIP(ctx *fasthttp.RequestCtx) netip.Addr {
+	ip, _ := netip.AddrFromSlice(ctx.RemoteIP())
+	return ip.Unmap()
 }
 
 // trusts reports whether ip is one of the route's trusted proxies.

@@ -56,6 +56,7 @@ func newOriginClient(cfg Config, rawURL string, tlsConfig *tls.Config) (*originC
 		ReadTimeout:                   cfg.OriginTimeout,
 		WriteTimeout:                  cfg.OriginTimeout,
 		MaxResponseBodySize:           cfg.OriginMaxBody,
+		ReadBufferSize:                cfg.OriginMaxHeaderBytes,
 		MaxIdemponentCallAttempts:     attempts,
 		NoDefaultUserAgentHeader:      true,
 		DisablePathNormalizing:        true,
@@ -101,6 +102,7 @@ func staleConn(err error) bool {
 // originStatus maps an origin failure to what the client gets.
 func originStatus(err error) (code int, msg string) {
 	var ne net.Error
+	var small *fasthttp.ErrSmallBuffer
 	switch {
 	case errors.Is(err, errCircuitOpen):
 		return fasthttp.StatusBadGateway, "origin unavailable and no cached copy (the origin is being probed)"
@@ -109,6 +111,8 @@ func originStatus(err error) (code int, msg string) {
 		return fasthttp.StatusGatewayTimeout, "origin timed out (no cached copy to serve)"
 	case errors.Is(err, fasthttp.ErrBodyTooLarge):
 		return fasthttp.StatusBadGateway, "origin response too large"
+	case errors.As(err, &small):
+		return fasthttp.StatusBadGateway, "origin response header too large (see -origin-max-header-bytes)"
 	case errors.Is(err, fasthttp.ErrNoFreeConns):
 		return fasthttp.StatusServiceUnavailable, "too many requests to the origin"
 	}
@@ -134,7 +138,7 @@ func (s *Server) originDo(rt *route, req *fasthttp.Request, resp *fasthttp.Respo
 		start := time.Now()
 		err = o.client.do(req, resp)
 		s.metrics.originDone(start, err, resp.StatusCode())
-		o.breaker.record(err == nil && resp.StatusCode() < 500)
+		o.breaker.record(!originFailing(err, resp.StatusCode()))
 		if err == nil || !isDialError(err) {
 			return err
 		}
@@ -143,6 +147,21 @@ func (s *Server) originDo(rt *route, req *fasthttp.Request, resp *fasthttp.Respo
 		s.metrics.originRejected.Inc()
 	}
 	return err
+}
+
+// originFailing reports whether an outcome says the origin itself is
+// failing, which is what opens its circuit breaker: it could not be
+// connected to, it timed out, or it answered 5xx. A failure of one request
+// alone (an answer too large or malformed, a connection cut mid-answer, a
+// request the origin could not parse) does not count: one client must not
+// be able to take the origin away from everyone.
+func originFailing(err error, status int) bool {
+	if err == nil {
+		return status >= 500
+	}
+	var ne net.Error
+	return isDialError(err) || errors.Is(err, fasthttp.ErrTimeout) || errors.Is(err, fasthttp.ErrDialTimeout) ||
+		errors.As(err, &ne) && ne.Timeout()
 }
 
 // isDialError reports whether err happened before anything was sent:

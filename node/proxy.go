@@ -1,8 +1,10 @@
 package node
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
+	"net/http"
 	"strconv"
 	"strings"
 	"time"
@@ -26,6 +28,10 @@ func (s *Server) serveClient(ctx *fasthttp.RequestCtx) {
 		ctx.SetConnectionClose()
 		return
 	}
+	if code, msg := refusedRequest(ctx); code != 0 {
+		clientError(ctx, code, msg)
+		return
+	}
 	rt := s.routeFor(ctx)
 	if rt == nil {
 		return // answered: no route, or a loop
@@ -36,8 +42,9 @@ func (s *Server) serveClient(ctx *fasthttp.RequestCtx) {
 	}
 	oreq := fasthttp.AcquireRequest()
 	defer fasthttp.ReleaseRequest(oreq)
-	s.originRequest(ctx, oreq, rt)
-	creq := s.cacheRequest(ctx, rt, "", s.detachedFetch(rt, oreq))
+	cacheable := s.cacheable(ctx, rt)
+	s.originRequest(ctx, oreq, rt, cacheable)
+	creq := s.cacheRequest(ctx, rt, "", joinedHeader(&oreq.Header), s.detachedFetch(rt, oreq))
 	e, result, err := s.cacheGet(rt, creq, s.fetcher(rt, oreq))
 	s.access.noteCache(ctx, result)
 	if err != nil {
@@ -56,6 +63,9 @@ func (s *Server) serveClient(ctx *fasthttp.RequestCtx) {
 	case in.Hold == grip.HoldNone || ctx.IsHead():
 		hr = withAge(encoded(ctx, e, hr), e, result)
 		hr.headers = append(hr.headers, grip.Header{Name: "X-Cache", Value: cacheStatus(result)})
+		if cacheable && notModified(&ctx.Request.Header, hr) {
+			hr = notModifiedResponse(hr)
+		}
 		relay(ctx, hr)
 	case s.held.Load() >= int64(s.cfg.MaxConns):
 		clientError(ctx, fasthttp.StatusServiceUnavailable, "too many connections")
@@ -77,22 +87,68 @@ func (s *Server) overConnLimit() bool {
 	return open+s.held.Load() > int64(s.cfg.MaxConns)
 }
 
+// cacheable reports whether a client request goes through the cache: a
+// GET or HEAD on a route with caching on.
+func (s *Server) cacheable(ctx *fasthttp.RequestCtx, rt *route) bool {
+	return s.cache != nil && rt.cache && (ctx.IsGet() || ctx.IsHead())
+}
+
+// refusedRequest says why a plain client request is refused at the
+// edge (status and message), or 0 when it is not: CONNECT (the node is
+// not a forward proxy), TRACE and TRACK (they echo credentials back), a
+// header name that is not an HTTP token (what the origin would make of it
+// is anyone's guess), and bodies typed as WebSocket-over-HTTP events
+// (only the node speaks for a WebSocket).
+func refusedRequest(ctx *fasthttp.RequestCtx) (int, string) {
+	switch m := string(ctx.Method()); m {
+	case "CONNECT", "TRACE", "TRACK":
+		return fasthttp.StatusMethodNotAllowed, "method " + m + " is not allowed"
+	}
+	for k := range ctx.Request.Header.All() {
+		if !isToken(k) {
+			return fasthttp.StatusBadRequest, fmt.Sprintf("header name %q is not a token", k)
+		}
+	}
+	if bytes.HasPrefix(ctx.Request.Header.ContentType(), []byte(grip.WebSocketEventsType)) {
+		return fasthttp.StatusBadRequest, grip.WebSocketEventsType + " is reserved for WebSocket-over-HTTP"
+	}
+	return 0, ""
+}
+
+// isToken reports whether b is an HTTP token (RFC 9110 §5.6.2).
+func isToken(b []byte) bool {
+	if len(b) == 0 {
+		return false
+	}
+	for _, c := range b {
+		switch {
+		case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9':
+		case bytes.IndexByte([]byte("!#$%&'*+-.^_`|~"), c) >= 0:
+		default:
+			return false
+		}
+	}
+	return true
+}
+
 // originRequest fills req with the client request as it goes to rt's
 // origins: target rewritten (origin path, strip-prefix), Host as the
 // route says, the client's headers as copyToOrigin lets through, the
-// proxy headers (X-Forwarded-*, CDN-Loop, Grip-Sig), the body. Every
-// origin request made for a client is built here: plain requests, and
-// the WebSocket-over-HTTP requests of a WebSocket (wsorigin.go).
-func (s *Server) originRequest(ctx *fasthttp.RequestCtx, req *fasthttp.Request, rt *route) {
+// proxy headers (X-Forwarded-*, CDN-Loop, Grip-Sig), the body. A
+// cacheable request goes without the client's validators, range and
+// body: its answer may serve every client. Every origin request made for
+// a client is built here: plain requests, and the WebSocket-over-HTTP
+// requests of a WebSocket (wsorigin.go).
+func (s *Server) originRequest(ctx *fasthttp.RequestCtx, req *fasthttp.Request, rt *route, cacheable bool) {
 	in := &ctx.Request
 	req.Header.SetMethodBytes(in.Header.Method())
 	rt.setTarget(req, requestTarget(ctx))
 	req.UseHostHeader = true
 	rt.setHost(req, in.Header.Host())
-	copyToOrigin(&req.Header, &in.Header)
+	copyToOrigin(&req.Header, &in.Header, originHeaderRules{trusted: rt.trusts(clientIP(ctx)), cacheable: cacheable})
 	var buf [64]byte
 	s.setProxyHeaders(req, rt, rt.forwardedFor(buf[:0], ctx), ctx.IsTLS())
-	if body := in.Body(); len(body) > 0 {
+	if body := in.Body(); len(body) > 0 && !cacheable {
 		req.SetBodyRaw(body)
 	}
 }
@@ -190,8 +246,81 @@ func (s *Server) originFailure(ctx *fasthttp.RequestCtx, err error) {
 	clientError(ctx, code, msg)
 }
 
+// isWebSocketUpgrade reports whether the client asks to upgrade to
+// WebSocket. Other upgrades (h2c, TLS) are ignored: the request is served
+// as HTTP/1.1, as RFC 9110 §7.8 allows.
 func isWebSocketUpgrade(ctx *fasthttp.RequestCtx) bool {
-	return ctx.Request.Header.ConnectionUpgrade() && len(ctx.Request.Header.Peek("Upgrade")) > 0
+	if !ctx.Request.Header.ConnectionUpgrade() {
+		return false
+	}
+	for _, p := range bytes.Split(ctx.Request.Header.Peek("Upgrade"), []byte(",")) {
+		name, _, _ := bytes.Cut(bytes.TrimSpace(p), []byte("/"))
+		if bytes.EqualFold(name, []byte("websocket")) {
+			return true
+		}
+	}
+	return false
+}
+
+// notModified reports whether the client's conditional GET (or HEAD)
+// is answered by hr, a complete 200 response, with 304 (RFC 9110 §13.2.2:
+// If-None-Match first, else If-Modified-Since).
+func notModified(req *fasthttp.RequestHeader, hr heldResponse) bool {
+	if hr.code != fasthttp.StatusOK {
+		return false
+	}
+	if inm := req.Peek("If-None-Match"); len(inm) > 0 {
+		etag := headerValue(hr.headers, "ETag")
+		return etag != "" && etagListMatches(string(inm), etag)
+	}
+	ims, lm := req.Peek("If-Modified-Since"), headerValue(hr.headers, "Last-Modified")
+	if len(ims) == 0 || lm == "" {
+		return false
+	}
+	since, err1 := http.ParseTime(string(ims))
+	modified, err2 := http.ParseTime(lm)
+	return err1 == nil && err2 == nil && !modified.After(since)
+}
+
+// etagListMatches is If-None-Match's weak comparison of a list of entity
+// tags (or "*") with the response's ETag.
+func etagListMatches(list, etag string) bool {
+	if strings.TrimSpace(list) == "*" {
+		return true
+	}
+	want := strings.TrimPrefix(etag, "W/")
+	for _, t := range strings.Split(list, ",") {
+		if strings.TrimPrefix(strings.TrimSpace(t), "W/") == want {
+			return true
+		}
+	}
+	return false
+}
+
+// notModifiedResponse is the 304 for hr: no body, and of its headers
+// those a 304 carries (RFC 9110 §15.4.5).
+func notModifiedResponse(hr heldResponse) heldResponse {
+	out := heldResponse{code: fasthttp.StatusNotModified, reason: grip.StatusText(fasthttp.StatusNotModified)}
+	for _, h := range hr.headers {
+		if inList(notModifiedHeaders, h.Name) {
+			out.headers = append(out.headers, h)
+		}
+	}
+	return out
+}
+
+// notModifiedHeaders are the headers a 304 repeats from the 200.
+var notModifiedHeaders = []string{"Cache-Control", "Content-Location", "Date", "ETag", "Expires", "Vary",
+	"Last-Modified", "Age", "X-Cache"}
+
+// headerValue is the first value of name in hs.
+func headerValue(hs []grip.Header, name string) string {
+	for _, h := range hs {
+		if strings.EqualFold(h.Name, name) {
+			return h.Value
+		}
+	}
+	return ""
 }
 
 // requestError answers a request fasthttp could not read.

@@ -297,6 +297,12 @@ func (s *Server) routeFor(ctx *fasthttp.RequestCtx) *route {
 			s.cfg.CDNLoop+"); a route's origin leads back to it")
 		return nil
 	}
+	if bytes.IndexByte(ctx.Request.Header.Host(), '@') >= 0 {
+		// user:pass@host: an origin client could turn the userinfo into
+		// credentials of its own.
+		clientError(ctx, fasthttp.StatusBadRequest, "Host with userinfo (user@host)")
+		return nil
+	}
 	path := requestTarget(ctx)
 	if i := bytes.IndexByte(path, '?'); i >= 0 {
 		path = path[:i]
@@ -304,7 +310,7 @@ func (s *Server) routeFor(ctx *fasthttp.RequestCtx) *route {
 	if hasDotSegment(path) {
 		// "/public/../admin" would be matched by one route and name
 		// another route's resource: refused, as browsers never send it.
-		clientError(ctx, fasthttp.StatusBadRequest, "request path with dot-segments (/./ or /../)")
+		clientError(ctx, fasthttp.StatusBadRequest, "request path with dot-segments (/./ or /../, escaped or not)")
 		return nil
 	}
 	rt := s.routes.match(ctx.Request.Header.Host(), path)
@@ -314,34 +320,46 @@ func (s *Server) routeFor(ctx *fasthttp.RequestCtx) *route {
 	return rt
 }
 
-// hasDotSegment reports whether path has a "." or ".." segment, literal
-// or percent-encoded.
+// hasDotSegment reports whether path has a "." or ".." segment as an
+// origin might read it: literal or percent-encoded dots, with
+// percent-encoded or backslash separators (..%2f, %2e%2e%5c, ..\), and
+// with matrix parameters (..;x), which some servers strip.
 func hasDotSegment(path []byte) bool {
+	var buf [256]byte
+	if bytes.ContainsAny(path, "%\\;") {
+		path = pathAsOriginsRead(buf[:0], path)
+	}
 	for len(path) > 0 {
 		var seg []byte
 		seg, path, _ = bytes.Cut(path, []byte{'/'})
-		if len(seg) == 0 || len(seg) > 6 {
-			continue
-		}
-		dots := 0
-		for len(seg) > 0 {
-			switch {
-			case seg[0] == '.':
-				seg = seg[1:]
-			case len(seg) >= 3 && seg[0] == '%' && seg[1] == '2' && (seg[2] == 'e' || seg[2] == 'E'):
-				seg = seg[3:]
-			default:
-				dots = 3 // not a dot: not a dot-segment
-				seg = nil
-				continue
-			}
-			dots++
-		}
-		if dots == 1 || dots == 2 {
+		if string(seg) == "." || string(seg) == ".." {
 			return true
 		}
 	}
 	return false
+}
+
+// pathAsOriginsRead appends path to dst with every escape decoded once,
+// backslashes read as slashes and each segment's ";parameters" dropped:
+// the loosest reading an origin server may apply.
+func pathAsOriginsRead(dst, path []byte) []byte {
+	params := false
+	for i := 0; i < len(path); i++ {
+		c := path[i]
+		if c == '%' && i+2 < len(path) && isHex(path[i+1]) && isHex(path[i+2]) {
+			c = unhex(path[i+1])<<4 | unhex(path[i+2])
+			i += 2
+		}
+		switch {
+		case c == '/' || c == '\\':
+			dst, params = append(dst, '/'), false
+		case c == ';':
+			params = true
+		case !params:
+			dst = append(dst, c)
+		}
+	}
+	return dst
 }
 
 // requestTarget is the request target as the client sent it (path and

@@ -199,9 +199,11 @@ func (s *Server) open() error {
 	if s.watch, err = connwatch.New(); err != nil {
 		return err
 	}
-	if s.clientLn, err = net.Listen("tcp", s.cfg.Listen); err != nil {
+	ln, err := net.Listen("tcp", s.cfg.Listen)
+	if err != nil {
 		return fmt.Errorf("listen %s: %w", s.cfg.Listen, err)
 	}
+	s.clientLn = strictListener{ln}
 	if s.controlLn, err = net.Listen("tcp", s.cfg.Control); err != nil {
 		return fmt.Errorf("control listen %s: %w", s.cfg.Control, err)
 	}
@@ -210,7 +212,7 @@ func (s *Server) open() error {
 		if err != nil {
 			return fmt.Errorf("tls listen %s: %w", s.cfg.TLSListen, err)
 		}
-		s.tlsLn = tls.NewListener(ln, s.certs.tlsConfig())
+		s.tlsLn = strictListener{tls.NewListener(ln, s.certs.tlsConfig())}
 	}
 	if s.access, err = openAccessLog(s.cfg.AccessLog); err != nil {
 		return err

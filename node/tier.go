@@ -18,10 +18,7 @@ func (s *Server) startTier() error {
 	if s.cfg.ClusterBind == "" {
 		return nil
 	}
-	token := string(s.publishKey)
-	if s.clusterKey != nil {
-		token = cluster.TokenFor(s.clusterKey)
-	}
+	token := tierToken(s.clusterKey, s.publishKey)
 	var join []string
 	for _, j := range strings.Split(s.cfg.Join, ",") {
 		if j = strings.TrimSpace(j); j != "" {
@@ -53,6 +50,21 @@ func (s *Server) startTier() error {
 	s.ops.Forwarder = tierForwarder{tier}
 	tier.Start()
 	return nil
+}
+
+// tierToken is the credential members send with forwarded operations:
+// derived from the cluster key, else (a tier on loopback, see
+// Config.withDefaults) from the publish key, so that the key itself never
+// leaves the node; none when neither is set (then the control API is
+// open anyway).
+func tierToken(clusterKey, publishKey []byte) string {
+	switch {
+	case clusterKey != nil:
+		return cluster.TokenFor(clusterKey)
+	case publishKey != nil:
+		return cluster.TokenFor(publishKey)
+	}
+	return ""
 }
 
 // applyPeerOp applies an operation a peer forwarded (or the tier's log

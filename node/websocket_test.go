@@ -70,7 +70,9 @@ func (o *wsOrigin) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 				ch = "room"
 			}
 			text(`c:{"type":"subscribe","channel":"` + ch + `"}`)
-			text(`c:{"type":"set-meta","name":"user","value":"alice"}`)
+			if r.URL.Path != "/cachedws" { // a cacheable OPEN answer sets no per-user meta
+				text(`c:{"type":"set-meta","name":"user","value":"alice"}`)
+			}
 			text("m:welcome")
 			text("unprefixed messages are dropped")
 			w.Header().Set("Sec-WebSocket-Extensions", "grip")

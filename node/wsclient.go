@@ -52,7 +52,7 @@ func (s *Server) serveWebSocket(ctx *fasthttp.RequestCtx, rt *route) {
 	}
 	ws := s.newWSSession(ctx, rt)
 	fetch := ws.openFetcher()
-	creq := s.cacheRequest(ctx, rt, "ws", func() cache.Fetcher { return fetch })
+	creq := s.cacheRequest(ctx, rt, "ws", ws.lookupHeader, func() (func(string) string, cache.Fetcher) { return ws.lookupHeader, fetch })
 	e, result, err := s.cacheGet(rt, creq, fetch)
 	s.access.noteCache(ctx, result)
 	if err != nil {
@@ -212,7 +212,12 @@ func (c *wsClient) readLoop(conn *websocket.Conn) {
 			c.readEnded(err)
 			return
 		}
-		p, err := io.ReadAll(r)
+		// The read limit holds for the message as inflated: a small
+		// permessage-deflate frame can inflate to a huge message.
+		p, err := io.ReadAll(io.LimitReader(r, int64(s.cfg.WSReadLimit)+1))
+		if err == nil && len(p) > s.cfg.WSReadLimit {
+			err = websocket.ErrReadLimit
+		}
 		if err != nil {
 			c.readEnded(err)
 			return

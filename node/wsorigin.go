@@ -68,7 +68,7 @@ func (s *Server) newWSSession(ctx *fasthttp.RequestCtx, rt *route) *wsSession {
 	ws := &wsSession{s: s, rt: rt, id: hex.EncodeToString(id), meta: map[string]string{}, channels: map[string]struct{}{}}
 	req := fasthttp.AcquireRequest()
 	defer fasthttp.ReleaseRequest(req)
-	s.originRequest(ctx, req, rt)
+	s.originRequest(ctx, req, rt, s.cacheable(ctx, rt))
 	stripWSHandshake(&req.Header)
 	ws.uri = string(req.Header.RequestURI())
 	ws.host = bytes.Clone(req.Header.Host())
@@ -83,7 +83,21 @@ func (s *Server) newWSSession(ctx *fasthttp.RequestCtx, rt *route) *wsSession {
 	return ws
 }
 
-// openFetcher returns the cache's fetcher for the session's OPEN.
+// lookupHeader returns the value of a header of the session's origin
+// requests (values of a repeated header joined), for the cache's key.
+func (ws *wsSession) lookupHeader(name string) string {
+	var vs []string
+	for _, h := range ws.header {
+		if strings.EqualFold(h.Name, name) {
+			vs = append(vs, h.Value)
+		}
+	}
+	return strings.Join(vs, ", ")
+}
+
+// openFetcher returns the cache's fetcher for the session's OPEN. An
+// answer that sets meta (Set-Meta-* headers, c:set-meta messages) is the
+// first connection's state and is never stored for others.
 func (ws *wsSession) openFetcher() cache.Fetcher {
 	open := []grip.WSEvent{{Type: grip.WSEventOpen}}
 	return func() (*cache.Response, error) {
@@ -91,9 +105,32 @@ func (ws *wsSession) openFetcher() cache.Fetcher {
 		r, err := ws.postEvents(open)
 		if r != nil {
 			r.Value = &parsed{since: since} // for replays to subscriptions the answer makes
+			r.NoStore = setsMeta(r)
 		}
 		return r, err
 	}
+}
+
+// setsMeta reports whether a WebSocket-over-HTTP answer sets connection
+// meta.
+func setsMeta(r *cache.Response) bool {
+	for _, h := range r.Header {
+		if isSetMeta(h.Name) {
+			return true
+		}
+	}
+	evs, err := eventsOf(r)
+	if err != nil {
+		return false
+	}
+	for _, ev := range evs {
+		if p, ok := bytes.CutPrefix(ev.Content, []byte("c:")); ok && (ev.Type == grip.WSEventText || ev.Type == grip.WSEventBinary) {
+			if cm, err := grip.ParseControlMessage(p); err == nil && cm.Type == grip.ControlSetMeta {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // postEvents POSTs events to the origin and returns its answer, whatever
