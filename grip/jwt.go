@@ -1,47 +1,62 @@
 package grip
 
 import (
-	"crypto/hmac"
-	"crypto/sha256"
-	"encoding/base64"
-	"encoding/json"
 	"errors"
+	"fmt"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/golang-jwt/jwt/v5"
 )
 
-// Errors returned by VerifyHS256 (and, for ErrEmptyKey, SignHS256).
+// Errors returned by JWTVerifier.Verify and VerifyHS256 (and, for
+// ErrEmptyKey, SignHS256). Each error they return wraps exactly one of
+// these, and with it the error of github.com/golang-jwt/jwt/v5 that it was
+// mapped from, if any.
 var (
 	// ErrEmptyKey: signing or verifying with an empty key is refused.
 	ErrEmptyKey = errors.New("grip: empty JWT key")
-	// ErrTokenMalformed: not three base64url parts, or bad JSON.
+	// ErrTokenMalformed: not three base64url parts, bad JSON, or no alg.
 	ErrTokenMalformed = errors.New("grip: malformed JWT")
 	// ErrTokenAlgorithm: the header's alg is not HS256 ("none" included).
 	ErrTokenAlgorithm = errors.New("grip: JWT algorithm is not HS256")
 	// ErrTokenSignature: the signature does not match the key.
 	ErrTokenSignature = errors.New("grip: JWT signature mismatch")
-	// ErrTokenExpired: now is at or after the exp claim.
+	// ErrTokenNoExpiry: the exp claim is missing (or 0). Every token must
+	// expire.
+	ErrTokenNoExpiry = errors.New("grip: JWT has no exp claim")
+	// ErrTokenExpired: now is at or after exp plus the leeway.
 	ErrTokenExpired = errors.New("grip: JWT expired")
-	// ErrTokenNotYetValid: now is before the nbf claim.
+	// ErrTokenLifetime: exp is further than the maximum lifetime (plus
+	// the leeway) from now, or further than it from iat.
+	ErrTokenLifetime = errors.New("grip: JWT lifetime exceeds the maximum")
+	// ErrTokenNotYetValid: now is before nbf or iat minus the leeway.
 	ErrTokenNotYetValid = errors.New("grip: JWT not valid yet")
-	// ErrTokenClaims: exp or nbf is present but not a number.
-	ErrTokenClaims = errors.New("grip: JWT exp or nbf is not a number")
+	// ErrTokenClaims: exp, nbf or iat is present but not a number.
+	ErrTokenClaims = errors.New("grip: JWT exp, nbf or iat is not a number")
 )
 
 const (
+	// DefaultJWTMaxLifetime is the longest a token may be valid for by
+	// default: exp at most this far after now (and after iat, when
+	// present). @fanoutio/grip 4.x signs publish tokens valid for 10
+	// minutes; Grip-Sig tokens (Signer) are valid for an hour.
+	DefaultJWTMaxLifetime = time.Hour
+	// DefaultJWTLeeway is the clock skew allowed by default between the
+	// token's signer and the verifier, applied to exp, nbf, iat and the
+	// maximum lifetime.
+	DefaultJWTLeeway = 30 * time.Second
+
 	// gripSigLifetime is how long a Grip-Sig token is valid (Pushpin: 3600s).
 	gripSigLifetime = time.Hour
 	// signerRefreshAfter is the age at which Signer signs a new token.
 	signerRefreshAfter = time.Minute
 	base64KeyPrefix    = "base64:"
+	// algHS256 is the only algorithm signed or accepted here.
+	algHS256 = "HS256"
 )
-
-// jwtHeaderHS256 is the encoded JOSE header of every token signed here.
-var jwtHeaderHS256 = b64url([]byte(`{"alg":"HS256","typ":"JWT"}`))
-
-func b64url(b []byte) string { return base64.RawURLEncoding.EncodeToString(b) }
 
 // ParseKey decodes a key given on the command line or in a config file:
 // "base64:..." is base64-decoded, anything else is taken as raw bytes.
@@ -57,99 +72,139 @@ func ParseKey(s string) ([]byte, error) {
 	return key, nil
 }
 
-// SignHS256 returns a compact JWS of claims signed with HMAC-SHA256.
-// Claims are encoded with sorted keys.
+// SignHS256 returns a compact JWS of claims signed with HMAC-SHA256, with
+// the header {"alg":"HS256","typ":"JWT"}. Claims are encoded with sorted
+// keys.
 func SignHS256(claims map[string]any, key []byte) (string, error) {
 	if len(key) == 0 {
 		return "", ErrEmptyKey
 	}
-	payload, err := json.Marshal(claims)
-	if err != nil {
-		return "", err
+	return jwt.NewWithClaims(jwt.SigningMethodHS256, jwt.MapClaims(claims)).SignedString(key)
+}
+
+// JWTVerifier verifies HS256 JWTs signed with Key. A token is accepted
+// only if its alg is HS256 (anything else, "none" included, is refused),
+// its signature matches Key, it has an exp claim, and, allowing Leeway of
+// clock skew, now is before exp, not before nbf or iat (when present), and
+// exp is at most MaxLifetime after now (and, when iat is present, at most
+// MaxLifetime after iat). The zero limits mean the defaults.
+type JWTVerifier struct {
+	// Key is the HMAC key. Empty: every token is refused (ErrEmptyKey).
+	Key []byte
+	// MaxLifetime is the longest validity accepted. Zero or negative:
+	// DefaultJWTMaxLifetime.
+	MaxLifetime time.Duration
+	// Leeway is the clock skew allowed. Zero: DefaultJWTLeeway; negative:
+	// none.
+	Leeway time.Duration
+}
+
+// limits returns the maximum lifetime and leeway in force.
+func (v JWTVerifier) limits() (maxLifetime, leeway time.Duration) {
+	maxLifetime, leeway = v.MaxLifetime, v.Leeway
+	if maxLifetime <= 0 {
+		maxLifetime = DefaultJWTMaxLifetime
 	}
-	signed := jwtHeaderHS256 + "." + b64url(payload)
-	return signed + "." + b64url(hs256(signed, key)), nil
+	switch {
+	case leeway == 0:
+		leeway = DefaultJWTLeeway
+	case leeway < 0:
+		leeway = 0
+	}
+	return maxLifetime, leeway
 }
 
-func hs256(signed string, key []byte) []byte {
-	mac := hmac.New(sha256.New, key)
-	mac.Write([]byte(signed))
-	return mac.Sum(nil)
-}
-
-// VerifyHS256 checks token's HS256 signature in constant time and, when
-// present, its exp (now must be before it) and nbf (now must not be before
-// it) claims, and returns the claims. Any algorithm but HS256, "none"
-// included, is rejected.
-func VerifyHS256(token string, key []byte, now time.Time) (map[string]any, error) {
-	if len(key) == 0 {
+// Verify checks token as of now (see JWTVerifier) and returns its claims,
+// numbers as float64. Every error wraps one of the ErrToken* errors or
+// ErrEmptyKey.
+func (v JWTVerifier) Verify(token string, now time.Time) (map[string]any, error) {
+	if len(v.Key) == 0 {
 		return nil, ErrEmptyKey
 	}
-	parts := strings.Split(token, ".")
-	if len(parts) != 3 {
-		return nil, ErrTokenMalformed
+	maxLifetime, leeway := v.limits()
+	parser := jwt.NewParser(
+		jwt.WithValidMethods([]string{algHS256}),
+		jwt.WithExpirationRequired(),
+		jwt.WithIssuedAt(),
+		jwt.WithLeeway(leeway),
+		jwt.WithTimeFunc(func() time.Time { return now }),
+		jwt.WithPaddingAllowed(), // as the hand-written verifier did
+	)
+	claims := jwt.MapClaims{}
+	tok, err := parser.ParseWithClaims(token, claims, func(t *jwt.Token) (any, error) {
+		// WithValidMethods already refused any other alg; this keeps the
+		// key from ever reaching another method.
+		if t.Method != jwt.SigningMethodHS256 {
+			return nil, ErrTokenAlgorithm
+		}
+		return v.Key, nil
+	})
+	if err != nil {
+		return nil, verifyError(tok, err)
 	}
-	if err := checkJWTHeader(parts[0]); err != nil {
+	if err := checkLifetime(claims, now, maxLifetime, leeway); err != nil {
 		return nil, err
 	}
-	sig, err := decodeSegment(parts[2])
-	if err != nil {
-		return nil, ErrTokenMalformed
-	}
-	if !hmac.Equal(sig, hs256(parts[0]+"."+parts[1], key)) {
-		return nil, ErrTokenSignature
-	}
-	var claims map[string]any
-	payload, err := decodeSegment(parts[1])
-	if err != nil || json.Unmarshal(payload, &claims) != nil || claims == nil {
-		return nil, ErrTokenMalformed
-	}
-	return claims, checkTimes(claims, now)
+	return claims, nil
 }
 
-func checkJWTHeader(seg string) error {
-	raw, err := decodeSegment(seg)
+// verifyError maps an error of jwt/v5's parser to the sentinel it means,
+// wrapping both.
+func verifyError(tok *jwt.Token, err error) error {
+	var alg any
+	if tok != nil {
+		alg = tok.Header["alg"]
+	}
+	_, algIsString := alg.(string)
+	var sentinel error
+	switch {
+	case errors.Is(err, jwt.ErrTokenMalformed), tok == nil, !algIsString:
+		sentinel = ErrTokenMalformed
+	case alg != algHS256:
+		sentinel = ErrTokenAlgorithm
+	case errors.Is(err, jwt.ErrTokenSignatureInvalid):
+		sentinel = ErrTokenSignature
+	case errors.Is(err, jwt.ErrInvalidType):
+		sentinel = ErrTokenClaims
+	case errors.Is(err, jwt.ErrTokenRequiredClaimMissing):
+		sentinel = ErrTokenNoExpiry
+	case errors.Is(err, jwt.ErrTokenExpired):
+		sentinel = ErrTokenExpired
+	case errors.Is(err, jwt.ErrTokenNotValidYet), errors.Is(err, jwt.ErrTokenUsedBeforeIssued):
+		sentinel = ErrTokenNotYetValid
+	default:
+		sentinel = ErrTokenMalformed
+	}
+	return fmt.Errorf("%w: %w", sentinel, err)
+}
+
+// checkLifetime refuses a token whose exp (present: the parser required
+// it) is more than maxLifetime plus leeway after now, or more than
+// maxLifetime after its iat. The second check needs no leeway: both
+// times come from the signer's clock.
+func checkLifetime(claims jwt.MapClaims, now time.Time, maxLifetime, leeway time.Duration) error {
+	exp, err := claims.GetExpirationTime()
+	if err != nil || exp == nil {
+		return ErrTokenNoExpiry // unreachable after the parser's checks
+	}
+	if exp.After(now.Add(maxLifetime).Add(leeway)) {
+		return fmt.Errorf("%w: exp %s is more than %v after now (%s)", ErrTokenLifetime,
+			exp.UTC().Format(time.RFC3339), maxLifetime, now.UTC().Format(time.RFC3339))
+	}
+	iat, err := claims.GetIssuedAt()
 	if err != nil {
-		return ErrTokenMalformed
+		return fmt.Errorf("%w: %w", ErrTokenClaims, err) // unreachable after the parser's checks
 	}
-	var h struct {
-		Alg *string `json:"alg"`
-	}
-	if json.Unmarshal(raw, &h) != nil || h.Alg == nil {
-		return ErrTokenMalformed
-	}
-	if *h.Alg != "HS256" {
-		return ErrTokenAlgorithm
+	if iat != nil && exp.Sub(iat.Time) > maxLifetime {
+		return fmt.Errorf("%w: exp is %v after iat, more than %v", ErrTokenLifetime, exp.Sub(iat.Time), maxLifetime)
 	}
 	return nil
 }
 
-// decodeSegment decodes base64url with or without padding.
-func decodeSegment(s string) ([]byte, error) {
-	return base64.RawURLEncoding.DecodeString(strings.TrimRight(s, "="))
-}
-
-func checkTimes(claims map[string]any, now time.Time) error {
-	sec := float64(now.Unix())
-	if v, ok := claims["exp"]; ok {
-		exp, ok := v.(float64)
-		if !ok {
-			return ErrTokenClaims
-		}
-		if sec >= exp {
-			return ErrTokenExpired
-		}
-	}
-	if v, ok := claims["nbf"]; ok {
-		nbf, ok := v.(float64)
-		if !ok {
-			return ErrTokenClaims
-		}
-		if sec < nbf {
-			return ErrTokenNotYetValid
-		}
-	}
-	return nil
+// VerifyHS256 verifies token with key as of now, with the default maximum
+// lifetime and leeway: JWTVerifier{Key: key}.Verify(token, now).
+func VerifyHS256(token string, key []byte, now time.Time) (map[string]any, error) {
+	return JWTVerifier{Key: key}.Verify(token, now)
 }
 
 // Signer makes Grip-Sig tokens {"iss": iss, "exp": now+1h}, as Pushpin does

@@ -61,6 +61,12 @@ type Config struct {
 	// page could reach an open control API through DNS rebinding). Empty:
 	// IP addresses and localhost only.
 	ControlHosts string
+	// PublishJWTMaxLifetime is the longest validity accepted of a JWT
+	// given with PublishKey: its exp (required) must be at most this long
+	// after now, and after its iat when it has one; 30s of clock skew is
+	// allowed (grip.DefaultJWTLeeway). Default (and zero) 1h
+	// (@fanoutio/grip 4.x signs for 10 minutes); negative is an error.
+	PublishJWTMaxLifetime time.Duration
 
 	// OriginTimeout bounds one origin request, retries included.
 	// Default 30s.
@@ -269,6 +275,8 @@ func DefaultConfig() Config {
 		CDNLoop:              "edgepush",
 		ShutdownTimeout:      10 * time.Second,
 		DrainPeriod:          5 * time.Second,
+
+		PublishJWTMaxLifetime: time.Hour,
 	}
 }
 
@@ -282,6 +290,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.SigKey, "sig-key", c.SigKey, "Grip-Sig signing `key` (base64:... for binary); empty: a random key")
 	fs.StringVar(&c.SigIss, "sig-iss", c.SigIss, "Grip-Sig issuer")
 	fs.StringVar(&c.PublishKey, "publish-key", c.PublishKey, "`key` required on the control API; empty: no auth")
+	fs.DurationVar(&c.PublishJWTMaxLifetime, "publish-jwt-max-lifetime", c.PublishJWTMaxLifetime, "longest validity of a publish-key JWT: its exp (required) at most this after now and after iat (0: default)")
 	fs.DurationVar(&c.OriginTimeout, "origin-timeout", c.OriginTimeout, "origin request timeout")
 	fs.DurationVar(&c.OriginDialTimeout, "origin-dial-timeout", c.OriginDialTimeout, "origin connect timeout")
 	fs.IntVar(&c.OriginMaxBody, "origin-max-body", c.OriginMaxBody, "origin response body limit in `bytes`")
@@ -401,6 +410,10 @@ func (c Config) withDefaults() (Config, error) {
 	setDefault(&c.Listen, d.Listen)
 	setDefault(&c.Control, d.Control)
 	setDefault(&c.SigIss, d.SigIss)
+	setDefault(&c.PublishJWTMaxLifetime, d.PublishJWTMaxLifetime)
+	if c.PublishJWTMaxLifetime < 0 {
+		errs = append(errs, fmt.Errorf("config: -publish-jwt-max-lifetime %v is negative", c.PublishJWTMaxLifetime))
+	}
 	setDefault(&c.LogLevel, d.LogLevel)
 	setDefault(&c.OriginTimeout, d.OriginTimeout)
 	setDefault(&c.OriginDialTimeout, d.OriginDialTimeout)

@@ -200,8 +200,8 @@ func (p publisher) Publish(item *grip.Item) {
 
 // authorized checks the control API credentials when a publish key is
 // set: "Bearer <key>", "Bearer <HS256 JWT signed with the key>" (Fanout's
-// publisher libraries), or Basic auth with the key as password
-// (pushpin-publish -u).
+// publisher libraries; exp required, at most -publish-jwt-max-lifetime
+// away), or Basic auth with the key as password (pushpin-publish -u).
 func (s *Server) authorized(ctx *fasthttp.RequestCtx) bool {
 	if s.publishKey == nil {
 		return true
@@ -213,7 +213,8 @@ func (s *Server) authorized(ctx *fasthttp.RequestCtx) bool {
 		if subtle.ConstantTimeCompare(cred, s.publishKey) == 1 {
 			return true
 		}
-		_, err := grip.VerifyHS256(string(cred), s.publishKey, time.Now())
+		v := grip.JWTVerifier{Key: s.publishKey, MaxLifetime: s.cfg.PublishJWTMaxLifetime}
+		_, err := v.Verify(string(cred), time.Now())
 		return err == nil
 	case bytes.EqualFold(scheme, []byte("Basic")):
 		raw, err := base64.StdEncoding.DecodeString(string(cred))
