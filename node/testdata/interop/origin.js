@@ -20,7 +20,8 @@
 // GRIP_KEY, "exp" and "nbf" enforced when present (a token without "exp" is accepted),
 // "iss" compared only when GRIP_ISS is set. What serve-grip itself reported is logged.
 //
-// Prints "listening <port>" on stdout once ready; one log line per request on stderr.
+// Prints "listening <port>" on stdout once ready, and a "seen <JSON>" line per /wsx
+// request (see handleWsScripted); one log line per request on stderr.
 //
 // Routes:
 //   GET  /stream?ch=test                Grip-Hold: stream, body "stream open\n"
@@ -30,9 +31,13 @@
 //   POST /ws?ch=test                    WebSocket-over-HTTP: accept OPEN, subscribe ch,
 //                                       send "welcome", echo TEXT as "echo: <text>",
 //                                       echo BINARY unchanged, answer CLOSE with CLOSE.
+//   POST /wsx?ch=test&tag=t             WebSocket-over-HTTP driven by the client's messages,
+//                                       all through serve-grip's WebSocketContext; every
+//                                       request is reported on stdout (see handleWsScripted).
 
 import http from 'node:http';
 import { ServeGrip } from '@fanoutio/serve-grip';
+import { createWebSocketControlMessage } from '@fanoutio/grip';
 
 const port = process.env.PORT !== undefined && process.env.PORT !== '' ? Number(process.env.PORT) : 8080;
 
@@ -118,6 +123,88 @@ function handleWs(req, res, url) {
     res.end();
 }
 
+// handleWsScripted is the route the Go interop test drives: each client TEXT message
+// is a command, answered through the WebSocketContext only (no hand-made events):
+//   meta <name> <value>       ws.meta[name] = value (Set-Meta-<name>); answers "meta <name> set"
+//   unmeta <name>             delete ws.meta[name] (Set-Meta-<name> empty); answers "meta <name> unset"
+//   detach                    ws.detach(); answers "detached" (after the c:detach)
+//   keep-alive <content> <s>  c:keep-alive with that content and timeout (seconds); answers "keep-alive set"
+//   close <code>              ws.close(code)
+//   disconnect                ws.disconnect()
+//   anything else             answered "echo: <text>"
+// BINARY is echoed; CLOSE is answered with CLOSE and the client's code (1000 if none).
+//
+// Each request is reported as one stdout line "seen <JSON>", the JSON being
+// {"tag":...,"id":<Connection-Id>,"meta":{<Meta-* as the context read them>},"events":[...]}
+// with the events as the context gave them: "OPEN", "TEXT <text>", "BINARY <hex>",
+// "CLOSE <code>" ("CLOSE" when the context found no code), "DISCONNECT".
+function handleWsScripted(req, res, url) {
+    const ws = req.grip.wsContext;
+    if (ws == null) {
+        send(res, 400, 'text/plain', 'expected a WebSocket-over-HTTP request (application/websocket-events)\n');
+        return;
+    }
+    const seen = { tag: url.searchParams.get('tag') || '', id: ws.id, meta: { ...ws.meta }, events: [] };
+    if (ws.isOpening()) {
+        seen.events.push('OPEN');
+        ws.accept();
+        ws.subscribe(url.searchParams.get('ch') || 'test');
+        ws.send('welcome');
+    }
+    while (ws.canRecv()) {
+        let msg;
+        try {
+            msg = ws.recvRaw();
+        } catch {
+            // recvRaw throws for DISCONNECT (the only other event canRecv admits).
+            seen.events.push('DISCONNECT');
+            break;
+        }
+        if (msg === null) {
+            seen.events.push(ws.closeCode === null ? 'CLOSE' : `CLOSE ${ws.closeCode}`);
+            ws.close(ws.closeCode ?? 1000);
+            break;
+        }
+        if (typeof msg !== 'string') {
+            seen.events.push('BINARY ' + Buffer.from(msg).toString('hex'));
+            ws.sendBinary(msg);
+            continue;
+        }
+        seen.events.push('TEXT ' + msg);
+        const [cmd, ...args] = msg.split(' ');
+        switch (cmd) {
+            case 'meta':
+                ws.meta[args[0]] = args.slice(1).join(' ');
+                ws.send(`meta ${args[0]} set`);
+                break;
+            case 'unmeta':
+                delete ws.meta[args[0]];
+                ws.send(`meta ${args[0]} unset`);
+                break;
+            case 'detach':
+                ws.detach();
+                ws.send('detached');
+                break;
+            case 'keep-alive':
+                ws.sendControl(createWebSocketControlMessage('keep-alive',
+                    { content: args[0], timeout: Number(args[1]) }));
+                ws.send('keep-alive set');
+                break;
+            case 'close':
+                ws.close(Number(args[0]));
+                break;
+            case 'disconnect':
+                ws.disconnect();
+                break;
+            default:
+                ws.send('echo: ' + msg);
+        }
+    }
+    process.stdout.write('seen ' + JSON.stringify(seen) + '\n');
+    res.statusCode = 200;
+    res.end();
+}
+
 async function handle(req, res) {
     if (!(await serveGrip.run(req, res))) {
         return; // serve-grip already answered (e.g. 400 for undecodable ws events)
@@ -145,6 +232,8 @@ async function handle(req, res) {
                 JSON.stringify({ signed: sig.isSigned, proxied: sig.isProxied }) + '\n');
         case 'POST /ws':
             return handleWs(req, res, url);
+        case 'POST /wsx':
+            return handleWsScripted(req, res, url);
         default:
             return send(res, 404, 'text/plain', 'not found\n');
     }

@@ -14,8 +14,9 @@
 //                   Ignored when PUBLISH_KEY is set (the library prefers the JWT).
 //   PUBLISH_ID      item "id";  PUBLISH_PREV_ID  item "prev-id".
 //
-// Exit 0 on success; on failure prints the error (with the HTTP status) on stderr, exit 1.
-// Exit 2 on bad usage.
+// Exit 0 on success, printing "published" on stdout. On failure, exit 1 and print on
+// stdout one line `failed {"status":<HTTP status>,"body":<response body>}` (status -1
+// and body null when no HTTP answer came), and the error on stderr. Exit 2 on bad usage.
 
 import { Publisher, HttpStreamFormat, HttpResponseFormat, WebSocketMessageFormat } from '@fanoutio/grip';
 
@@ -62,7 +63,10 @@ try {
     await publisher.publishFormats(channel, fmt, id, prevId);
     process.stdout.write('published\n');
 } catch (err) {
-    const status = err && err.context && err.context.statusCode !== undefined ? ` (status ${err.context.statusCode})` : '';
-    process.stderr.write(`publish failed${status}: ${err && err.message ? err.message : err}\n`);
+    const ctx = (err && err.context) || {};
+    const status = ctx.statusCode !== undefined ? ctx.statusCode : -1;
+    const body = typeof ctx.httpBody === 'string' ? ctx.httpBody : null;
+    process.stdout.write(`failed ${JSON.stringify({ status, body })}\n`);
+    process.stderr.write(`publish failed (status ${status}): ${err && err.message ? err.message : err}\n`);
     process.exit(1);
 }
