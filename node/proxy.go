@@ -67,6 +67,7 @@ func (s *Server) serveClient(ctx *fasthttp.RequestCtx) {
 			hr = notModifiedResponse(hr)
 		}
 		relay(ctx, hr)
+		s.invalidateAfter(ctx, hr.code)
 	case s.held.Load() >= int64(s.cfg.MaxConns):
 		clientError(ctx, fasthttp.StatusServiceUnavailable, "too many connections")
 	case in.Hold == grip.HoldStream:
@@ -91,6 +92,16 @@ func (s *Server) overConnLimit() bool {
 // GET or HEAD on a route with caching on.
 func (s *Server) cacheable(ctx *fasthttp.RequestCtx, rt *route) bool {
 	return s.cache != nil && rt.cache && (ctx.IsGet() || ctx.IsHead())
+}
+
+// invalidateAfter drops the stored responses for the request's URL when
+// an unsafe request (POST, PUT, DELETE, …) to it succeeded (RFC 9111
+// §4.4): what was stored may be out of date now.
+func (s *Server) invalidateAfter(ctx *fasthttp.RequestCtx, status int) {
+	if s.cache == nil || ctx.IsGet() || ctx.IsHead() || ctx.IsOptions() || status < 200 || status >= 400 {
+		return
+	}
+	s.cache.PurgeURL(requestURL(ctx), false)
 }
 
 // refusedRequest says why a plain client request is refused at the

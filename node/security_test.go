@@ -635,3 +635,40 @@ func TestTierOnANetworkNeedsAKey(t *testing.T) {
 		time.Sleep(100 * time.Millisecond)
 	}
 }
+
+// TestUnsafeRequestsInvalidate: a successful POST, PUT or DELETE to a URL
+// drops its stored responses (RFC 9111 §4.4); a failed one does not.
+func TestUnsafeRequestsInvalidate(t *testing.T) {
+	o := &recordingOrigin{handler: func(w http.ResponseWriter, r *http.Request, n int) {
+		if r.Method != "GET" && r.URL.Query().Get("fail") != "" {
+			w.WriteHeader(http.StatusForbidden)
+			return
+		}
+		w.Header().Set("Cache-Control", "max-age=60")
+		fmt.Fprintf(w, "v%d", n)
+	}}
+	n := startNode(t, o)
+	if _, body := rawGet(t, n, "/doc"); body != "v1" {
+		t.Fatalf("first GET: %q", body)
+	}
+	do := func(method, path string) {
+		req, _ := http.NewRequest(method, n.url+path, strings.NewReader("x"))
+		req.Host = "test" // as rawGet sends
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+	}
+	do("POST", "/doc?fail=1") // another URL, and a failure
+	if resp, body := rawGet(t, n, "/doc"); body != "v1" || resp.Header.Get("X-Cache") != "HIT" {
+		t.Fatalf("after an unrelated failed POST: %q %s", body, resp.Header.Get("X-Cache"))
+	}
+	for _, m := range []string{"POST", "PUT", "DELETE"} {
+		before := o.count()
+		do(m, "/doc")
+		if _, body := rawGet(t, n, "/doc"); body != fmt.Sprintf("v%d", before+2) {
+			t.Fatalf("GET after %s: %q (the stored copy was served)", m, body)
+		}
+	}
+}
