@@ -146,7 +146,7 @@ func New(cfg Config) (*Cache, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	c := &Cache{cfg: cfg, purges: newPurges()}
+	c := &Cache{cfg: cfg, purges: newPurges(maxPurgeRecords)}
 	store, err := ristretto.NewCache(&ristretto.Config[string, *Entry]{
 		NumCounters:        max(cfg.MaxBytes/256, 10000),
 		MaxCost:            cfg.MaxBytes,

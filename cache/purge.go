@@ -1,7 +1,9 @@
 package cache
 
 import (
+	"cmp"
 	"hash/maphash"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -10,17 +12,32 @@ import (
 // purges records purges as positions on one clock: an entry is affected by
 // a purge of one of its surrogate keys or of its URL when the purge came
 // after its fetch started. A purge is O(1); each lookup checks the entry's
-// few keys. Records older than the longest an entry can live are dropped.
+// few keys.
+//
+// The records are bounded twice. By age: records older than the longest
+// an entry can live are dropped. By count: a shard holding more than its
+// share of maxPurgeRecords folds its oldest records into its floor, one
+// record that stands for all of them and applies to every entry with a
+// name in the shard: an entry fetched before the floor's hard position is
+// gone, before its soft position stale. Folding never lets a purged entry
+// be served as fresh; it may purge entries that were not (only under a
+// flood of distinct purges, and only entries older than the folded ones).
 type purges struct {
 	clock  atomic.Uint64
 	seed   maphash.Seed
+	limit  int // records per shard
 	shards [16]purgeShard
 }
+
+// maxPurgeRecords bounds the purge records of one cache (about 150 bytes
+// each with a URL-sized name).
+const maxPurgeRecords = 1 << 18
 
 type purgeShard struct {
 	mu      sync.RWMutex
 	records map[string]purgeRecord
-	gcAt    int // size at which the next sweep runs
+	floor   purgeRecord // the folded records (see purges)
+	gcAt    int         // size at which the next sweep runs
 }
 
 type purgeRecord struct {
@@ -29,12 +46,14 @@ type purgeRecord struct {
 	at         time.Time // when the last purge of either kind ran
 }
 
-func newPurges() *purges {
+// newPurges returns purges keeping at most about maxRecords records.
+func newPurges(maxRecords int) *purges {
 	p := &purges{seed: maphash.MakeSeed()}
+	p.limit = max(maxRecords/len(p.shards), 2)
 	p.clock.Store(1)
 	for i := range p.shards {
 		p.shards[i].records = map[string]purgeRecord{}
-		p.shards[i].gcAt = 1024
+		p.shards[i].gcAt = min(1024, p.limit)
 	}
 	return p
 }
@@ -66,7 +85,32 @@ func (p *purges) purge(name string, soft bool, now time.Time, maxLifetime time.D
 				delete(s.records, k)
 			}
 		}
-		s.gcAt = max(1024, 2*len(s.records))
+		if len(s.records) > p.limit/2 {
+			s.fold(len(s.records) - p.limit/2)
+		}
+		s.gcAt = min(max(1024, 2*len(s.records)), p.limit)
+	}
+}
+
+// fold merges the n oldest records into the floor; called with s.mu held.
+func (s *purgeShard) fold(n int) {
+	type named struct {
+		name string
+		pos  uint64
+	}
+	all := make([]named, 0, len(s.records))
+	for k, r := range s.records {
+		all = append(all, named{k, max(r.soft, r.hard)})
+	}
+	slices.SortFunc(all, func(a, b named) int { return cmp.Compare(a.pos, b.pos) })
+	f := &s.floor
+	for _, o := range all[:n] {
+		r := s.records[o.name]
+		f.hard, f.soft = max(f.hard, r.hard), max(f.soft, r.soft)
+		if r.softAt.After(f.softAt) {
+			f.softAt = r.softAt
+		}
+		delete(s.records, o.name)
 	}
 }
 
@@ -76,16 +120,16 @@ func (p *purges) check(seq uint64, names []string) (gone bool, staleSince time.T
 	for _, name := range names {
 		s := p.shard(name)
 		s.mu.RLock()
-		r, ok := s.records[name]
+		r := s.records[name] // the zero record when none: it affects nothing
+		floor := s.floor
 		s.mu.RUnlock()
-		if !ok {
-			continue
-		}
-		if r.hard >= seq {
-			return true, time.Time{}
-		}
-		if r.soft >= seq && (staleSince.IsZero() || r.softAt.Before(staleSince)) {
-			staleSince = r.softAt
+		for _, rec := range [...]purgeRecord{r, floor} {
+			if rec.hard >= seq {
+				return true, time.Time{}
+			}
+			if rec.soft >= seq && (staleSince.IsZero() || rec.softAt.Before(staleSince)) {
+				staleSince = rec.softAt
+			}
 		}
 	}
 	return false, staleSince

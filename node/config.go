@@ -132,8 +132,18 @@ type Config struct {
 	// it. Default off.
 	WSCompression bool
 	// WSAllowedOrigins, comma-separated, restricts the Origin header of
-	// WebSocket handshakes. Empty: any origin (a proxy leaves this to the
-	// origin server).
+	// WebSocket handshakes (compared case-insensitively): any other Origin
+	// is refused with 403 before the origin server is asked. Empty: any
+	// origin (a proxy leaves this to the origin server).
+	//
+	// A handshake without an Origin header is let through: the list
+	// protects browsers' users from other sites' pages opening
+	// WebSockets with their cookies (cross-site WebSocket hijacking), and
+	// browsers always send Origin; a client that sends none is not a
+	// browser (a native app, a server, a device) and could send any Origin
+	// it likes, so refusing it would protect nothing. Browsers send
+	// "Origin: null" from sandboxed or file: pages; it is refused unless
+	// listed.
 	WSAllowedOrigins string
 	// CacheOff turns the edge cache off: every request goes to the origin.
 	CacheOff bool
@@ -318,7 +328,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.IntVar(&c.WSMaxPending, "ws-max-pending", c.WSMaxPending, "`bytes` of client WebSocket messages waiting for the origin")
 	fs.IntVar(&c.WSOriginRetries, "ws-origin-retries", c.WSOriginRetries, "retries of a failed WebSocket-over-HTTP request")
 	fs.BoolVar(&c.WSCompression, "ws-compression", c.WSCompression, "negotiate WebSocket permessage-deflate")
-	fs.StringVar(&c.WSAllowedOrigins, "ws-allowed-origins", c.WSAllowedOrigins, "comma-separated WebSocket Origin values allowed; empty: any")
+	fs.StringVar(&c.WSAllowedOrigins, "ws-allowed-origins", c.WSAllowedOrigins, "comma-separated WebSocket Origin values allowed (handshakes without Origin, from non-browser clients, are let through); empty: any")
 	fs.BoolVar(&c.CacheOff, "cache-off", c.CacheOff, "turn the edge cache off")
 	fs.Int64Var(&c.CacheMaxBytes, "cache-max-bytes", c.CacheMaxBytes, "edge cache memory limit in `bytes`")
 	fs.DurationVar(&c.StaleIfError, "stale-if-error", c.StaleIfError, "serve cached responses this long past freshness while the origin fails (0: never), unless the response says")

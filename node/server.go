@@ -132,7 +132,10 @@ func New(cfg Config, log *slog.Logger) (*Server, error) {
 		ReadBufferSize:    1024,
 		WriteBufferPool:   &sync.Pool{},
 		EnableCompression: cfg.WSCompression,
-		CheckOrigin:       func(*fasthttp.RequestCtx) bool { return true }, // checked before the origin is asked
+		// serveWebSocket checks the Origin before the origin server is
+		// asked; the upgrader checks it again, in case a path to the
+		// upgrade ever skips that.
+		CheckOrigin: s.originAllowed,
 	}
 	for _, o := range strings.Split(cfg.WSAllowedOrigins, ",") {
 		if o = strings.TrimSpace(o); o != "" {

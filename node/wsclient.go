@@ -92,11 +92,14 @@ func (s *Server) serveWebSocket(ctx *fasthttp.RequestCtx, rt *route) {
 	}
 }
 
+// originAllowed applies -ws-allowed-origins to a WebSocket handshake (see
+// Config.WSAllowedOrigins): with a list, the Origin must be on it, or
+// absent (not a browser).
 func (s *Server) originAllowed(ctx *fasthttp.RequestCtx) bool {
-	if len(s.wsOrigins) == 0 {
+	origin := string(ctx.Request.Header.Peek("Origin"))
+	if len(s.wsOrigins) == 0 || origin == "" {
 		return true
 	}
-	origin := string(ctx.Request.Header.Peek("Origin"))
 	for _, o := range s.wsOrigins {
 		if strings.EqualFold(o, origin) {
 			return true

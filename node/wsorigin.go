@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"net/textproto"
 	"strconv"
 	"strings"
 	"sync"
@@ -227,15 +228,24 @@ func (ws *wsSession) applyHeaders(r *cache.Response) {
 	defer ws.mu.Unlock()
 	for _, f := range r.Header {
 		if isSetMeta(f.Name) {
-			if f.Value == "" {
-				delete(ws.meta, f.Name[9:])
-			} else {
-				ws.meta[f.Name[9:]] = f.Value
-			}
+			ws.setMeta(f.Name[9:], f.Value, f.Value != "")
 		}
 	}
 	if v := r.Get("Keep-Alive-Interval"); v != "" {
 		ws.kaEvery = parseKeepAliveInterval(v)
+	}
+}
+
+// setMeta sets (or without a value deletes) a meta value, sent as a
+// Meta-<name> header; called with ws.mu held. Names are header names:
+// "user" (a set-meta control message) and "User" (a Set-Meta-User
+// header) are one.
+func (ws *wsSession) setMeta(name, value string, set bool) {
+	name = textproto.CanonicalMIMEHeaderKey(name)
+	if set {
+		ws.meta[name] = value
+	} else {
+		delete(ws.meta, name)
 	}
 }
 
@@ -444,11 +454,7 @@ func (ws *wsSession) control(p []byte, since uint64) {
 		ws.mu.Unlock()
 	case grip.ControlSetMeta:
 		ws.mu.Lock()
-		if cm.HasValue {
-			ws.meta[cm.Name] = cm.Value
-		} else {
-			delete(ws.meta, cm.Name)
-		}
+		ws.setMeta(cm.Name, cm.Value, cm.HasValue)
 		ws.mu.Unlock()
 	case grip.ControlKeepAlive:
 		if !cm.HasContent {

@@ -90,9 +90,11 @@ func (l *Limiter) Request(t Target, soft bool) Outcome {
 	switch {
 	case st == nil || (!st.pending && now.Sub(st.lastRun) >= l.interval):
 		if st == nil {
+			// Swept before it is added: the new target has no lastRun
+			// yet and would be forgotten at once.
+			l.sweep(now)
 			st = &targetState{t: t}
 			l.targets[name] = st
-			l.sweep(now)
 		}
 		st.lastRun = now
 		l.mu.Unlock()
