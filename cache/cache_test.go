@@ -685,14 +685,20 @@ func TestHotEntryKeptUnderEviction(t *testing.T) {
 	o := &origin{}
 	o.set("hot", "Cache-Control", "max-age=600")
 	get(t, c, o, greq("http://h/hot"))
+	// TinyLFU admission is probabilistic (access records are sampled and
+	// may be dropped), so the hot entry may be evicted now and then; it
+	// must be found most of the time while the cold ones churn through.
+	hits := 0
 	for i := range 2000 {
-		get(t, c, o, greq("http://h/hot")) // keep it hot
+		if _, res := get(t, c, o, greq("http://h/hot")); res == Hit { // keep it hot
+			hits++
+		}
 		cold := &origin{}
 		cold.set(string(bytes.Repeat([]byte("c"), 2000)), "Cache-Control", "max-age=600")
 		get(t, c, cold, greq(fmt.Sprintf("http://h/cold/%d", i)))
 	}
-	if _, res := get(t, c, o, greq("http://h/hot")); res != Hit {
-		t.Fatalf("hot entry: %v", res)
+	if hits < 1500 {
+		t.Fatalf("hot entry: %d hits of 2000 while cold entries churned", hits)
 	}
 	st := c.Stats()
 	if st.Bytes > 64<<10 || st.Evictions+st.Rejected == 0 {
