@@ -70,6 +70,13 @@ type Request struct {
 	// Method, URL and Credentials; the cache never calls the copy's
 	// Detach.
 	Detach func() (*Request, Fetcher)
+	// Outdated, when set, reports whether a stored entry that is fresh by
+	// the HTTP rules is out of date for this request all the same (the
+	// node: messages a long-poll would receive were published after the
+	// entry's data was fetched). Such an entry is fetched again like an
+	// expired one, concurrent requests coalesced, and still served while
+	// the origin fails (stale-if-error). Nil: never.
+	Outdated func(*Entry) bool
 	// StaleIfError, when set, replaces Config.StaleIfError for the
 	// response stored for this request (a per-route default; the
 	// response's own stale-if-error still wins). Nil: Config.StaleIfError.
@@ -209,7 +216,7 @@ func (c *Cache) Get(req *Request, fetch Fetcher) (*Entry, Result, error) {
 	now := c.cfg.Now()
 	primary := primaryKey(req)
 	stale := c.lookup(primary, req, now)
-	if stale != nil {
+	if stale != nil && !req.outdated(stale) {
 		switch c.freshness(stale, now) {
 		case fresh:
 			c.stats.hits.Add(1)
@@ -250,6 +257,9 @@ func (c *Cache) Get(req *Request, fetch Fetcher) (*Entry, Result, error) {
 	return res.entry, Miss, nil
 }
 
+// outdated reports whether req says e is out of date.
+func (req *Request) outdated(e *Entry) bool { return req.Outdated != nil && req.Outdated(e) }
+
 type loadResult struct {
 	entry *Entry
 	err   error
@@ -288,7 +298,7 @@ func (r loadResult) reusableFor(req *Request) bool {
 // came just before another refresh stored the new entry.
 func (c *Cache) fill(primary string, req *Request, fetch Fetcher) loadResult {
 	now := c.cfg.Now()
-	if e := c.lookup(primary, req, now); e != nil && c.freshness(e, now) == fresh {
+	if e := c.lookup(primary, req, now); e != nil && c.freshness(e, now) == fresh && !req.outdated(e) {
 		return loadResult{entry: e, hit: true}
 	}
 	return c.load(primary, req, fetch)

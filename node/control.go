@@ -195,7 +195,9 @@ type publisher struct{ s *Server }
 // Publish delivers one item to its channel's local subscribers.
 func (p publisher) Publish(item *grip.Item) {
 	p.s.publishes.Add(1)
-	p.s.hub.Publish(fanout.NewMessage(item.Channel, item))
+	m := fanout.NewMessage(item.Channel, item)
+	p.s.hub.Publish(m)
+	p.s.notePublished(item, m.Pos)
 }
 
 // authorized checks the control API credentials when a publish key is

@@ -45,6 +45,7 @@ func (s *Server) serveClient(ctx *fasthttp.RequestCtx) {
 	cacheable := s.cacheable(ctx, rt)
 	s.originRequest(ctx, oreq, rt, cacheable)
 	creq := s.cacheRequest(ctx, rt, "", joinedHeader(&oreq.Header), s.detachedFetch(rt, oreq))
+	creq.Outdated = s.outdatedLongPoll
 	e, result, err := s.cacheGet(rt, creq, s.fetcher(rt, oreq))
 	s.access.noteCache(ctx, result)
 	if err != nil {
@@ -73,7 +74,13 @@ func (s *Server) serveClient(ctx *fasthttp.RequestCtx) {
 	case in.Hold == grip.HoldStream:
 		s.holdStream(ctx, hr, in, p.since)
 	default:
-		s.holdResponse(ctx, hr, encoded(ctx, e, hr), in, p.since, s.refetcher(rt, creq))
+		since := p.since
+		if s.outdatedLongPoll(e) {
+			// Served while the origin is down: hold, without replaying a
+			// message the client may have had (longpoll.go).
+			since = s.hub.Position()
+		}
+		s.holdResponse(ctx, hr, encoded(ctx, e, hr), in, since, s.refetcher(rt, creq))
 	}
 }
 

@@ -41,6 +41,7 @@ type Server struct {
 	cache     *cache.Cache // nil: caching off
 	limiter   *purge.Limiter
 	ops       purge.Applier    // publishes and purges, from clients and peers
+	responses responseMarks    // newest http-response per channel (longpoll.go)
 	tier      *cluster.Cluster // nil: single node
 	breaker   originBreakers   // every origin's circuit breaker
 	upgrader  *websocket.FastHTTPUpgrader
@@ -332,6 +333,7 @@ func (s *Server) sweepHistory() {
 			return
 		case now := <-t.C:
 			s.hub.Sweep(now)
+			s.responses.sweep(now, s.cfg.HistoryAge)
 		}
 	}
 }
