@@ -44,11 +44,15 @@ race:
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem -timeout 20m $(PKGS)
 
-# fuzz: run each fuzz target for FUZZTIME (default 30s).
+# fuzz: run every fuzz target of every package (found with go test -list) for FUZZTIME each (default 30s).
 FUZZTIME ?= 30s
 fuzz:
-	for t in $$($(GO) test -list '^Fuzz' ./grip/ | grep '^Fuzz'); do \
-		$(GO) test -run '^$$' -fuzz "^$$t$$" -fuzztime $(FUZZTIME) ./grip/; \
+	pkgs=$$(grep -rl --include='*_test.go' --exclude-dir=node_modules --exclude-dir=.git '^func Fuzz' . | xargs -n1 dirname | sort -u); \
+	targets=$$($(GO) test -list '^Fuzz' $$pkgs | awk '/^Fuzz/ { t[n++] = $$1 } /^ok / { for (i = 0; i < n; i++) print $$2 ":" t[i]; n = 0 }'); \
+	[ -n "$$targets" ] || { echo "no fuzz targets found"; exit 1; }; \
+	for pt in $$targets; do \
+		echo "fuzz: $$pt for $(FUZZTIME)"; \
+		$(GO) test -run '^$$' -fuzz "^$${pt#*:}$$" -fuzztime $(FUZZTIME) "$${pt%%:*}"; \
 	done
 
 # lint: formatting, vet and staticcheck (fetched through the module proxy at a pinned version).
