@@ -8,8 +8,6 @@ import (
 	"testing"
 )
 
-var fuzzKinds = []Kind{KindPublish, KindPurge, KindPurgePublish, "nope"}
-
 // checkOp checks what a decoding accepted: the kind's shape, at most
 // maxTargets well-formed targets, and something to do.
 func checkOp(t *testing.T, op *Op, kind Kind) {
@@ -56,7 +54,8 @@ func FuzzDecode(f *testing.F) {
 		f.Add(s.kind, []byte(s.body), s.surrKey)
 	}
 	f.Fuzz(func(t *testing.T, k byte, body []byte, surrogateKey string) {
-		kind := fuzzKinds[int(k)%len(fuzzKinds)]
+		kinds := []Kind{KindPublish, KindPurge, KindPurgePublish, "nope"}
+		kind := kinds[int(k)%len(kinds)]
 		var op *Op
 		var err error
 		if kind == KindPurge {
