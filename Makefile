@@ -44,12 +44,25 @@ race:
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem -timeout 20m $(PKGS)
 
-# fuzz: run each fuzz target for FUZZTIME (default 30s).
+# fuzz: run every fuzz target of every package (listed by go test -list, built once per package) for FUZZTIME each
+# (default 30s). A run whose only failure is Go 1.26's spurious "context deadline exceeded" as -fuzztime ends
+# (go.dev/issue/75804: no failing input, no seed failing) is reported and not counted as a failure.
 FUZZTIME ?= 30s
 fuzz:
-	for t in $$($(GO) test -list '^Fuzz' ./grip/ | grep '^Fuzz'); do \
-		$(GO) test -run '^$$' -fuzz "^$$t$$" -fuzztime $(FUZZTIME) ./grip/; \
-	done
+	n=0; log=$$(mktemp); trap 'rm -f "$$log"' EXIT; \
+	for pkg in $$(grep -rl --include='*_test.go' --exclude-dir=node_modules --exclude-dir=.git '^func Fuzz' . | xargs -n1 dirname | sort -u); do \
+		list=$$($(GO) test -list '^Fuzz' -fuzz '^Fuzz' "$$pkg"); \
+		for t in $$(grep '^Fuzz' <<<"$$list" || true); do \
+			echo "fuzz: $$pkg $$t for $(FUZZTIME)"; \
+			if ! $(GO) test -run '^$$' -fuzz "^$$t$$" -fuzztime $(FUZZTIME) "$$pkg" 2>&1 | tee "$$log"; then \
+				grep -qx '    context deadline exceeded' "$$log" || exit 1; \
+				! grep -q -e 'Failing input written' -e '^    --- FAIL' -e 'failure while testing seed corpus' "$$log" || exit 1; \
+				echo "fuzz: $$pkg $$t: spurious deadline error at the end of -fuzztime (go.dev/issue/75804), no failing input: ignored"; \
+			fi; \
+			n=$$((n + 1)); \
+		done; \
+	done; \
+	[ "$$n" -gt 0 ] || { echo "fuzz: no fuzz targets found"; exit 1; }
 
 # lint: formatting, vet and staticcheck (fetched through the module proxy at a pinned version).
 STATICCHECK ?= honnef.co/go/tools/cmd/staticcheck@v0.8.2

@@ -68,6 +68,11 @@ type directives struct {
 	hasStaleIfError, hasSWR                           bool
 }
 
+// maxDeltaSeconds caps every delta-seconds value and computed lifetime
+// (RFC 9111 §1.2.2: 2^31): a freshness lifetime plus a stale window, the
+// store's TTL, then never overflows a time.Duration.
+const maxDeltaSeconds = 1 << 31
+
 func parseDirectives(values []string) directives {
 	var d directives
 	for _, v := range values {
@@ -79,7 +84,7 @@ func parseDirectives(values []string) directives {
 			if err != nil || n < 0 {
 				return 0, false
 			}
-			return time.Duration(min(n, 1<<31)) * time.Second, true
+			return min(time.Duration(n), maxDeltaSeconds) * time.Second, true
 		}
 		switch name {
 		case "no-store":
@@ -174,7 +179,7 @@ func policyFor(resp *Response, req *Request, now time.Time, defaultStaleIfError 
 		if d, err := http.ParseTime(resp.Get("Date")); err == nil {
 			date = d
 		}
-		p.freshFor = max(t.Sub(date), 0)
+		p.freshFor = min(max(t.Sub(date), 0), maxDeltaSeconds*time.Second)
 	}
 	if cc.noCache {
 		p.freshFor = 0
@@ -225,5 +230,5 @@ func initialAge(resp *Response) time.Duration {
 	if err != nil || n < 0 {
 		return 0
 	}
-	return time.Duration(n) * time.Second
+	return min(time.Duration(n), maxDeltaSeconds) * time.Second
 }

@@ -57,6 +57,18 @@ func New(cfg Config) (*Cluster, error) {
 	if err := cfg.check(); err != nil {
 		return nil, err
 	}
+	c := newCluster(cfg)
+	ml, err := memberlist.Create(c.memberlistConfig())
+	if err != nil {
+		return nil, fmt.Errorf("cluster: %w", err)
+	}
+	c.ml = ml
+	return c, nil
+}
+
+// newCluster is New without memberlist, for a checked cfg: enough for
+// Receive and the op log.
+func newCluster(cfg Config) *Cluster {
 	c := &Cluster{
 		cfg:    cfg,
 		inc:    time.Now().UnixNano(),
@@ -65,12 +77,7 @@ func New(cfg Config) (*Cluster, error) {
 		peers:  map[string]*peer{},
 	}
 	c.log = newOpLog(&c.cfg)
-	ml, err := memberlist.Create(c.memberlistConfig())
-	if err != nil {
-		return nil, fmt.Errorf("cluster: %w", err)
-	}
-	c.ml = ml
-	return c, nil
+	return c
 }
 
 func (c *Cluster) memberlistConfig() *memberlist.Config {

@@ -2,12 +2,17 @@ package grip
 
 import (
 	"bytes"
+	"crypto/hmac"
+	"crypto/sha256"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
+	"time"
+	"unicode/utf8"
 )
 
 // headersFromText turns "Name: value" lines into headers.
@@ -304,4 +309,181 @@ func checkControl(t *testing.T, m *ControlMessage) {
 	if bad {
 		t.Fatalf("bad control message %+v", m)
 	}
+}
+
+// jwtNow maps a fuzzed number to a time between 1970 and 9999, where
+// now+1h neither overflows nor loses the hour in float64 exp claims.
+func jwtNow(n int64) time.Time {
+	const maxSec = 253402300799 // 9999-12-31T23:59:59Z
+	if n < 0 {
+		n = -(n + 1)
+	}
+	return time.Unix(n%(maxSec+1), 0)
+}
+
+// tokenSignedWith reports, without VerifyHS256's code, whether token's
+// third part is the HMAC-SHA256 of its first two under key (base64url,
+// '=' padding tolerated, as JWS producers differ on it).
+func tokenSignedWith(token string, key []byte) bool {
+	i := strings.LastIndexByte(token, '.')
+	if i < 0 {
+		return false
+	}
+	sig, err := base64.RawURLEncoding.DecodeString(strings.TrimRight(token[i+1:], "="))
+	if err != nil {
+		return false
+	}
+	mac := hmac.New(sha256.New, key)
+	mac.Write([]byte(token[:i]))
+	return hmac.Equal(sig, mac.Sum(nil))
+}
+
+// checkVerified checks what VerifyHS256 accepted: three parts, an HS256
+// header, the signature of key, and the time claims of now.
+func checkVerified(t *testing.T, token string, key []byte, now time.Time, claims map[string]any) {
+	t.Helper()
+	parts := strings.Split(token, ".")
+	if len(parts) != 3 || !tokenSignedWith(token, key) {
+		t.Fatalf("accepted %q, not signed with key %q", token, key)
+	}
+	hdr, err := base64.RawURLEncoding.DecodeString(strings.TrimRight(parts[0], "="))
+	var h map[string]any
+	if err != nil || json.Unmarshal(hdr, &h) != nil || h["alg"] != "HS256" {
+		t.Fatalf("accepted %q with header %q", token, hdr)
+	}
+	sec := float64(now.Unix())
+	if exp, ok := claims["exp"]; ok && !(sec < exp.(float64)) {
+		t.Fatalf("accepted %q at %d past exp %v", token, now.Unix(), exp)
+	}
+	if nbf, ok := claims["nbf"]; ok && sec < nbf.(float64) {
+		t.Fatalf("accepted %q at %d before nbf %v", token, now.Unix(), nbf)
+	}
+}
+
+// FuzzVerifyHS256: an arbitrary token is accepted only if it is signed
+// with the key (checked with crypto/hmac directly), has an HS256 header
+// and is valid at now; the same token is never accepted under another
+// key; every refusal is one of the package's errors.
+func FuzzVerifyHS256(f *testing.F) {
+	f.Add(pushpinToken, []byte("changeme"), int64(1795329349-10))
+	f.Add(pushpinToken, []byte("changeme"), int64(1795329349))
+	f.Add(pushpinToken, []byte("changemf"), int64(1795329349-10))
+	f.Fuzz(func(t *testing.T, token string, key []byte, nowSec int64) {
+		now := jwtNow(nowSec)
+		claims, err := VerifyHS256(token, key, now)
+		if err != nil {
+			jwtErrors := []error{ErrEmptyKey, ErrTokenMalformed, ErrTokenAlgorithm, ErrTokenSignature,
+				ErrTokenExpired, ErrTokenNotYetValid, ErrTokenClaims}
+			if !slices.ContainsFunc(jwtErrors, func(e error) bool { return errors.Is(err, e) }) {
+				t.Fatalf("unexpected error %v", err)
+			}
+			return
+		}
+		checkVerified(t, token, key, now, claims)
+		other := bytes.Clone(key)
+		other[0] ^= 1 // another HMAC key (appending a NUL would not be one)
+		if _, err := VerifyHS256(token, other, now); !errors.Is(err, ErrTokenSignature) {
+			t.Fatalf("%q accepted under key %q and %q: %v", token, key, other, err)
+		}
+	})
+}
+
+// FuzzSignVerify: a token from Signer, and one SignHS256 makes of any
+// JSON claims with a future exp, verify with the key and give the claims
+// back; changing one byte of either part the signature covers makes it
+// fail; a changed signature passes only if it still decodes to the MAC.
+// ParseKey gives back any key written as "base64:...".
+func FuzzSignVerify(f *testing.F) {
+	f.Add("pushpin", []byte("changeme"), int64(1_700_000_000), []byte(`{"iss":"pushpin"}`), uint(10), byte('x'))
+	f.Add("edgepush", []byte("\x00\x01\x02secret"), int64(0), []byte(`{"sub":"u1","aud":["a","b"],"n":1.5,"nbf":1}`), uint(200), byte('='))
+	f.Add("", []byte("k"), int64(253402300799), []byte(`{}`), uint(0), byte('.'))
+	f.Fuzz(func(t *testing.T, iss string, key []byte, nowSec int64, claimsJSON []byte, pos uint, val byte) {
+		if len(key) == 0 {
+			return
+		}
+		now := jwtNow(nowSec)
+		if k, err := ParseKey(base64KeyPrefix + base64.StdEncoding.EncodeToString(key)); err != nil || !bytes.Equal(k, key) {
+			t.Fatalf("ParseKey of base64 %q: %q, %v", key, k, err)
+		}
+		if iss != "" {
+			tok := NewSigner(iss, key).Token(now)
+			c, err := VerifyHS256(tok, key, now)
+			if err != nil {
+				t.Fatalf("Signer(%q) token %q at %v: %v", iss, tok, now, err)
+			}
+			checkVerified(t, tok, key, now, c)
+			if c["exp"] != float64(now.Unix()+3600) || (utf8.ValidString(iss) && c["iss"] != iss) {
+				t.Fatalf("Signer(%q) claims %v at %d", iss, c, now.Unix())
+			}
+		}
+		var claims map[string]any
+		if json.Unmarshal(claimsJSON, &claims) != nil || claims == nil {
+			return
+		}
+		claims["exp"] = float64(now.Unix() + 1 + int64(pos%100000))
+		if nbf, ok := claims["nbf"].(float64); !ok || nbf > float64(now.Unix()) {
+			delete(claims, "nbf")
+		}
+		tok, err := SignHS256(claims, key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := VerifyHS256(tok, key, now)
+		if err != nil || !reflect.DeepEqual(got, claims) {
+			t.Fatalf("sign/verify %v: %v, %v", claims, got, err)
+		}
+		// One byte changed.
+		b := []byte(tok)
+		i := int(pos % uint(len(b)))
+		if b[i] == val {
+			return
+		}
+		b[i] = val
+		changed := string(b)
+		_, err = VerifyHS256(changed, key, now)
+		signedPart := strings.LastIndexByte(tok, '.')
+		if err == nil && (i <= signedPart || !tokenSignedWith(changed, key)) {
+			t.Fatalf("changed byte %d of %q to %q: still accepted", i, tok, val)
+		}
+	})
+}
+
+// quoteParam writes s as a quoted-string parameter value.
+func quoteParam(s string) string {
+	var b strings.Builder
+	b.WriteByte('"')
+	for i := range len(s) {
+		if s[i] == '"' || s[i] == '\\' {
+			b.WriteByte('\\')
+		}
+		b.WriteByte(s[i])
+	}
+	b.WriteByte('"')
+	return b.String()
+}
+
+// FuzzParseGripExtension: any Sec-WebSocket-Extensions value from an
+// origin parses; grip is enabled only if the value names it, and a
+// message-prefix written as a quoted string after other extensions comes
+// back as written.
+func FuzzParseGripExtension(f *testing.F) {
+	for _, s := range []struct{ value, prefix string }{
+		{"grip", ""},
+		{"grip; message-prefix=\"\"", "m:"},
+		{"permessage-deflate; client_max_window_bits, grip; message-prefix=\"x,y;\\\"z\"", "c:"},
+		{"grip; message-prefix=\"unterminated", "\\"},
+		{"Grip, grip; message-prefix=a", "\"; grip"},
+	} {
+		f.Add(s.value, s.prefix)
+	}
+	f.Fuzz(func(t *testing.T, value, prefix string) {
+		enabled, got := ParseGripExtension(value)
+		if !enabled && got != "" || enabled && !strings.Contains(value, "grip") {
+			t.Fatalf("%q: %v %q", value, enabled, got)
+		}
+		ext := "permessage-deflate; server_no_context_takeover, grip; message-prefix=" + quoteParam(prefix) + "; x=\"a,b\""
+		if enabled, got := ParseGripExtension(ext); !enabled || got != prefix {
+			t.Fatalf("%q: %v %q, want prefix %q", ext, enabled, got, prefix)
+		}
+	})
 }

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"unicode/utf8"
 )
 
 // Request is the body of POST /purge/ and the "purge" part of
@@ -53,7 +54,9 @@ func decodeStrict(body []byte, v any) error {
 	if err := dec.Decode(v); err != nil {
 		return fmt.Errorf("invalid JSON body: %w", err)
 	}
-	if dec.More() {
+	// Not dec.More: it is false before a stray '}' or ']', and a body
+	// with one is not JSON, which the tier will not carry.
+	if rest := bytes.Trim(body[dec.InputOffset():], " \t\r\n"); len(rest) > 0 {
 		return errors.New("invalid JSON body: data after the object")
 	}
 	return nil
@@ -111,7 +114,9 @@ func (r *Request) check() error {
 		return fmt.Errorf("%d purges in one request, at most %d", n, maxTargets)
 	}
 	for _, k := range r.Keys {
-		if strings.TrimSpace(k) == "" || strings.ContainsAny(k, " \t\r\n") {
+		// Not UTF-8: the tier carries keys in JSON, which would turn the
+		// bytes into U+FFFD, so peers would purge another key.
+		if strings.TrimSpace(k) == "" || strings.ContainsAny(k, " \t\r\n") || !utf8.ValidString(k) {
 			return fmt.Errorf("invalid surrogate key %q", k)
 		}
 	}
