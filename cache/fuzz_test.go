@@ -89,7 +89,7 @@ func FuzzPolicy(f *testing.F) {
 		resp := &Response{Status: status, Header: fs}
 		now := time.Unix(max(nowSec, -nowSec-1)%253402300800, 0) // 1970 to 9999
 		defaultSIE := 24 * time.Hour
-		p := policyFor(resp, authorized, now, defaultSIE)
+		p := policyFor(resp, &Request{Authorized: authorized}, now, defaultSIE)
 		for _, d := range []time.Duration{p.freshFor, p.staleIfError, p.swr} {
 			if d < 0 || d > max(maxAgeCap, defaultSIE) {
 				t.Fatalf("duration out of range: %+v", p)

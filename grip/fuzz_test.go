@@ -352,10 +352,12 @@ func checkVerified(t *testing.T, token string, key []byte, now time.Time, claims
 		t.Fatalf("accepted %q with header %q", token, hdr)
 	}
 	sec := float64(now.Unix())
-	if exp, ok := claims["exp"]; ok && !(sec < exp.(float64)) {
-		t.Fatalf("accepted %q at %d past exp %v", token, now.Unix(), exp)
+	leeway := DefaultJWTLeeway.Seconds()
+	exp, ok := claims["exp"].(float64)
+	if !ok || !(sec < exp+leeway) || exp-sec > (DefaultJWTMaxLifetime+DefaultJWTLeeway).Seconds() {
+		t.Fatalf("accepted %q at %d with exp %v (required, within the leeway and the max lifetime)", token, now.Unix(), claims["exp"])
 	}
-	if nbf, ok := claims["nbf"]; ok && sec < nbf.(float64) {
+	if nbf, ok := claims["nbf"]; ok && sec+leeway < nbf.(float64) {
 		t.Fatalf("accepted %q at %d before nbf %v", token, now.Unix(), nbf)
 	}
 }
@@ -373,7 +375,7 @@ func FuzzVerifyHS256(f *testing.F) {
 		claims, err := VerifyHS256(token, key, now)
 		if err != nil {
 			jwtErrors := []error{ErrEmptyKey, ErrTokenMalformed, ErrTokenAlgorithm, ErrTokenSignature,
-				ErrTokenExpired, ErrTokenNotYetValid, ErrTokenClaims}
+				ErrTokenExpired, ErrTokenNotYetValid, ErrTokenClaims, ErrTokenNoExpiry, ErrTokenLifetime}
 			if !slices.ContainsFunc(jwtErrors, func(e error) bool { return errors.Is(err, e) }) {
 				t.Fatalf("unexpected error %v", err)
 			}

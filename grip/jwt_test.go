@@ -320,10 +320,10 @@ func TestSignerConcurrent(t *testing.T) {
 	wg.Wait()
 }
 
-// FuzzVerifyHS256 checks that whatever the token, Verify fails with one of
+// FuzzJWTVerifierSentinels checks that whatever the token, Verify fails with one of
 // the sentinels, or accepts only an HS256 token signed with the key whose
 // exp is within the limits.
-func FuzzVerifyHS256(f *testing.F) {
+func FuzzJWTVerifierSentinels(f *testing.F) {
 	key := []byte("k")
 	now := time.Unix(1_700_000_000, 0)
 	for _, claims := range []string{

@@ -1,16 +1,32 @@
 package node
 
 import (
+	"strconv"
 	"strings"
 	"testing"
 	"unicode"
 )
 
 // refHasDotSegment is the definition hasDotSegment implements, written
-// plainly: decode %2e and %2E, split on '/', and look for "." or "..".
+// plainly: decode every %XX escape once (url.PathUnescape cannot be used:
+// it refuses malformed escapes, which are kept as they are here), read
+// backslashes as slashes, split on '/', drop each segment's ";parameters",
+// and look for "." or "..".
 func refHasDotSegment(path string) bool {
-	decoded := strings.NewReplacer("%2e", ".", "%2E", ".").Replace(path)
+	var b strings.Builder
+	for i := 0; i < len(path); i++ {
+		if path[i] == '%' && i+2 < len(path) {
+			if v, err := strconv.ParseUint(path[i+1:i+3], 16, 8); err == nil {
+				b.WriteByte(byte(v))
+				i += 2
+				continue
+			}
+		}
+		b.WriteByte(path[i])
+	}
+	decoded := strings.ReplaceAll(b.String(), "\\", "/")
 	for _, seg := range strings.Split(decoded, "/") {
+		seg, _, _ = strings.Cut(seg, ";")
 		if seg == "." || seg == ".." {
 			return true
 		}
@@ -27,6 +43,7 @@ func FuzzHasDotSegment(f *testing.F) {
 		"/a/.%2E/b", "/a/%2e%2e%2e", "/a%2fb", "/.well-known/acme-challenge/x", "/a/...", "/a/..b",
 		"/events?last-event-id=1", "//", "/a//../b", "/%2", "/%2%2e", "/..%2f", "/a/%252e%252e/b",
 		"/api/v1/items/42?fields=a,b", "/socket.io/?EIO=4&transport=polling",
+		`/a/..\\b`, "/a/..%5cb", "/a/..;x/b", "/a;p/b", "/a/%2e%2e%3bx/b", "/%+e", "/%2g",
 	} {
 		f.Add([]byte(s))
 	}
