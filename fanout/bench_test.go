@@ -3,6 +3,7 @@ package fanout
 import (
 	"fmt"
 	"net"
+	"runtime"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -105,4 +106,32 @@ func BenchmarkPublish2kSockets(b *testing.B) {
 	}
 	b.StopTimer()
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*subs), "ns/delivery")
+}
+
+// BenchmarkConnMemory adds connections subscribed to a channel and
+// reports the heap each one takes (Conn, registry entry, shard slot), the
+// per-connection memory of the fan-out layer.
+func BenchmarkConnMemory(b *testing.B) {
+	const conns = 10000
+	var written atomic.Int64
+	for range b.N {
+		pool := NewPool(PoolConfig{})
+		pool.Start()
+		hub := NewHub(HubConfig{})
+		runtime.GC()
+		var before, after runtime.MemStats
+		runtime.ReadMemStats(&before)
+		for range conns {
+			c, err := pool.Add(discardTransport{&written}, ConnOptions{})
+			if err != nil {
+				b.Fatal(err)
+			}
+			hub.Subscribe("bench", c)
+		}
+		runtime.GC()
+		runtime.ReadMemStats(&after)
+		b.ReportMetric(float64(after.HeapAlloc-before.HeapAlloc)/conns, "B/conn")
+		runtime.KeepAlive(hub)
+		pool.Close()
+	}
 }

@@ -47,8 +47,13 @@ const (
 
 // ConnOptions are the per-connection delivery settings.
 type ConnOptions struct {
-	// MaxQueueBytes caps bytes queued and not yet written; over it the
-	// connection is closed with ErrSlowConsumer. Zero: the pool's default.
+	// MaxQueueBytes is the connection's slow-consumer budget, in bytes:
+	// once its socket has refused data (a write came back short), the
+	// bytes queued after that and not yet written may not exceed it, or
+	// the connection is closed with ErrSlowConsumer. Bytes queued while
+	// the connection merely waits for its writer shard (busy writing to
+	// other connections) are not charged to it; PoolConfig.MaxPendingBytes
+	// bounds those. Zero: the pool's default.
 	MaxQueueBytes int
 	// KeepAlive is written when the connection has been idle for
 	// KeepAliveEvery (or every KeepAliveEvery with KeepAliveInterval).
@@ -77,7 +82,12 @@ type Conn struct {
 	mu     sync.Mutex
 	queue  [][]byte
 	spare  [][]byte
-	queued int // bytes in queue
+	queued int // bytes in queue (and, while blocked, being written)
+	// grace is the part of queued that was already queued when the
+	// socket last refused data and is not written yet: it piled up while
+	// the connection waited for its shard, so it is not charged to the
+	// connection's MaxQueueBytes. Only nonzero in stateBlocked.
+	grace  int
 	state  connState
 	ending bool // the last frame is queued
 	doomed bool // over its limit: to be closed by the shard
@@ -142,10 +152,13 @@ func (c *Conn) enqueue(b []byte, last bool) bool {
 		c.mu.Unlock()
 		return true
 	}
-	if c.queued+len(b) > c.opts.MaxQueueBytes {
+	if over, lagging := c.over(len(b)); over {
+		if lagging {
+			c.shard.pool.lagging.Add(1)
+		}
 		c.shard.pool.dropped.Add(uint64(len(c.queue) + 1))
 		c.doomed = true
-		c.queue, c.queued = nil, 0
+		c.queue, c.queued, c.grace = nil, 0, 0
 		c.mu.Unlock()
 		return false
 	}
@@ -165,6 +178,22 @@ func (c *Conn) enqueue(b []byte, last bool) bool {
 	return true
 }
 
+// over reports whether queuing n more bytes takes the connection over
+// its limits, and whether that is the pool's lag rather than the
+// client's; called with c.mu held. A connection is charged only for what
+// it owes on its own account: bytes queued since its socket refused data
+// (stateBlocked), less the grace that had piled up before. In every
+// other state its socket has taken everything it was offered, so what is
+// queued is waiting for the writer shard, and only the memory cap
+// (PoolConfig.MaxPendingBytes) applies.
+func (c *Conn) over(n int) (over, lagging bool) {
+	q := c.queued + n
+	if q > max(c.shard.pool.cfg.MaxPendingBytes, c.opts.MaxQueueBytes) {
+		return true, c.state != stateBlocked
+	}
+	return c.state == stateBlocked && q-c.grace > c.opts.MaxQueueBytes, false
+}
+
 // Close ends the connection with reason (nil: normal end) and drops what
 // is queued. It is idempotent; Transport.Closed runs once.
 func (c *Conn) Close(reason error) {
@@ -174,7 +203,7 @@ func (c *Conn) Close(reason error) {
 		return
 	}
 	c.state = stateClosed
-	c.queue, c.spare, c.queued = nil, nil, 0
+	c.queue, c.spare, c.queued, c.grace = nil, nil, 0, 0
 	c.mu.Unlock()
 	c.shard.remove(c)
 	c.t.Closed(reason)
@@ -264,6 +293,7 @@ func (c *Conn) block(rest [][]byte, restBytes int) {
 	}
 	c.queue = append(rest, c.queue...)
 	c.queued += restBytes
+	c.grace = c.queued // piled up before the socket refused: not charged
 	c.state = stateBlocked
 	c.mu.Unlock()
 	c.shard.pool.blocked.Add(1)
@@ -295,6 +325,7 @@ func (c *Conn) drainBlocked() {
 			}
 			c.mu.Lock()
 			c.queued -= len(b)
+			c.grace = max(c.grace-len(b), 0)
 			c.mu.Unlock()
 			c.shard.pool.bytes.Add(uint64(len(b)))
 			c.lastWrite.Store(time.Now().UnixNano())

@@ -24,6 +24,9 @@ type Replayer interface {
 // hubShards is the number of registry shards; a power of two.
 const hubShards = 64
 
+// DefaultHistoryMaxBytes is HubConfig.HistoryMaxBytes when zero: 64 MiB.
+const DefaultHistoryMaxBytes = 64 << 20
+
 // HubConfig configures a Hub's per-channel history.
 type HubConfig struct {
 	// HistorySize is how many recent messages each channel keeps for
@@ -31,21 +34,44 @@ type HubConfig struct {
 	HistorySize int
 	// HistoryAge drops history older than this. Zero: 2 minutes.
 	HistoryAge time.Duration
+	// HistoryMaxBytes caps the memory, in bytes, that all channels'
+	// history holds together. Over it the oldest messages are dropped
+	// first, whichever channel they were published to, so every channel
+	// keeps the newest part of what was published to it and a replay
+	// never skips a message in the middle; a message that alone exceeds
+	// the cap is not kept, and neither is its channel's older history.
+	// A message counts for its Item (ItemBytes), every encoding of it
+	// made so far (Message.Frame) and a fixed overhead of a few hundred
+	// bytes. Zero (or negative): DefaultHistoryMaxBytes.
+	HistoryMaxBytes int64
+	// ItemBytes returns how many bytes a message's Item holds, for
+	// HistoryMaxBytes. Nil: items count for nothing, only the encodings
+	// and the overhead.
+	ItemBytes func(item any) int
 }
 
 // Hub is the channel registry: channel name → subscribers and recent
 // history. It is sharded by channel so that subscribes and publishes on
 // different channels do not contend. Lock order: shard.mu, then
-// channel.mu.
+// channel.mu, then histMu.
 type Hub struct {
 	cfg    HubConfig
 	seed   maphash.Seed
 	shards [hubShards]hubShard
 	pos    atomic.Uint64
 
+	// histMu guards the list of every message kept in some channel's
+	// history, oldest first (each channel's in its own order), and the
+	// bytes they are charged; histBytes is read without it.
+	histMu         sync.Mutex
+	oldest, newest *Message
+	histMsgs       int
+	histBytes      atomic.Int64
+
 	published atomic.Uint64
 	delivered atomic.Uint64
 	replayed  atomic.Uint64
+	evicted   atomic.Uint64
 }
 
 type hubShard struct {
@@ -72,12 +98,23 @@ type HubStats struct {
 	Delivered uint64 `json:"delivered"`
 	// Replayed counts history messages handed to new subscribers.
 	Replayed uint64 `json:"replayed"`
+	// HistoryMessages is the number of messages kept in history now.
+	HistoryMessages int `json:"history_messages"`
+	// HistoryBytes is what they are counted for (see
+	// HubConfig.HistoryMaxBytes).
+	HistoryBytes int64 `json:"history_bytes"`
+	// HistoryEvicted counts messages dropped from history, or not kept,
+	// to stay within HubConfig.HistoryMaxBytes.
+	HistoryEvicted uint64 `json:"history_evicted"`
 }
 
 // NewHub returns an empty Hub.
 func NewHub(cfg HubConfig) *Hub {
 	if cfg.HistoryAge <= 0 {
 		cfg.HistoryAge = 2 * time.Minute
+	}
+	if cfg.HistoryMaxBytes <= 0 {
+		cfg.HistoryMaxBytes = DefaultHistoryMaxBytes
 	}
 	h := &Hub{cfg: cfg, seed: maphash.MakeSeed()}
 	for i := range h.shards {
@@ -115,6 +152,15 @@ func (h *Hub) Subscribe(name string, s Subscriber) {
 // if s is a Replayer), so that a subscriber whose data is as of since
 // misses nothing. Subscribing twice is a no-op.
 func (h *Hub) SubscribeFrom(name string, s Subscriber, since uint64) {
+	if h.subscribe(name, s, since) {
+		h.trim()
+	}
+}
+
+// subscribe is SubscribeFrom under the channel's lock. It reports whether
+// the replay took the history over HistoryMaxBytes (by encoding messages
+// in a new way).
+func (h *Hub) subscribe(name string, s Subscriber, since uint64) bool {
 	sh := h.shard(name)
 	sh.mu.Lock()
 	ch := sh.channelFor(name)
@@ -122,7 +168,7 @@ func (h *Hub) SubscribeFrom(name string, s Subscriber, since uint64) {
 	sh.mu.Unlock()
 	defer ch.mu.Unlock()
 	if _, ok := ch.subs[s]; ok {
-		return
+		return false
 	}
 	ch.subs[s] = struct{}{}
 	var replay []*Message
@@ -132,16 +178,17 @@ func (h *Hub) SubscribeFrom(name string, s Subscriber, since uint64) {
 		}
 	}
 	if len(replay) == 0 {
-		return
+		return false
 	}
 	h.replayed.Add(uint64(len(replay)))
 	if r, ok := s.(Replayer); ok {
 		r.Replay(replay)
-		return
+	} else {
+		for _, m := range replay {
+			s.Deliver(m)
+		}
 	}
-	for _, m := range replay {
-		s.Deliver(m)
-	}
+	return h.recharge(replay)
 }
 
 // Unsubscribe removes s from channel name; a channel left without
@@ -163,7 +210,8 @@ func (h *Hub) Unsubscribe(name string, s Subscriber) {
 }
 
 // Publish delivers m to every subscriber of m.Channel, keeps it in the
-// channel's history, and returns how many subscribers there were.
+// channel's history, and returns how many subscribers there were. A
+// Message is published once.
 // Messages published to one channel reach each subscriber in the order
 // Publish was called; Publish never blocks on a connection.
 func (h *Hub) Publish(m *Message) int {
@@ -176,13 +224,15 @@ func (h *Hub) Publish(m *Message) int {
 	ch.mu.Lock()
 	ch.seq++
 	m.Seq, m.Pos, m.at = ch.seq, h.pos.Add(1), time.Now()
-	h.remember(ch, m)
 	n := len(ch.subs)
 	for s := range ch.subs {
 		s.Deliver(m)
 	}
+	// Kept after delivery, so that the encodings just made are counted.
+	h.remember(ch, m)
 	ch.mu.Unlock()
 	h.delivered.Add(uint64(n))
+	h.trim()
 	return n
 }
 
@@ -201,18 +251,115 @@ func (h *Hub) lookup(name string, create bool) *channel {
 }
 
 // remember appends m to the channel's history, dropping what is too old
-// or beyond the size; called with ch.mu held.
+// or beyond the size; called with ch.mu held. The caller calls trim once
+// it has let go of ch.mu, to bring all history back under
+// HistoryMaxBytes.
 func (h *Hub) remember(ch *channel, m *Message) {
 	if h.cfg.HistorySize <= 0 {
 		return
 	}
+	framed := m.encoded.Load()
+	charge := messageOverhead + framed
+	if h.cfg.ItemBytes != nil {
+		charge += int64(h.cfg.ItemBytes(m.Item))
+	}
+	if charge > h.cfg.HistoryMaxBytes {
+		// Not kept, and neither is anything older on this channel: a
+		// replay must not skip m and go on after it.
+		h.evicted.Add(uint64(len(ch.history)) + 1)
+		h.drop(ch, len(ch.history))
+		return
+	}
 	if len(ch.history) >= h.cfg.HistorySize {
-		copy(ch.history, ch.history[1:])
-		ch.history[len(ch.history)-1] = nil
-		ch.history = ch.history[:len(ch.history)-1]
+		h.drop(ch, len(ch.history)-h.cfg.HistorySize+1)
 	}
 	ch.history = append(ch.history, m)
+	h.histMu.Lock()
+	m.hist, m.charged, m.framed = ch, charge, framed
+	m.older, m.newer = h.newest, nil
+	if h.newest != nil {
+		h.newest.newer = m
+	} else {
+		h.oldest = m
+	}
+	h.newest = m
+	h.histMsgs++
+	h.histBytes.Add(charge)
+	h.histMu.Unlock()
 	h.expire(ch, m.at)
+}
+
+// drop removes the n oldest messages of ch's history; called with ch.mu
+// held.
+func (h *Hub) drop(ch *channel, n int) {
+	if n <= 0 {
+		return
+	}
+	h.histMu.Lock()
+	for _, m := range ch.history[:n] {
+		if m.older != nil {
+			m.older.newer = m.newer
+		} else {
+			h.oldest = m.newer
+		}
+		if m.newer != nil {
+			m.newer.older = m.older
+		} else {
+			h.newest = m.older
+		}
+		h.histMsgs--
+		h.histBytes.Add(-m.charged)
+		m.hist, m.older, m.newer, m.charged, m.framed = nil, nil, nil, 0, 0
+	}
+	h.histMu.Unlock()
+	k := copy(ch.history, ch.history[n:])
+	clear(ch.history[k:])
+	ch.history = ch.history[:k]
+}
+
+// recharge counts the encodings made since msgs were kept; called with
+// their channel's lock held. It reports whether history is now over
+// HistoryMaxBytes.
+func (h *Hub) recharge(msgs []*Message) bool {
+	h.histMu.Lock()
+	defer h.histMu.Unlock()
+	for _, m := range msgs {
+		if d := m.encoded.Load() - m.framed; m.hist != nil && d > 0 {
+			m.framed += d
+			m.charged += d
+			h.histBytes.Add(d)
+		}
+	}
+	return h.histBytes.Load() > h.cfg.HistoryMaxBytes
+}
+
+// trim drops the oldest kept messages, whatever their channel, until
+// history is within HistoryMaxBytes. It is called with no lock held.
+// The oldest kept message is the oldest of its channel's history (each
+// channel's messages are listed in its order), so dropping it leaves
+// that channel the newest part of its history; if it went meanwhile,
+// the next oldest is tried.
+func (h *Hub) trim() {
+	for h.histBytes.Load() > h.cfg.HistoryMaxBytes {
+		h.histMu.Lock()
+		m := h.oldest
+		if m == nil || h.histBytes.Load() <= h.cfg.HistoryMaxBytes {
+			h.histMu.Unlock()
+			return
+		}
+		ch := m.hist
+		h.histMu.Unlock()
+		ch.mu.Lock()
+		// Up to m (m is first unless another trim got there first).
+		for i, k := range ch.history {
+			if k == m {
+				h.evicted.Add(uint64(i + 1))
+				h.drop(ch, i+1)
+				break
+			}
+		}
+		ch.mu.Unlock()
+	}
 }
 
 // expire drops history older than HistoryAge; called with ch.mu held.
@@ -221,11 +368,7 @@ func (h *Hub) expire(ch *channel, now time.Time) {
 	for i < len(ch.history) && now.Sub(ch.history[i].at) > h.cfg.HistoryAge {
 		i++
 	}
-	if i > 0 {
-		n := copy(ch.history, ch.history[i:])
-		clear(ch.history[n:])
-		ch.history = ch.history[:n]
-	}
+	h.drop(ch, i)
 }
 
 // Sweep drops expired history and forgets channels left with neither
@@ -264,7 +407,11 @@ func (h *Hub) Subscribers(name string) int {
 // Stats returns a snapshot of the Hub's counters. It walks every channel,
 // so it is meant for status pages, not hot paths.
 func (h *Hub) Stats() HubStats {
-	st := HubStats{Published: h.published.Load(), Delivered: h.delivered.Load(), Replayed: h.replayed.Load()}
+	st := HubStats{Published: h.published.Load(), Delivered: h.delivered.Load(), Replayed: h.replayed.Load(),
+		HistoryEvicted: h.evicted.Load()}
+	h.histMu.Lock()
+	st.HistoryMessages, st.HistoryBytes = h.histMsgs, h.histBytes.Load()
+	h.histMu.Unlock()
 	for i := range h.shards {
 		sh := &h.shards[i]
 		sh.mu.RLock()

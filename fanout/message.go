@@ -2,7 +2,9 @@ package fanout
 
 import (
 	"sync"
+	"sync/atomic"
 	"time"
+	"unsafe"
 )
 
 // FrameKinds is how many distinct encodings of one Message can be cached:
@@ -27,8 +29,20 @@ type Message struct {
 
 	at time.Time // when it was published
 
-	frames [FrameKinds]frame
+	// History bookkeeping (see Hub.remember). hist is written with both
+	// its channel's lock and Hub.histMu held, and read with either; the
+	// other fields are under Hub.histMu.
+	hist         *channel // the channel whose history keeps m; nil: none
+	older, newer *Message // neighbours in the Hub's list of kept messages
+	charged      int64    // bytes counted for m in Hub.histBytes
+	framed       int64    // the part of charged that is encoded frames
+
+	encoded atomic.Int64 // bytes of the frames encoded so far
+	frames  [FrameKinds]frame
 }
+
+// messageOverhead is what a Message costs before its item and frames.
+const messageOverhead = int64(unsafe.Sizeof(Message{}))
 
 type frame struct {
 	once sync.Once
@@ -47,6 +61,9 @@ func NewMessage(channel string, item any) *Message {
 // use; kind must be below FrameKinds.
 func (m *Message) Frame(kind int, enc func(*Message) ([]byte, bool)) ([]byte, bool) {
 	f := &m.frames[kind]
-	f.once.Do(func() { f.b, f.last = enc(m) })
+	f.once.Do(func() {
+		f.b, f.last = enc(m)
+		m.encoded.Add(int64(len(f.b)))
+	})
 	return f.b, f.last
 }

@@ -13,9 +13,16 @@ import (
 type PoolConfig struct {
 	// Shards is the number of writer goroutines. Zero: GOMAXPROCS.
 	Shards int
-	// MaxQueueBytes is the default per-connection queue limit in bytes.
-	// Zero: 1 MiB.
+	// MaxQueueBytes is the default per-connection slow-consumer budget in
+	// bytes (see ConnOptions.MaxQueueBytes). Zero: 1 MiB.
 	MaxQueueBytes int
+	// MaxPendingBytes caps the bytes queued for one connection in any
+	// state, including while it waits for its writer shard: a bound on
+	// memory for when the pool as a whole falls behind, not a judgement
+	// of the client (MaxQueueBytes is). Over it the connection is closed
+	// with ErrSlowConsumer and counted in PoolStats.Lagging. It is never
+	// below the connection's MaxQueueBytes. Zero: 16 × MaxQueueBytes.
+	MaxPendingBytes int
 	// Tick is how often keep-alives and timeouts are checked. Zero: 250ms.
 	Tick time.Duration
 }
@@ -24,6 +31,14 @@ type PoolConfig struct {
 // queued frames to its connections, coalescing everything queued for a
 // connection into one write, and checks their keep-alives and timeouts.
 // Connections are spread over shards round-robin.
+//
+// A shard never waits on a socket: a connection whose socket refuses
+// data gets a blocking writer of its own. The slow-consumer budget
+// (MaxQueueBytes) is charged only from then on, for what the client
+// itself does not take; while a connection merely waits for its shard,
+// which may be busy writing to many others (stalled clients among them),
+// nothing is charged to it, and only MaxPendingBytes bounds its queue.
+// So clients that stop reading are cut without costing the others.
 type Pool struct {
 	cfg    PoolConfig
 	shards []*writerShard
@@ -39,6 +54,7 @@ type Pool struct {
 	writeErrors atomic.Uint64
 	blocked     atomic.Uint64
 	dropped     atomic.Uint64
+	lagging     atomic.Uint64
 }
 
 // PoolStats is a snapshot of a Pool's counters.
@@ -57,6 +73,11 @@ type PoolStats struct {
 	// DroppedFrames counts frames (published messages, keep-alives)
 	// discarded with the queue of a connection closed as a slow consumer.
 	DroppedFrames uint64 `json:"dropped_frames"`
+	// Lagging counts connections closed because their queue reached
+	// MaxPendingBytes while they waited for their writer shard, their
+	// socket not having refused anything: the pool fell behind. They are
+	// counted in SlowConsumers too.
+	Lagging uint64 `json:"lagging"`
 }
 
 type writerShard struct {
@@ -79,6 +100,9 @@ func NewPool(cfg PoolConfig) *Pool {
 	}
 	if cfg.MaxQueueBytes <= 0 {
 		cfg.MaxQueueBytes = 1 << 20
+	}
+	if cfg.MaxPendingBytes <= 0 {
+		cfg.MaxPendingBytes = 16 * cfg.MaxQueueBytes
 	}
 	if cfg.Tick <= 0 {
 		cfg.Tick = 250 * time.Millisecond
@@ -198,6 +222,7 @@ func (p *Pool) Stats() PoolStats {
 		WriteErrors:   p.writeErrors.Load(),
 		BlockedWrites: p.blocked.Load(),
 		DroppedFrames: p.dropped.Load(),
+		Lagging:       p.lagging.Load(),
 	}
 }
 

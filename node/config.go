@@ -105,10 +105,17 @@ type Config struct {
 	// MaxChannels caps the channels one connection subscribes to; an
 	// origin response with more gets 502. Default 20.
 	MaxChannels int
-	// MaxQueueBytes caps bytes queued for one held connection; a client
-	// that falls further behind is disconnected as a slow consumer.
+	// MaxQueueBytes is a held connection's slow-consumer budget: once its
+	// socket stops taking data, a client that falls this many bytes
+	// further behind is disconnected. Bytes waiting only for the node's
+	// writers (busy with other connections) are not charged to it.
 	// Default 256 KiB.
 	MaxQueueBytes int
+	// MaxPendingBytes caps the bytes queued for one held connection
+	// whatever the reason, waiting for the node's writers included: a
+	// memory bound for when the node as a whole falls behind. Zero: 16 ×
+	// MaxQueueBytes (the default); never below MaxQueueBytes.
+	MaxPendingBytes int
 	// WriteTimeout gives up on a held connection whose socket has accepted
 	// nothing for this long. Default 10s.
 	WriteTimeout time.Duration
@@ -173,6 +180,11 @@ type Config struct {
 	HistorySize int
 	// HistoryAge drops channel history older than this. Default 2m.
 	HistoryAge time.Duration
+	// HistoryMaxBytes caps the memory all channels' history holds
+	// together, in bytes (messages, their encodings and bookkeeping);
+	// over it the oldest messages go first, whatever their channel.
+	// Zero: the default, 64 MiB.
+	HistoryMaxBytes int64
 	// ClusterBind, when set, joins this node to a tier: the memberlist
 	// address (host:port). Publishes and purges received by any member then
 	// reach every member. Empty: a single node.
@@ -287,6 +299,7 @@ func DefaultConfig() Config {
 		DrainPeriod:          5 * time.Second,
 
 		PublishJWTMaxLifetime: time.Hour,
+		HistoryMaxBytes:       64 << 20,
 	}
 }
 
@@ -320,7 +333,8 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.DurationVar(&c.ReadTimeout, "read-timeout", c.ReadTimeout, "time to read a client request")
 	fs.DurationVar(&c.IdleTimeout, "idle-timeout", c.IdleTimeout, "idle keep-alive client connection timeout")
 	fs.IntVar(&c.MaxChannels, "max-channels", c.MaxChannels, "channels per connection")
-	fs.IntVar(&c.MaxQueueBytes, "max-queue-bytes", c.MaxQueueBytes, "bytes queued per held connection before it is dropped as a slow consumer")
+	fs.IntVar(&c.MaxQueueBytes, "max-queue-bytes", c.MaxQueueBytes, "`bytes` a held connection may fall behind once its socket stops taking data, before it is dropped as a slow consumer")
+	fs.IntVar(&c.MaxPendingBytes, "max-pending-bytes", c.MaxPendingBytes, "`bytes` queued per held connection in any case, waiting for the node's writers included (0: 16 × -max-queue-bytes)")
 	fs.DurationVar(&c.WriteTimeout, "write-timeout", c.WriteTimeout, "give up on a held connection that accepts nothing for this long")
 	fs.IntVar(&c.MaxPublishBody, "max-publish-body", c.MaxPublishBody, "control API request body limit in `bytes`")
 	fs.IntVar(&c.WSReadLimit, "ws-read-limit", c.WSReadLimit, "largest WebSocket message from a client, in `bytes`")
@@ -338,6 +352,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.DurationVar(&c.PurgeInterval, "purge-interval", c.PurgeInterval, "per-key purge rate limit (0: none)")
 	fs.IntVar(&c.HistorySize, "history-size", c.HistorySize, "recent messages kept per channel for replay (0: none)")
 	fs.DurationVar(&c.HistoryAge, "history-age", c.HistoryAge, "how long channel history is kept")
+	fs.Int64Var(&c.HistoryMaxBytes, "history-max-bytes", c.HistoryMaxBytes, "memory limit in `bytes` of all channels' history together (oldest messages dropped first)")
 	fs.StringVar(&c.ClusterBind, "cluster-bind", c.ClusterBind, "memberlist `host:port`: join a tier of nodes (empty: single node)")
 	fs.StringVar(&c.ClusterAdvertise, "cluster-advertise", c.ClusterAdvertise, "memberlist `host:port` other members use")
 	fs.StringVar(&c.Join, "join", c.Join, "tier members to join, `host:port,...` (retried until one answers)")
@@ -457,8 +472,9 @@ func (c Config) withDefaults() (Config, error) {
 	c.WSOriginRetries = max(c.WSOriginRetries, 0)
 	setDefault(&c.CacheMaxBytes, d.CacheMaxBytes)
 	setDefault(&c.HistoryAge, d.HistoryAge)
-	if c.PurgeInterval < 0 || c.HistorySize < 0 {
-		errs = append(errs, errors.New("config: -purge-interval and -history-size must not be negative"))
+	setDefault(&c.HistoryMaxBytes, d.HistoryMaxBytes)
+	if c.PurgeInterval < 0 || c.HistorySize < 0 || c.HistoryMaxBytes < 0 || c.MaxPendingBytes < 0 {
+		errs = append(errs, errors.New("config: -purge-interval, -history-size, -history-max-bytes and -max-pending-bytes must not be negative"))
 	}
 	setDefault(&c.OriginFailures, d.OriginFailures)
 	setDefault(&c.OriginProbePath, d.OriginProbePath)

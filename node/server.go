@@ -87,8 +87,8 @@ func New(cfg Config, log *slog.Logger) (*Server, error) {
 	s := &Server{
 		cfg:  cfg,
 		log:  log,
-		hub:  fanout.NewHub(fanout.HubConfig{HistorySize: cfg.HistorySize, HistoryAge: cfg.HistoryAge}),
-		pool: fanout.NewPool(fanout.PoolConfig{MaxQueueBytes: cfg.MaxQueueBytes}),
+		hub:  fanout.NewHub(hubConfig(cfg)),
+		pool: fanout.NewPool(fanout.PoolConfig{MaxQueueBytes: cfg.MaxQueueBytes, MaxPendingBytes: cfg.MaxPendingBytes}),
 	}
 	sigKey := make([]byte, 32)
 	rand.Read(sigKey)
@@ -344,4 +344,36 @@ func recoverLog(log *slog.Logger, where string) {
 	if r := recover(); r != nil {
 		log.Error("panic", "in", where, "panic", fmt.Sprint(r), "stack", string(debug.Stack()))
 	}
+}
+
+// hubConfig is the hub's history settings.
+func hubConfig(cfg Config) fanout.HubConfig {
+	return fanout.HubConfig{HistorySize: cfg.HistorySize, HistoryAge: cfg.HistoryAge,
+		HistoryMaxBytes: cfg.HistoryMaxBytes, ItemBytes: itemBytes}
+}
+
+// itemBytes is what a published item holds, for the hub's history limit
+// (-history-max-bytes): its payloads, names and headers.
+func itemBytes(item any) int {
+	it, ok := item.(*grip.Item)
+	if !ok {
+		return 0
+	}
+	n := len(it.Channel) + len(it.ID) + len(it.PrevID)
+	for k, v := range it.Meta {
+		n += len(k) + len(v)
+	}
+	if f := it.HTTPStream; f != nil {
+		n += len(f.Content)
+	}
+	if f := it.HTTPResponse; f != nil {
+		n += len(f.Reason) + len(f.Body) + len(f.BodyPatch)
+		for _, h := range f.Headers {
+			n += len(h.Name) + len(h.Value)
+		}
+	}
+	if f := it.WSMessage; f != nil {
+		n += len(f.Content) + len(f.Reason)
+	}
+	return n
 }
