@@ -133,23 +133,18 @@ func TestInteropServeGripOriginAndGripPublisher(t *testing.T) {
 		}
 	})
 	t.Run("long-poll", func(t *testing.T) {
-		c := dialRaw(t, n.Addr())
-		done := make(chan string, 1)
-		go func() {
-			resp := c.get(t, "/poll?ch=js-poll")
-			b, _ := io.ReadAll(resp.Body)
-			done <- resp.Header.Get("Content-Type") + " " + string(b)
-		}()
+		done := dialRaw(t, n.Addr()).getAsync("/poll?ch=js-poll")
 		n.waitSubscribers(t, "js-poll", 1)
 		if err := publishJS(t, jwtEnv, n.ctl+"/", "js-poll", "http-response", `{"msg":"hi"}`); err != nil {
 			t.Fatal(err)
 		}
-		if got := <-done; got != `application/json {"msg":"hi"}` {
+		a := await(t, done)
+		if got := a.resp.Header.Get("Content-Type") + " " + a.body; got != `application/json {"msg":"hi"}` {
 			t.Fatalf("got %q", got)
 		}
 	})
 	t.Run("websocket with wsContext", func(t *testing.T) {
-		d := websocket.Dialer{HandshakeTimeout: 5 * time.Second}
+		d := websocket.Dialer{HandshakeTimeout: waitTimeout}
 		c, _, err := d.Dial("ws://"+n.Addr().String()+"/ws?ch=js-ws", nil)
 		if err != nil {
 			t.Fatal(err)
@@ -212,16 +207,11 @@ func TestInteropPushpinPublish(t *testing.T) {
 		t.Fatalf("after --close: %q %v", rest, err)
 	}
 
-	poll := dialRaw(t, n.Addr())
-	done := make(chan string, 1)
-	go func() {
-		resp := poll.get(t, "/poll")
-		b, _ := io.ReadAll(resp.Body)
-		done <- resp.Status + " " + resp.Header.Get("X-A") + " " + string(b)
-	}()
+	done := dialRaw(t, n.Addr()).getAsync("/poll")
 	n.waitSubscribers(t, "pp", 1)
 	pub("pp", "answer", "--code", "404", "-H", "X-A: 1")
-	if got := <-done; got != "404 Not Found 1 answer\n" {
+	a := await(t, done)
+	if got := a.resp.Status + " " + a.resp.Header.Get("X-A") + " " + a.body; got != "404 Not Found 1 answer\n" {
 		t.Fatalf("got %q", got)
 	}
 }

@@ -70,12 +70,7 @@ func TestPurgePublishConvergesWithinTheRateLimitWindow(t *testing.T) {
 	if got := readLine(t, stream2); got != "value 1\n" {
 		t.Fatalf("stream after the purge: %q", got)
 	}
-	pollA := dialRaw(t, n.Addr()) // cached now too, held until the next update
-	pollADone := make(chan string, 1)
-	go func() {
-		b, _ := io.ReadAll(pollA.get(t, "/poll").Body)
-		pollADone <- string(b)
-	}()
+	pollADone := dialRaw(t, n.Addr()).getAsync("/poll") // cached now too, held until the next update
 	n.waitSubscribers(t, "counter", 3)
 	o.value.Store(2)
 	out = n.purgePublish(t, 2) // within the interval: deferred
@@ -91,17 +86,16 @@ func TestPurgePublishConvergesWithinTheRateLimitWindow(t *testing.T) {
 			t.Fatalf("stream in the window: %q, want %q", got, want)
 		}
 	}
-	if got := <-pollADone; got != "value 2\n" {
+	if got := await(t, pollADone).body; got != "value 2\n" {
 		t.Fatalf("held long-poll: %q", got)
 	}
-	// A long-poll opened now, from the cached answer, is answered at once
-	// with the newest value.
-	poll := dialRaw(t, n.Addr())
-	start := time.Now()
-	resp := poll.get(t, "/poll")
+	// A long-poll opened now, from the cached answer (value 1), is
+	// answered at once with the newest value: replayed, since nothing is
+	// published any more (held, it would get value 1 at its timeout).
+	resp := dialRaw(t, n.Addr()).get(t, "/poll")
 	b, _ := io.ReadAll(resp.Body)
-	if string(b) != "value 2\n" || time.Since(start) > 2*time.Second {
-		t.Fatalf("long-poll in the window: %q after %v", b, time.Since(start))
+	if string(b) != "value 2\n" {
+		t.Fatalf("long-poll in the window: %q", b)
 	}
 	if f := o.fetches.Load(); f != 3 { // /stream twice, /poll once
 		t.Fatalf("origin fetches = %d, want 3", f)
@@ -232,13 +226,9 @@ func TestHintRefetchesThroughTheCacheOnce(t *testing.T) {
 		io.WriteString(w, "timeout\n")
 	}))
 	const polls = 5
-	answers := make(chan string, polls)
+	var answers []<-chan answer
 	for range polls {
-		c := dialRaw(t, n.Addr())
-		go func() {
-			b, _ := io.ReadAll(c.get(t, "/feed").Body)
-			answers <- string(b)
-		}()
+		answers = append(answers, dialRaw(t, n.Addr()).getAsync("/feed"))
 	}
 	n.waitSubscribers(t, "feed", polls)
 	ready.Store(true)
@@ -249,8 +239,8 @@ func TestHintRefetchesThroughTheCacheOnce(t *testing.T) {
 		t.Fatal(err)
 	}
 	resp.Body.Close()
-	for range polls {
-		if got := <-answers; got != "fresh data\n" {
+	for _, a := range answers {
+		if got := await(t, a).body; got != "fresh data\n" {
 			t.Fatalf("hinted long-poll got %q", got)
 		}
 	}
