@@ -28,10 +28,12 @@ type restartableOrigin struct {
 	hits    atomic.Int64 // requests served
 	srv     *http.Server
 
-	mu      sync.Mutex
-	down    bool
-	conns   map[net.Conn]struct{} // served now
-	refused []string              // paths of the requests refused while down
+	mu       sync.Mutex
+	down     bool
+	conns    map[net.Conn]struct{} // served now
+	refusing map[net.Conn]struct{} // being refused now
+	refused  []string              // paths of the requests refused while down
+	wg       sync.WaitGroup        // refusals
 }
 
 func newRestartableOrigin(t *testing.T, h http.Handler) *restartableOrigin {
@@ -40,7 +42,8 @@ func newRestartableOrigin(t *testing.T, h http.Handler) *restartableOrigin {
 	if err != nil {
 		t.Fatal(err)
 	}
-	o := &restartableOrigin{addr: ln.Addr().String(), handler: h, conns: map[net.Conn]struct{}{}}
+	o := &restartableOrigin{addr: ln.Addr().String(), handler: h,
+		conns: map[net.Conn]struct{}{}, refusing: map[net.Conn]struct{}{}}
 	o.srv = &http.Server{
 		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			o.hits.Add(1)
@@ -65,6 +68,12 @@ func newRestartableOrigin(t *testing.T, h http.Handler) *restartableOrigin {
 	t.Cleanup(func() {
 		o.srv.Close()
 		<-done
+		o.mu.Lock()
+		for c := range o.refusing {
+			c.Close()
+		}
+		o.mu.Unlock()
+		o.wg.Wait()
 	})
 	return o
 }
@@ -84,6 +93,10 @@ func (l *gateListener) Accept() (net.Conn, error) {
 		}
 		l.o.mu.Lock()
 		down := l.o.down
+		if down {
+			l.o.refusing[c] = struct{}{}
+			l.o.wg.Add(1)
+		}
 		l.o.mu.Unlock()
 		if !down {
 			return c, nil
@@ -94,12 +107,15 @@ func (l *gateListener) Accept() (net.Conn, error) {
 
 // refuse records the path of the request on c and resets c.
 func (o *restartableOrigin) refuse(c net.Conn) {
+	defer o.wg.Done()
 	c.SetReadDeadline(time.Now().Add(waitTimeout))
-	if req, err := http.ReadRequest(bufio.NewReader(c)); err == nil {
-		o.mu.Lock()
+	req, err := http.ReadRequest(bufio.NewReader(c))
+	o.mu.Lock()
+	if err == nil {
 		o.refused = append(o.refused, req.URL.Path)
-		o.mu.Unlock()
 	}
+	delete(o.refusing, c)
+	o.mu.Unlock()
 	resetConn(c)
 }
 

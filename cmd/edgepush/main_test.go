@@ -170,6 +170,17 @@ func subscribe(t *testing.T, addr string) <-chan string {
 	return lines
 }
 
+// missing lists the numbers below n not in seen.
+func missing(seen map[int]bool, n int) []int {
+	var m []int
+	for i := range n {
+		if !seen[i] {
+			m = append(m, i)
+		}
+	}
+	return m
+}
+
 // waitUntil polls cond until it holds, failing the test after d.
 func waitUntil(t *testing.T, what string, d time.Duration, cond func() bool) {
 	t.Helper()
@@ -242,17 +253,27 @@ func TestTierOfProcessesSurvivesSIGKILL(t *testing.T) {
 		procs[i%2].publish(t, fmt.Sprintf("m%d\n", i))
 		time.Sleep(20 * time.Millisecond) // the pace of publishes, not a wait
 	}
+	// Every subscriber gets every message once. Each node's publishes
+	// arrive in the order it made them; the two nodes' interleave freely
+	// (a message forwarded from the other node may arrive after a later
+	// local one).
 	for n, s := range subs {
 		for j, lines := range s {
-			for i := range msgs {
+			seen := map[int]bool{}
+			last := [2]int{-1, -1} // by publishing node
+			for range msgs {
+				var l string
 				select {
-				case l := <-lines:
-					if l != fmt.Sprintf("m%d\n", i) {
-						t.Fatalf("n%d subscriber %d: got %q, want m%d", n, j, l, i)
-					}
+				case l = <-lines:
 				case <-time.After(waitTimeout):
-					t.Fatalf("n%d subscriber %d lost m%d", n, j, i)
+					t.Fatalf("n%d subscriber %d: after %d messages, nothing more (lost: %v)", n, j, len(seen), missing(seen, msgs))
 				}
+				var i int
+				if _, err := fmt.Sscanf(l, "m%d\n", &i); err != nil || i < 0 || i >= msgs || seen[i] || i < last[i%2] {
+					t.Fatalf("n%d subscriber %d: got %q; before it, %d messages, the last ones from n0 and n1: m%d, m%d",
+						n, j, l, len(seen), last[0], last[1])
+				}
+				seen[i], last[i%2] = true, i
 			}
 		}
 	}
