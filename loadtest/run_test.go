@@ -347,12 +347,7 @@ func TestRunLongPoll(t *testing.T) {
 
 func TestRunFailures(t *testing.T) {
 	// Nothing listens on the port: every setup fails, nothing crashes.
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	dead := "http://" + ln.Addr().String()
-	ln.Close()
+	dead := "http://" + refusingAddr(t)
 	rep, err := Run(context.Background(), Config{URL: dead + "/stream", PublishURL: dead + "/publish/", Conns: 10, Concurrency: 3})
 	if err != nil {
 		t.Fatal(err)

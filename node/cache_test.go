@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -15,14 +16,24 @@ import (
 	"github.com/fasthttp/websocket"
 )
 
-// restartableOrigin is a real origin on a fixed loopback port that a test
-// can stop (connections refused) and start again.
+// restartableOrigin is a real origin on a loopback port that a test can
+// take down and bring back. Its listener stays open for the whole test
+// (a port closed and listened on again later could be taken by anyone
+// meanwhile): while down, every connection is read up to the request
+// head, the request's path is recorded, and the connection is reset, as
+// a dead origin's would be, without ever reaching the handler.
 type restartableOrigin struct {
 	addr    string
 	handler http.Handler
-	hits    atomic.Int64
-	mu      sync.Mutex
+	hits    atomic.Int64 // requests served
 	srv     *http.Server
+
+	mu       sync.Mutex
+	down     bool
+	conns    map[net.Conn]struct{} // served now
+	refusing map[net.Conn]struct{} // being refused now
+	refused  []string              // paths of the requests refused while down
+	wg       sync.WaitGroup        // refusals
 }
 
 func newRestartableOrigin(t *testing.T, h http.Handler) *restartableOrigin {
@@ -31,39 +42,114 @@ func newRestartableOrigin(t *testing.T, h http.Handler) *restartableOrigin {
 	if err != nil {
 		t.Fatal(err)
 	}
-	o := &restartableOrigin{addr: ln.Addr().String(), handler: h}
-	o.serve(ln)
-	t.Cleanup(o.stop)
+	o := &restartableOrigin{addr: ln.Addr().String(), handler: h,
+		conns: map[net.Conn]struct{}{}, refusing: map[net.Conn]struct{}{}}
+	o.srv = &http.Server{
+		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			o.hits.Add(1)
+			o.handler.ServeHTTP(w, r)
+		}),
+		ConnState: func(c net.Conn, st http.ConnState) {
+			o.mu.Lock()
+			defer o.mu.Unlock()
+			switch st {
+			case http.StateNew:
+				o.conns[c] = struct{}{}
+			case http.StateClosed, http.StateHijacked:
+				delete(o.conns, c)
+			}
+		},
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		o.srv.Serve(&gateListener{Listener: ln, o: o})
+	}()
+	t.Cleanup(func() {
+		o.srv.Close()
+		<-done
+		o.mu.Lock()
+		for c := range o.refusing {
+			c.Close()
+		}
+		o.mu.Unlock()
+		o.wg.Wait()
+	})
 	return o
 }
 
-func (o *restartableOrigin) serve(ln net.Listener) {
-	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		o.hits.Add(1)
-		o.handler.ServeHTTP(w, r)
-	})}
-	o.mu.Lock()
-	o.srv = srv
-	o.mu.Unlock()
-	go srv.Serve(ln)
+// gateListener hands the server only the connections that arrive while
+// the origin is up.
+type gateListener struct {
+	net.Listener
+	o *restartableOrigin
 }
 
+func (l *gateListener) Accept() (net.Conn, error) {
+	for {
+		c, err := l.Listener.Accept()
+		if err != nil {
+			return nil, err
+		}
+		l.o.mu.Lock()
+		down := l.o.down
+		if down {
+			l.o.refusing[c] = struct{}{}
+			l.o.wg.Add(1)
+		}
+		l.o.mu.Unlock()
+		if !down {
+			return c, nil
+		}
+		go l.o.refuse(c)
+	}
+}
+
+// refuse records the path of the request on c and resets c.
+func (o *restartableOrigin) refuse(c net.Conn) {
+	defer o.wg.Done()
+	c.SetReadDeadline(time.Now().Add(waitTimeout))
+	req, err := http.ReadRequest(bufio.NewReader(c))
+	o.mu.Lock()
+	if err == nil {
+		o.refused = append(o.refused, req.URL.Path)
+	}
+	delete(o.refusing, c)
+	o.mu.Unlock()
+	resetConn(c)
+}
+
+// resetConn closes c with a reset (RST), not a clean end.
+func resetConn(c net.Conn) {
+	if tc, ok := c.(*net.TCPConn); ok {
+		tc.SetLinger(0)
+	}
+	c.Close()
+}
+
+// stop takes the origin down: the connections it serves are reset, new
+// ones are refused.
 func (o *restartableOrigin) stop() {
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	if o.srv != nil {
-		o.srv.Close()
-		o.srv = nil
+	o.down = true
+	for c := range o.conns {
+		resetConn(c)
 	}
 }
 
-func (o *restartableOrigin) start(t *testing.T) {
-	t.Helper()
-	ln, err := net.Listen("tcp", o.addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	o.serve(ln)
+// start brings the origin back.
+func (o *restartableOrigin) start() {
+	o.mu.Lock()
+	o.down = false
+	o.mu.Unlock()
+}
+
+// refusedPaths returns the paths requested while the origin was down.
+func (o *restartableOrigin) refusedPaths() []string {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return append([]string(nil), o.refused...)
 }
 
 func (o *restartableOrigin) url() string { return "http://" + o.addr }
@@ -121,7 +207,6 @@ func TestConnectionsOpenFromCacheWhileOriginIsDown(t *testing.T) {
 	wsWarm := dialWS(t, n, "/cachedws", false)
 	readText(t, wsWarm)
 	wsWarm.Close()
-	hitsBefore := o.hits.Load()
 	o.stop()
 	time.Sleep(1100 * time.Millisecond) // past max-age=1: entries are stale, within stale-if-error
 
@@ -138,13 +223,7 @@ func TestConnectionsOpenFromCacheWhileOriginIsDown(t *testing.T) {
 	if got := readText(t, ws); got != "welcome" {
 		t.Fatalf("websocket from cache: %q", got)
 	}
-	poll := dialRaw(t, n.Addr())
-	pollDone := make(chan string, 1)
-	go func() {
-		resp := poll.get(t, "/poll")
-		b, _ := io.ReadAll(resp.Body)
-		pollDone <- string(b)
-	}()
+	pollDone := dialRaw(t, n.Addr()).getAsync("/poll")
 	n.waitSubscribers(t, "live", 4)
 	n.publish(t, map[string]any{"channel": "live", "formats": map[string]any{
 		"http-stream":   map[string]any{"content": "event: update\ndata: 1\n\n"},
@@ -160,11 +239,8 @@ func TestConnectionsOpenFromCacheWhileOriginIsDown(t *testing.T) {
 	if got := readText(t, ws); got != "update 1" {
 		t.Fatalf("websocket publish: %q", got)
 	}
-	if got := <-pollDone; got != "update 1\n" {
+	if got := await(t, pollDone).body; got != "update 1\n" {
 		t.Fatalf("long-poll publish: %q", got)
-	}
-	if o.hits.Load() != hitsBefore {
-		t.Fatal("the stopped origin was reached")
 	}
 	st := n.Status()
 	if st.Cache.StaleOnError < 3 {
@@ -256,17 +332,27 @@ func TestPrivateAndNoStoreAreNeverStored(t *testing.T) {
 	}
 }
 
+// TestThousandConcurrentMissesOneFetch: a thousand clients that miss
+// together make one origin fetch. The origin answers only once every
+// client's request has reached the cache (by the cache's own count), so
+// all of them miss while the fetch is in flight, however slowly they
+// arrive.
 func TestThousandConcurrentMissesOneFetch(t *testing.T) {
+	const clients = 1000
 	var fetches atomic.Int64
-	n := startNode(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	var n *testNode
+	arrived := make(chan struct{})
+	n = startNode(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		fetches.Add(1)
-		time.Sleep(300 * time.Millisecond) // long enough for every client to arrive
+		select {
+		case <-arrived:
+		case <-time.After(waitTimeout): // the test fails on its own
+		}
 		w.Header().Set("Cache-Control", "max-age=60")
 		w.Header().Set("Grip-Hold", "stream")
 		w.Header().Set("Grip-Channel", "crowd")
 		io.WriteString(w, "hello crowd\n")
 	}))
-	const clients = 1000
 	var wg sync.WaitGroup
 	errs := make(chan error, clients)
 	for range clients {
@@ -279,7 +365,7 @@ func TestThousandConcurrentMissesOneFetch(t *testing.T) {
 				return
 			}
 			defer c.Close()
-			c.SetDeadline(time.Now().Add(30 * time.Second))
+			c.SetDeadline(time.Now().Add(2 * waitTimeout))
 			io.WriteString(c, "GET /crowd HTTP/1.1\r\nHost: test\r\n\r\n")
 			resp, err := http.ReadResponse(bufio.NewReader(c), nil)
 			if err != nil {
@@ -292,6 +378,8 @@ func TestThousandConcurrentMissesOneFetch(t *testing.T) {
 			}
 		}()
 	}
+	waitFor(t, "every request to reach the cache", func() bool { return n.cache.Stats().Gets >= clients || len(errs) > 0 })
+	close(arrived)
 	wg.Wait()
 	close(errs)
 	for err := range errs {
@@ -300,14 +388,22 @@ func TestThousandConcurrentMissesOneFetch(t *testing.T) {
 	if f := fetches.Load(); f != 1 {
 		t.Fatalf("%d concurrent new connections made %d origin fetches, want 1", clients, f)
 	}
+	if st := n.cache.Stats(); st.Coalesced+st.Hits != clients-1 {
+		t.Fatalf("cache stats %+v: want every request but one to wait for the flight or find its entry", st)
+	}
 }
 
+// TestCircuitBreakerPausesAndProbes: after -origin-failures failures in a
+// row the breaker opens: requests fail at once without reaching the
+// origin, while probes (GET -origin-probe-path, a path of their own here,
+// so the dead origin can tell them from requests) ask whether it is
+// back; one that finds it back closes the breaker.
 func TestCircuitBreakerPausesAndProbes(t *testing.T) {
 	o := newRestartableOrigin(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		io.WriteString(w, "up")
 	}))
 	n := startNode(t, http.NotFoundHandler(), func(c *Config) {
-		c.Origin, c.OriginFailures, c.OriginProbeMaxPause = o.url(), 3, time.Second
+		c.Origin, c.OriginFailures, c.OriginProbeMaxPause, c.OriginProbePath = o.url(), 3, time.Second, "/probe"
 	})
 	o.stop()
 	for range 3 {
@@ -318,8 +414,19 @@ func TestCircuitBreakerPausesAndProbes(t *testing.T) {
 		resp.Body.Close()
 	}
 	waitFor(t, "breaker to open", n.breaker.isOpen)
-	originRequests := func() uint64 { r, _ := n.routes.originTotals(); return r }
-	requestsBefore := originRequests()
+	// requests counts what reached the dead origin, probes aside.
+	requests := func() (k int) {
+		for _, p := range o.refusedPaths() {
+			if p != "/probe" {
+				k++
+			}
+		}
+		return k
+	}
+	if requests() == 0 {
+		t.Fatal("the failing requests never reached the origin")
+	}
+	requestsBefore := requests()
 	resp, err := http.Get(n.url + "/x")
 	if err != nil {
 		t.Fatal(err)
@@ -329,10 +436,11 @@ func TestCircuitBreakerPausesAndProbes(t *testing.T) {
 	if resp.StatusCode != 502 || !strings.Contains(string(b), "being probed") {
 		t.Fatalf("while open: %d %q", resp.StatusCode, b)
 	}
-	if originRequests() != requestsBefore {
-		t.Fatal("a request reached the dead origin while the breaker was open")
+	if requests() != requestsBefore {
+		t.Fatalf("a request reached the dead origin while the breaker was open: %q", o.refusedPaths())
 	}
-	o.start(t)
+	waitFor(t, "a probe to reach the dead origin", func() bool { return slices.Contains(o.refusedPaths(), "/probe") })
+	o.start()
 	waitFor(t, "a probe to close the breaker", func() bool { return !n.breaker.isOpen() })
 	resp, err = http.Get(n.url + "/x")
 	if err != nil {

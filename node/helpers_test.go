@@ -12,6 +12,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -47,6 +48,16 @@ type testNode struct {
 // configure adjusts the node's config.
 func startNode(tb testing.TB, handler http.Handler, configure ...func(*Config)) *testNode {
 	tb.Helper()
+	var log *slog.Logger
+	if os.Getenv("EDGEPUSH_TEST_LOG") != "" {
+		log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
+	return startNodeLog(tb, handler, log, configure...)
+}
+
+// startNodeLog is startNode with the node's logger (nil: none).
+func startNodeLog(tb testing.TB, handler http.Handler, log *slog.Logger, configure ...func(*Config)) *testNode {
+	tb.Helper()
 	origin := httptest.NewServer(handler)
 	tb.Cleanup(origin.Close)
 	cfg := DefaultConfig()
@@ -54,10 +65,6 @@ func startNode(tb testing.TB, handler http.Handler, configure ...func(*Config)) 
 	cfg.DrainPeriod = time.Millisecond // end held connections at once
 	for _, f := range configure {
 		f(&cfg)
-	}
-	var log *slog.Logger
-	if os.Getenv("EDGEPUSH_TEST_LOG") != "" {
-		log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}
 	s, err := New(cfg, log)
 	if err != nil {
@@ -67,13 +74,72 @@ func startNode(tb testing.TB, handler http.Handler, configure ...func(*Config)) 
 		tb.Fatal(err)
 	}
 	tb.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
 		defer cancel()
 		if err := s.Shutdown(ctx); err != nil {
 			tb.Errorf("shutdown: %v", err)
 		}
 	})
 	return &testNode{Server: s, origin: origin, url: "http://" + s.Addr().String(), ctl: "http://" + s.ControlAddr().String()}
+}
+
+// logRecorder is a slog.Handler that keeps the messages logged, every
+// level included, so that a test can wait for what a node reports.
+type logRecorder struct {
+	mu   sync.Mutex
+	recs []slog.Record
+}
+
+func (r *logRecorder) Enabled(context.Context, slog.Level) bool { return true }
+func (r *logRecorder) WithAttrs([]slog.Attr) slog.Handler       { return r }
+func (r *logRecorder) WithGroup(string) slog.Handler            { return r }
+func (r *logRecorder) Handle(_ context.Context, rec slog.Record) error {
+	r.mu.Lock()
+	r.recs = append(r.recs, rec.Clone())
+	r.mu.Unlock()
+	return nil
+}
+
+// count returns how many times msg was logged.
+func (r *logRecorder) count(msg string) int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	k := 0
+	for _, rec := range r.recs {
+		if rec.Message == msg {
+			k++
+		}
+	}
+	return k
+}
+
+// attr returns attribute key of the first record logged with msg.
+func (r *logRecorder) attr(msg, key string) (v slog.Value, ok bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, rec := range r.recs {
+		if rec.Message != msg {
+			continue
+		}
+		rec.Attrs(func(a slog.Attr) bool {
+			if a.Key == key {
+				v, ok = a.Value, true
+				return false
+			}
+			return true
+		})
+		return v, ok
+	}
+	return v, false
+}
+
+// stopOrigin stops the node's origin: connections to it are refused from
+// now on, and its port stays taken until the test ends.
+func (n *testNode) stopOrigin(tb testing.TB) {
+	tb.Helper()
+	addr := n.origin.Listener.Addr()
+	n.origin.Close()
+	holdRefusing(tb, addr)
 }
 
 // gripOrigin answers every request with the given headers and body.
@@ -105,10 +171,14 @@ func streamItem(channel, content string) map[string]any {
 	return map[string]any{"channel": channel, "formats": map[string]any{"http-stream": map[string]any{"content": content}}}
 }
 
-// waitFor polls cond until it holds or 5s pass.
+// waitTimeout bounds every wait for an event: generous, so that it only
+// catches a hang, never a slow (loaded, -race) machine.
+const waitTimeout = 15 * time.Second
+
+// waitFor polls cond until it holds or waitTimeout passes.
 func waitFor(tb testing.TB, what string, cond func() bool) {
 	tb.Helper()
-	waitForUpTo(tb, 5*time.Second, what, cond)
+	waitForUpTo(tb, waitTimeout, what, cond)
 }
 
 // waitForUpTo polls cond until it holds or d passes.
@@ -158,6 +228,51 @@ func (c *rawConn) get(tb testing.TB, path string, headerLines ...string) *http.R
 		tb.Fatal(err)
 	}
 	return resp
+}
+
+// answer is a response read in a goroutine: its head and whole body, or
+// what went wrong.
+type answer struct {
+	resp *http.Response
+	body string
+	err  error
+}
+
+// getAsync sends a GET like get, from a goroutine, and delivers the
+// response with its whole body on the returned channel: for requests
+// answered only later (long-polls). Failures come back on the channel,
+// never through tb (FailNow must run on the test's goroutine).
+func (c *rawConn) getAsync(path string, headerLines ...string) <-chan answer {
+	ch := make(chan answer, 1)
+	go func() {
+		var a answer
+		req := "GET " + path + " HTTP/1.1\r\nHost: test\r\n" + strings.Join(headerLines, "") + "\r\n"
+		if _, a.err = io.WriteString(c, req); a.err == nil {
+			if a.resp, a.err = http.ReadResponse(c.r, nil); a.err == nil {
+				var b []byte
+				b, a.err = io.ReadAll(a.resp.Body)
+				a.body = string(b)
+			}
+		}
+		ch <- a
+	}()
+	return ch
+}
+
+// await waits for an answer from getAsync and fails the test if the
+// request failed or nothing came within waitTimeout.
+func await(tb testing.TB, ch <-chan answer) answer {
+	tb.Helper()
+	select {
+	case a := <-ch:
+		if a.err != nil {
+			tb.Fatalf("request: %v (body so far %q)", a.err, a.body)
+		}
+		return a
+	case <-time.After(waitTimeout):
+		tb.Fatal("no answer")
+	}
+	return answer{}
 }
 
 // readLine reads one line of a streamed body.

@@ -256,32 +256,16 @@ func TestInteropServeGripOriginAndGripPublisher(t *testing.T) {
 		}
 	})
 	t.Run("long-poll", func(t *testing.T) {
-		c := dialRaw(t, n.Addr())
-		if _, err := io.WriteString(c, "GET /poll?ch=js-poll HTTP/1.1\r\nHost: test\r\n\r\n"); err != nil {
-			t.Fatal(err)
-		}
-		done := make(chan string, 1)
-		go func() {
-			resp, err := http.ReadResponse(c.r, nil)
-			if err != nil {
-				done <- "read: " + err.Error()
-				return
-			}
-			b, err := io.ReadAll(resp.Body)
-			if err != nil {
-				done <- "read body: " + err.Error()
-				return
-			}
-			done <- resp.Header.Get("Content-Type") + " " + string(b)
-		}()
+		done := dialRaw(t, n.Addr()).getAsync("/poll?ch=js-poll")
 		n.waitSubscribers(t, "js-poll", 1)
 		publishJS(t, jwtEnv, n.ctl+"/", "js-poll", "http-response", `{"msg":"hi"}`)
-		if got := <-done; got != `application/json {"msg":"hi"}` {
+		a := await(t, done)
+		if got := a.resp.Header.Get("Content-Type") + " " + a.body; got != `application/json {"msg":"hi"}` {
 			t.Fatalf("got %q", got)
 		}
 	})
 	t.Run("websocket with wsContext", func(t *testing.T) {
-		d := websocket.Dialer{HandshakeTimeout: 5 * time.Second}
+		d := websocket.Dialer{HandshakeTimeout: waitTimeout}
 		c, _, err := d.Dial("ws://"+n.Addr().String()+"/ws?ch=js-ws", nil)
 		if err != nil {
 			t.Fatal(err)
@@ -548,16 +532,11 @@ func TestInteropPushpinPublish(t *testing.T) {
 		t.Fatalf("after --close: %q %v", rest, err)
 	}
 
-	poll := dialRaw(t, n.Addr())
-	done := make(chan string, 1)
-	go func() {
-		resp := poll.get(t, "/poll")
-		b, _ := io.ReadAll(resp.Body)
-		done <- resp.Status + " " + resp.Header.Get("X-A") + " " + string(b)
-	}()
+	done := dialRaw(t, n.Addr()).getAsync("/poll")
 	n.waitSubscribers(t, "pp", 1)
 	pub("pp", "answer", "--code", "404", "-H", "X-A: 1")
-	if got := <-done; got != "404 Not Found 1 answer\n" {
+	a := await(t, done)
+	if got := a.resp.Status + " " + a.resp.Header.Get("X-A") + " " + a.body; got != "404 Not Found 1 answer\n" {
 		t.Fatalf("got %q", got)
 	}
 }

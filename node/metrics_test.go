@@ -160,9 +160,13 @@ func TestMetricsMoveUnderLoad(t *testing.T) {
 
 func TestMetricsOriginErrorKinds(t *testing.T) {
 	down := startNode(t, metricsOrigin(), func(c *Config) { c.CacheOff = true })
-	down.origin.Close()
+	down.stopOrigin(t)
 	slow := startNode(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		time.Sleep(400 * time.Millisecond)
+		// Never answers before the node has given up (and hung up).
+		select {
+		case <-r.Context().Done():
+		case <-time.After(waitTimeout):
+		}
 	}), func(c *Config) { c.OriginTimeout = 100 * time.Millisecond; c.CacheOff = true })
 	for _, tc := range []struct {
 		n    *testNode

@@ -151,16 +151,17 @@ func (s *Server) originDo(rt *route, req *fasthttp.Request, resp *fasthttp.Respo
 
 // originFailing reports whether an outcome says the origin itself is
 // failing, which is what opens its circuit breaker: it could not be
-// connected to, it timed out, or it answered 5xx. A failure of one request
-// alone (an answer too large or malformed, a connection cut mid-answer, a
-// request the origin could not parse) does not count: one client must not
-// be able to take the origin away from everyone.
+// connected to, it dropped the connection without answering, it timed
+// out, or it answered 5xx. A failure of one request alone (an answer too
+// large or malformed, a connection cut mid-answer) does not count: one
+// client must not be able to take the origin away from everyone.
 func originFailing(err error, status int) bool {
 	if err == nil {
 		return status >= 500
 	}
 	var ne net.Error
 	return isDialError(err) || errors.Is(err, fasthttp.ErrTimeout) || errors.Is(err, fasthttp.ErrDialTimeout) ||
+		errors.Is(err, fasthttp.ErrConnectionClosed) || errors.Is(err, syscall.ECONNRESET) ||
 		errors.As(err, &ne) && ne.Timeout()
 }
 

@@ -86,7 +86,10 @@ func (s *Server) serveClient(ctx *fasthttp.RequestCtx) {
 
 // overConnLimit reports whether the node holds more than -max-conns
 // client connections: those fasthttp serves (this one included) plus the
-// held ones it handed over.
+// held ones it handed over. fasthttp's own limit (Concurrency, counted per
+// listener) is set one above, so that this one answers first, with its
+// 503 and a clean close: fasthttp's would answer a plain connection with a
+// generic 503 and a reset, and a TLS one with nothing at all.
 func (s *Server) overConnLimit() bool {
 	open := int64(s.client.GetOpenConnectionsCount())
 	if s.tlsLn != nil {

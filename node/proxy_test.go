@@ -116,7 +116,7 @@ func TestOriginFailures(t *testing.T) {
 		}
 	}), func(c *Config) { c.OriginTimeout = 300 * time.Millisecond })
 	down := startNode(t, gripOrigin("x"))
-	down.origin.Close()
+	down.stopOrigin(t)
 	big := startNode(t, gripOrigin(strings.Repeat("x", 5000)), func(c *Config) { c.OriginMaxBody = 1000 })
 
 	for _, tc := range []struct {

@@ -70,12 +70,7 @@ func TestPurgePublishConvergesWithinTheRateLimitWindow(t *testing.T) {
 	if got := readLine(t, stream2); got != "value 1\n" {
 		t.Fatalf("stream after the purge: %q", got)
 	}
-	pollA := dialRaw(t, n.Addr()) // cached now too, held until the next update
-	pollADone := make(chan string, 1)
-	go func() {
-		b, _ := io.ReadAll(pollA.get(t, "/poll").Body)
-		pollADone <- string(b)
-	}()
+	pollADone := dialRaw(t, n.Addr()).getAsync("/poll") // cached now too, held until the next update
 	n.waitSubscribers(t, "counter", 3)
 	o.value.Store(2)
 	out = n.purgePublish(t, 2) // within the interval: deferred
@@ -91,25 +86,14 @@ func TestPurgePublishConvergesWithinTheRateLimitWindow(t *testing.T) {
 			t.Fatalf("stream in the window: %q, want %q", got, want)
 		}
 	}
-	if got := <-pollADone; got != "value 2\n" {
+	if got := await(t, pollADone).body; got != "value 2\n" {
 		t.Fatalf("held long-poll: %q", got)
 	}
 	// A long-poll opened now finds a cached answer older than the last
 	// http-response: it is not answered with that response (a re-poll
 	// must never get a message it already had); the origin is asked again
 	// and holds it until the next update.
-	poll := dialRaw(t, n.Addr())
-	pollDone := make(chan string, 1)
-	go func() {
-		resp, err := http.ReadResponse(poll.r, nil)
-		if err != nil {
-			pollDone <- err.Error()
-			return
-		}
-		b, _ := io.ReadAll(resp.Body)
-		pollDone <- string(b)
-	}()
-	io.WriteString(poll, "GET /poll HTTP/1.1\r\nHost: test\r\n\r\n")
+	pollDone := dialRaw(t, n.Addr()).getAsync("/poll")
 	n.waitSubscribers(t, "counter", 4)
 	if f := o.fetches.Load(); f != 4 { // /stream twice, /poll twice
 		t.Fatalf("origin fetches = %d, want 4", f)
@@ -123,7 +107,7 @@ func TestPurgePublishConvergesWithinTheRateLimitWindow(t *testing.T) {
 		t.Fatalf("status purges %+v hub %+v", st.Purges, st.Hub)
 	}
 	n.publish(t, map[string]any{"channel": "counter", "formats": map[string]any{"http-response": map[string]any{"body": "value 3\n"}}})
-	if got := <-pollDone; got != "value 3\n" {
+	if got := await(t, pollDone).body; got != "value 3\n" {
 		t.Fatalf("long-poll held in the window: %q", got)
 	}
 }
@@ -244,13 +228,9 @@ func TestHintRefetchesThroughTheCacheOnce(t *testing.T) {
 		io.WriteString(w, "timeout\n")
 	}))
 	const polls = 5
-	answers := make(chan string, polls)
+	var answers []<-chan answer
 	for range polls {
-		c := dialRaw(t, n.Addr())
-		go func() {
-			b, _ := io.ReadAll(c.get(t, "/feed").Body)
-			answers <- string(b)
-		}()
+		answers = append(answers, dialRaw(t, n.Addr()).getAsync("/feed"))
 	}
 	n.waitSubscribers(t, "feed", polls)
 	ready.Store(true)
@@ -261,8 +241,8 @@ func TestHintRefetchesThroughTheCacheOnce(t *testing.T) {
 		t.Fatal(err)
 	}
 	resp.Body.Close()
-	for range polls {
-		if got := <-answers; got != "fresh data\n" {
+	for _, a := range answers {
+		if got := await(t, a).body; got != "fresh data\n" {
 			t.Fatalf("hinted long-poll got %q", got)
 		}
 	}

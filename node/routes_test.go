@@ -450,7 +450,7 @@ func TestRoutesWebSocketOff(t *testing.T) {
 	other := httptest.NewServer(ws)
 	t.Cleanup(other.Close)
 	n := startNode(t, &wsOrigin{}, withRoutes(t, "path=/feeds/ ws=off origin="+other.URL, "path=/chat/ strip-prefix=/chat origin="+other.URL))
-	d := websocket.Dialer{HandshakeTimeout: 5 * time.Second}
+	d := websocket.Dialer{HandshakeTimeout: waitTimeout}
 	c, resp, err := d.Dial("ws://"+n.Addr().String()+"/feeds/x", nil)
 	if err == nil {
 		c.Close()

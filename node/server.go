@@ -151,7 +151,7 @@ func New(cfg Config, log *slog.Logger) (*Server, error) {
 		MaxRequestBodySize:    cfg.MaxBody,
 		ReadTimeout:           cfg.ReadTimeout,
 		IdleTimeout:           cfg.IdleTimeout,
-		Concurrency:           cfg.MaxConns,
+		Concurrency:           cfg.MaxConns + 1, // above -max-conns: overConnLimit answers first
 		ErrorHandler:          requestError,
 		ReduceMemoryUsage:     true,
 		KeepHijackedConns:     true,

@@ -75,7 +75,7 @@ func TestStatusPageAndEvents(t *testing.T) {
 	}
 	c := dialRaw(t, n.Addr())
 	readLine(t, bufio.NewReader(c.get(t, "/stream").Body))
-	deadline := time.Now().Add(5 * time.Second)
+	deadline := time.Now().Add(waitTimeout)
 	for st.Connections["stream"].Held != 1 || st.Connections["stream"].Opened != 1 {
 		if time.Now().After(deadline) {
 			t.Fatalf("events never showed the held stream: %v", st.Connections)
@@ -83,18 +83,18 @@ func TestStatusPageAndEvents(t *testing.T) {
 		st = nextStatusEvent(t, events)
 	}
 
-	// Shutdown ends the event stream instead of waiting for its client.
-	start := time.Now()
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	// Shutdown ends the event stream instead of waiting for its client:
+	// a stream left open would hold the control server's shutdown until
+	// the context ends (events come every second, for minutes), and
+	// Shutdown would report it. The client keeps the stream open
+	// meanwhile, reading nothing.
+	ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
 	defer cancel()
 	if err := n.Shutdown(ctx); err != nil {
-		t.Fatal(err)
+		t.Fatalf("shutdown with an open event stream: %v", err)
 	}
 	if _, err := io.Copy(io.Discard, events); err != nil {
 		t.Fatalf("event stream did not end cleanly: %v", err)
-	}
-	if d := time.Since(start); d > 3*time.Second {
-		t.Fatalf("shutdown with an open event stream took %v", d)
 	}
 }
 

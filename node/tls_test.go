@@ -7,6 +7,7 @@ import (
 	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -88,10 +89,16 @@ func TestTLSHeldStreamAndReload(t *testing.T) {
 		w.Header().Set("Grip-Channel", "secure")
 		io.WriteString(w, "hello\n")
 	})
-	n, certs, keys := startTLSNode(t, origin, func(c *Config) { c.MaxQueueBytes = 16 << 20 }, "a.test")
+	// Room for every large message below in the connection's queue, so
+	// that the slow reader is never dropped as a slow consumer.
+	const maxBig = 64
+	big := strings.Repeat("x", 512<<10) + "\n"
+	n, certs, keys := startTLSNode(t, origin, func(c *Config) { c.MaxQueueBytes = (maxBig + 4) * len(big) }, "a.test")
 	before := served(t, n, "a.test")
 
-	tc, err := net.Dial("tcp", n.TLSAddr().String())
+	// A small receive buffer: the client's window cannot absorb much.
+	d := net.Dialer{Control: setRcvBuf(32 << 10)}
+	tc, err := d.Dial("tcp", n.TLSAddr().String())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -115,15 +122,24 @@ func TestTLSHeldStreamAndReload(t *testing.T) {
 	if got := readLine(t, body); got != "one\n" {
 		t.Fatalf("got %q", got)
 	}
-	// A client that stops reading makes the socket fill up (the kernel
-	// allows at most 4 MiB of send buffer here): the rest goes through
-	// the blocking writer.
-	big := strings.Repeat("x", 512<<10) + "\n"
-	for range 8 {
+	// A client that stops reading makes the socket fill up: the rest goes
+	// through the blocking writer. Large messages are published until the
+	// node reports a blocked write, so this works whatever the host's
+	// socket buffers can take.
+	sent := 0
+	for ; sent < maxBig && n.pool.Stats().BlockedWrites == 0; sent++ {
 		n.publish(t, streamItem("secure", big))
 	}
+	waitFor(t, fmt.Sprintf("a blocked write after %d large messages to a client not reading", sent), func() bool {
+		return n.pool.Stats().BlockedWrites > 0
+	})
+	t.Logf("a write blocked after %d large messages", sent)
+	for range 3 { // queued behind the blocked write
+		n.publish(t, streamItem("secure", big))
+		sent++
+	}
 	n.publish(t, streamItem("secure", "after\n"))
-	for i := range 8 {
+	for i := range sent {
 		got, err := body.ReadString('\n')
 		if err != nil || got != big {
 			t.Fatalf("large message %d: %d bytes, want %d (%v; %+v)", i, len(got), len(big), err, n.pool.Stats())
@@ -132,8 +148,8 @@ func TestTLSHeldStreamAndReload(t *testing.T) {
 	if got := readLine(t, body); got != "after\n" {
 		t.Fatalf("got %q", got)
 	}
-	if n.pool.Stats().BlockedWrites == 0 {
-		t.Error("the large messages did not go through the blocking writer")
+	if st := n.pool.Stats(); st.SlowConsumers != 0 || st.WriteErrors != 0 {
+		t.Fatalf("pool %+v", st)
 	}
 
 	// Reload: a new certificate for the same name.
@@ -187,13 +203,13 @@ func TestTLSConfigErrors(t *testing.T) {
 // origin, gets publishes, and closes 1001 on shutdown.
 func TestTLSWebSocket(t *testing.T) {
 	n, _, _ := startTLSNode(t, &wsOrigin{}, nil, "a.test")
-	d := websocket.Dialer{HandshakeTimeout: 5 * time.Second, TLSClientConfig: &tls.Config{ServerName: "a.test", InsecureSkipVerify: true}}
+	d := websocket.Dialer{HandshakeTimeout: waitTimeout, TLSClientConfig: &tls.Config{ServerName: "a.test", InsecureSkipVerify: true}}
 	c, _, err := d.Dial("wss://"+n.TLSAddr().String()+"/ws", nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	c.SetReadDeadline(time.Now().Add(20 * time.Second))
 	if got := readText(t, c); got != "welcome" {
 		t.Fatalf("got %q", got)
 	}
@@ -202,7 +218,7 @@ func TestTLSWebSocket(t *testing.T) {
 	if got := readText(t, c); got != "over tls" {
 		t.Fatalf("got %q", got)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
 	defer cancel()
 	if err := n.Shutdown(ctx); err != nil {
 		t.Fatal(err)

@@ -26,6 +26,9 @@ type wsOrigin struct {
 	metas    []string
 	empty    int    // POSTs without events (keep-alive)
 	lastMode string // Meta-Mode of the last empty POST
+	// stall, when set, holds the answer to a "stall" message until it is
+	// closed (or the node gives up on the request).
+	stall chan struct{}
 }
 
 func (o *wsOrigin) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -83,7 +86,10 @@ func (o *wsOrigin) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		case grip.WSEventText:
 			switch s := string(ev.Content); s {
 			case "detach":
+				// The marker reaches the client after the node has obeyed
+				// the detach: control messages are applied in order.
 				text(`c:{"type":"detach"}`)
+				text("m:detached")
 			case "close-me":
 				out = append(out, grip.WSEvent{Type: grip.WSEventClose, Content: grip.CloseEventContent(4001, "bye")})
 			case "disconnect":
@@ -91,7 +97,12 @@ func (o *wsOrigin) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			case "keepalive":
 				text(`c:{"type":"keep-alive","content":"ka","timeout":1}`)
 			case "stall":
-				time.Sleep(time.Second)
+				if o.stall != nil {
+					select {
+					case <-o.stall:
+					case <-r.Context().Done():
+					}
+				}
 			case "post-interval":
 				w.Header().Set("Keep-Alive-Interval", "1")
 				w.Header().Set("Set-Meta-Mode", "polled")
@@ -125,7 +136,7 @@ func (o *wsOrigin) hasEvent(typ grip.WSEventType, content string) bool {
 
 func dialWS(tb testing.TB, n *testNode, path string, compress bool) *websocket.Conn {
 	tb.Helper()
-	d := websocket.Dialer{HandshakeTimeout: 5 * time.Second, EnableCompression: compress}
+	d := websocket.Dialer{HandshakeTimeout: waitTimeout, EnableCompression: compress}
 	c, resp, err := d.Dial("ws://"+n.Addr().String()+path, nil)
 	if err != nil {
 		tb.Fatalf("dial %s: %v", path, err)
@@ -134,7 +145,7 @@ func dialWS(tb testing.TB, n *testNode, path string, compress bool) *websocket.C
 		tb.Fatalf("101 lacks the origin's headers: %v", resp.Header)
 	}
 	tb.Cleanup(func() { c.Close() })
-	c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	c.SetReadDeadline(time.Now().Add(20 * time.Second))
 	return c
 }
 
@@ -233,29 +244,39 @@ func TestWebSocketDetachAndKeepAlive(t *testing.T) {
 	n := startNode(t, o)
 	c := dialWS(t, n, "/ws", false)
 	readText(t, c)
+	// Keep-alives: the connection is idle, so nothing but the keep-alive
+	// the origin asked for can arrive.
 	c.WriteMessage(websocket.TextMessage, []byte("keepalive"))
-	start := time.Now()
 	for range 2 {
 		if got := readText(t, c); got != "ka" {
 			t.Fatalf("got %q, want keep-alive", got)
 		}
 	}
-	if d := time.Since(start); d > 4*time.Second {
-		t.Fatalf("keep-alives took %v", d)
+	// readUntil reads past keep-alives to want.
+	readUntil := func(want string) {
+		t.Helper()
+		for {
+			if got := readText(t, c); got == want {
+				return
+			} else if got != "ka" {
+				t.Fatalf("got %q, want %q", got, want)
+			}
+		}
 	}
 	c.WriteMessage(websocket.TextMessage, []byte("detach"))
-	waitFor(t, "detach to reach origin", func() bool { return o.hasEvent(grip.WSEventText, "detach") })
-	time.Sleep(50 * time.Millisecond) // let the origin's answer (c:detach) be applied
+	readUntil("detached") // sent after c:detach: the node has obeyed it
 	c.WriteMessage(websocket.TextMessage, []byte("after detach"))
 	n.waitSubscribers(t, "room", 1)
 	n.publish(t, wsPublish(map[string]any{"content": "still subscribed"}))
-	for {
-		if got := readText(t, c); got == "still subscribed" {
-			break
-		} else if got != "ka" {
-			t.Fatalf("got %q", got)
-		}
-	}
+	readUntil("still subscribed")
+	// A close still reaches the origin after a detach, queued behind
+	// anything sent before it: once the origin has the CLOSE, it would
+	// have had "after detach" too.
+	c.WriteMessage(websocket.CloseMessage, websocket.FormatCloseMessage(4000, "done"))
+	expectClose(t, c, 4000, "done")
+	waitFor(t, "the CLOSE to reach the origin", func() bool {
+		return o.hasEvent(grip.WSEventClose, string(grip.CloseEventContent(4000, "done")))
+	})
 	if o.hasEvent(grip.WSEventText, "after detach") {
 		t.Fatal("a message sent after detach reached the origin")
 	}
@@ -263,7 +284,7 @@ func TestWebSocketDetachAndKeepAlive(t *testing.T) {
 
 func TestWebSocketRefusals(t *testing.T) {
 	n := startNode(t, &wsOrigin{})
-	d := websocket.Dialer{HandshakeTimeout: 5 * time.Second}
+	d := websocket.Dialer{HandshakeTimeout: waitTimeout}
 	_, resp, err := d.Dial("ws://"+n.Addr().String()+"/refuse", nil)
 	if err == nil || resp == nil || resp.StatusCode != 403 {
 		t.Fatalf("refused: err %v resp %v", err, resp)
@@ -282,7 +303,7 @@ func TestWebSocketOriginDownMidConnection(t *testing.T) {
 	n := startNode(t, &wsOrigin{}, func(c *Config) { c.WSOriginRetries = 1 })
 	c := dialWS(t, n, "/ws", false)
 	readText(t, c)
-	n.origin.Close()
+	n.stopOrigin(t)
 	c.WriteMessage(websocket.TextMessage, []byte("anyone there?"))
 	expectClose(t, c, closeInternalError, "origin unavailable")
 }
@@ -291,7 +312,7 @@ func TestWebSocketShutdownSends1001(t *testing.T) {
 	n := startNode(t, &wsOrigin{})
 	c := dialWS(t, n, "/ws", false)
 	readText(t, c)
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
 	defer cancel()
 	if err := n.Shutdown(ctx); err != nil {
 		t.Fatal(err)
@@ -335,7 +356,9 @@ func TestWebSocketKeepAliveIntervalPostsToOrigin(t *testing.T) {
 }
 
 func TestWebSocketLimits(t *testing.T) {
-	n := startNode(t, &wsOrigin{}, func(c *Config) { c.WSReadLimit = 1000; c.WSMaxPending = 2000 })
+	o := &wsOrigin{stall: make(chan struct{})}
+	n := startNode(t, o, func(c *Config) { c.WSReadLimit = 1000; c.WSMaxPending = 2000 })
+	t.Cleanup(func() { close(o.stall) }) // before the node shuts down
 	c := dialWS(t, n, "/ws", false)
 	readText(t, c)
 	c.WriteMessage(websocket.TextMessage, []byte(strings.Repeat("x", 1001)))
@@ -343,7 +366,7 @@ func TestWebSocketLimits(t *testing.T) {
 
 	c2 := dialWS(t, n, "/ws", false)
 	readText(t, c2)
-	c2.WriteMessage(websocket.TextMessage, []byte("stall")) // the origin takes a second
+	c2.WriteMessage(websocket.TextMessage, []byte("stall")) // the origin answers only at the end of the test
 	for range 5 {
 		c2.WriteMessage(websocket.TextMessage, []byte(strings.Repeat("y", 900)))
 	}

@@ -14,29 +14,42 @@ func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 type recPurger struct {
 	mu  sync.Mutex
 	log []string
+	at  []time.Time // when each purge ran
 }
 
 func (p *recPurger) Purge(key string, soft bool)    { p.add("k:"+key, soft) }
 func (p *recPurger) PurgeURL(url string, soft bool) { p.add("u:"+url, soft) }
 func (p *recPurger) add(s string, soft bool) {
+	now := time.Now()
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if !soft {
 		s += "!"
 	}
 	p.log = append(p.log, s)
+	p.at = append(p.at, now)
 }
 func (p *recPurger) got() string {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return strings.Join(p.log, " ")
 }
+func (p *recPurger) ranAt(i int) time.Time {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.at[i]
+}
 
+// TestLimiterLeadingAndOneTrailingPurge checks when purges run by the
+// limiter's own times (Outcome.At) and by their order, never by how long
+// the test took: the trailing purge is scheduled exactly one interval
+// after the leading one and cannot run before then, however slow or fast
+// the machine.
 func TestLimiterLeadingAndOneTrailingPurge(t *testing.T) {
+	const interval = 100 * time.Millisecond
 	p := &recPurger{}
-	l := NewLimiter(100*time.Millisecond, p)
+	l := NewLimiter(interval, p)
 	defer l.Close()
-	start := time.Now()
 	first := l.Request(Target{Key: "a"}, true)
 	if !first.Ran {
 		t.Fatal("first purge did not run at once")
@@ -47,25 +60,29 @@ func TestLimiterLeadingAndOneTrailingPurge(t *testing.T) {
 	if second.Ran || second.Folded || third.Ran || !third.Folded || !other.Ran {
 		t.Fatalf("outcomes: %+v %+v %+v", second, third, other)
 	}
-	if !second.At.Equal(third.At) || second.At.Sub(start) > 110*time.Millisecond {
-		t.Fatalf("trailing purge at %v and %v", second.At, third.At)
+	if due := first.At.Add(interval); !second.At.Equal(due) || !third.At.Equal(due) {
+		t.Fatalf("trailing purge at %v and %v, want %v (one interval after the leading one)", second.At, third.At, due)
 	}
-	if got := p.got(); got != "k:a k:b" {
-		t.Fatalf("before the interval ends: %q", got)
-	}
-	deadline := time.Now().Add(2 * time.Second)
+	deadline := time.Now().Add(20 * time.Second) // only catches a hang
 	for p.got() != "k:a k:b k:a!" {
 		if time.Now().After(deadline) {
 			t.Fatalf("trailing purge: %q", p.got())
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
+	if ran := p.ranAt(2); ran.Before(second.At) {
+		t.Fatalf("trailing purge ran at %v, before its time %v", ran, second.At)
+	}
 	if st := l.Stats(); st.Requested != 4 || st.Run != 3 || st.Deferred != 1 || st.Folded != 1 {
 		t.Fatalf("stats %+v", st)
 	}
-	// After the trailing purge, a new request is within its interval again.
-	if o := l.Request(Target{Key: "a"}, true); o.Ran {
-		t.Fatal("purge right after the trailing one ran at once")
+	// After the trailing purge, a new request is within its interval
+	// again: the trailing purge started a new interval, so the request
+	// may run at once only a whole interval after it, and at the
+	// earliest two intervals after the leading purge.
+	o := l.Request(Target{Key: "a"}, true)
+	if earliest := first.At.Add(2 * interval); o.At.Before(earliest) {
+		t.Fatalf("purge right after the trailing one: ran=%v at %v, want nothing before %v", o.Ran, o.At, earliest)
 	}
 }
 

@@ -5,9 +5,9 @@ import (
 	"context"
 	"encoding/json"
 	"io"
-	"net"
 	"net/http"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -71,26 +71,52 @@ func TestRunUsageErrors(t *testing.T) {
 	}
 }
 
-// TestOriginAndRun serves the origin subcommand and runs the tool against a
-// port where nothing listens (no proxy in this package's tests): every
-// connection fails, the table and JSON line are still printed.
+// lockedBuffer is a bytes.Buffer safe to write from one goroutine while
+// another reads it.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// TestOriginAndRun serves the origin subcommand (on port 0: it says where
+// it listens) and runs the tool against an address where nothing listens
+// (no proxy in this package's tests): every connection fails, the table
+// and JSON line are still printed.
 func TestOriginAndRun(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
 	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan int)
-	go func() { done <- run(ctx, []string{"origin", "-listen", addr}, io.Discard, io.Discard, false) }()
-	var resp *http.Response
-	for range 100 {
-		if resp, err = http.Get("http://" + addr + "/stream?ch=t"); err == nil {
+	defer cancel()
+	done := make(chan int, 1)
+	var originErr lockedBuffer
+	go func() { done <- run(ctx, []string{"origin", "-listen", "127.0.0.1:0"}, io.Discard, &originErr, false) }()
+	var originURL string
+	deadline := time.Now().Add(20 * time.Second) // only catches a hang
+	for originURL == "" {
+		if _, rest, ok := strings.Cut(originErr.String(), "listening on "); ok {
+			originURL, _, _ = strings.Cut(rest, " ")
 			break
 		}
-		time.Sleep(20 * time.Millisecond)
+		select {
+		case code := <-done:
+			t.Fatalf("the origin exited with %d: %s", code, originErr.String())
+		case <-time.After(20 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the origin never said where it listens")
+		}
 	}
+	resp, err := http.Get(originURL + "/stream?ch=t")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -104,6 +130,7 @@ func TestOriginAndRun(t *testing.T) {
 		t.Errorf("origin exit code %d", code)
 	}
 
+	addr := refusingAddr(t)
 	var out, errb bytes.Buffer
 	code := run(context.Background(), []string{"-url", "http://" + addr + "/stream", "-publish", "http://" + addr + "/publish/",
 		"-conns", "3"}, &out, &errb, false)

@@ -29,31 +29,47 @@ func buildBinary(t *testing.T) string {
 	return bin
 }
 
-// freePort returns a port free for both TCP and UDP on 127.0.0.1
-// (memberlist needs both).
-func freePort(t *testing.T) int {
+// waitTimeout bounds every wait for an event: generous, so that it only
+// catches a hang, never a slow (loaded, -race) machine.
+const waitTimeout = 20 * time.Second
+
+// reserveAddr holds a memberlist address (its TCP and UDP port, as
+// memberlist binds both) from the moment it is free until the returned
+// release is called: for a member that must come back on the address it
+// had, the port is never left for another socket to take in between.
+func reserveAddr(t *testing.T, addr string) (release func()) {
 	t.Helper()
-	for range 50 {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		port := l.Addr().(*net.TCPAddr).Port
-		u, err := net.ListenPacket("udp", fmt.Sprintf("127.0.0.1:%d", port))
-		l.Close()
-		if err == nil {
-			u.Close()
-			return port
-		}
+	var ln net.Listener
+	var pc net.PacketConn
+	var once sync.Once
+	release = func() {
+		once.Do(func() {
+			if ln != nil {
+				ln.Close()
+			}
+			if pc != nil {
+				pc.Close()
+			}
+		})
 	}
-	t.Fatal("no free port")
-	return 0
+	t.Cleanup(release)
+	// The port is free once the killed process's sockets are closed.
+	waitUntil(t, "the address "+addr+" to be free", waitTimeout, func() bool {
+		if ln == nil {
+			ln, _ = net.Listen("tcp", addr)
+		}
+		if ln != nil && pc == nil {
+			pc, _ = net.ListenPacket("udp", addr)
+		}
+		return ln != nil && pc != nil
+	})
+	return release
 }
 
 // proc is one running edgepush process.
 type proc struct {
-	cmd             *exec.Cmd
-	listen, control string
+	cmd                  *exec.Cmd
+	listen, tls, control string
 }
 
 func startProc(t *testing.T, bin string, args ...string) *proc {
@@ -70,16 +86,16 @@ func startProc(t *testing.T, bin string, args ...string) *proc {
 		sc := bufio.NewScanner(stderr)
 		once := sync.Once{}
 		for sc.Scan() {
-			var line struct{ Msg, Listen, Control string }
+			var line struct{ Msg, Listen, TLS, Control string }
 			if json.Unmarshal(sc.Bytes(), &line) == nil && line.Msg == "edgepush node started" {
-				p.listen, p.control = line.Listen, line.Control
+				p.listen, p.tls, p.control = line.Listen, line.TLS, line.Control
 				once.Do(func() { close(started) })
 			}
 		}
 	}()
 	select {
 	case <-started:
-	case <-time.After(20 * time.Second):
+	case <-time.After(waitTimeout):
 		t.Fatal("edgepush did not start")
 	}
 	return p
@@ -97,11 +113,21 @@ func (p *proc) status(t *testing.T) map[string]any {
 	return st
 }
 
-func (p *proc) members(t *testing.T) int {
+// tierMembers returns the tier's members as p sees them, by name: their
+// memberlist addresses.
+func (p *proc) tierMembers(t *testing.T) map[string]string {
 	tier, _ := p.status(t)["tier"].(map[string]any)
 	ms, _ := tier["members"].([]any)
-	return len(ms)
+	addrs := map[string]string{}
+	for _, m := range ms {
+		m, _ := m.(map[string]any)
+		name, _ := m["name"].(string)
+		addrs[name], _ = m["addr"].(string)
+	}
+	return addrs
 }
+
+func (p *proc) members(t *testing.T) int { return len(p.tierMembers(t)) }
 
 func (p *proc) publish(t *testing.T, content string) {
 	t.Helper()
@@ -144,6 +170,18 @@ func subscribe(t *testing.T, addr string) <-chan string {
 	return lines
 }
 
+// missing lists the numbers below n not in seen.
+func missing(seen map[int]bool, n int) []int {
+	var m []int
+	for i := range n {
+		if !seen[i] {
+			m = append(m, i)
+		}
+	}
+	return m
+}
+
+// waitUntil polls cond until it holds, failing the test after d.
 func waitUntil(t *testing.T, what string, d time.Duration, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(d)
@@ -166,16 +204,33 @@ func TestTierOfProcessesSurvivesSIGKILL(t *testing.T) {
 		io.WriteString(w, "open\n")
 	}))
 	defer origin.Close()
-	ports := []int{freePort(t), freePort(t), freePort(t)}
-	seed := fmt.Sprintf("127.0.0.1:%d", ports[0])
-	start := func(i int) *proc {
-		return startProc(t, bin, "-origin", origin.URL, "-cluster-local", "-node-name", fmt.Sprintf("n%d", i),
-			"-cluster-bind", fmt.Sprintf("127.0.0.1:%d", ports[i]), "-join", seed, "-cluster-key", "sixteen-byte-key", "-log-level", "info")
+	// Each node binds its tier address on port 0 (memberlist takes the
+	// same port for TCP and UDP); the others learn it from the node's
+	// /status. seed is n0's.
+	seed := ""
+	start := func(i int, bind string) *proc {
+		args := []string{"-origin", origin.URL, "-cluster-local", "-node-name", fmt.Sprintf("n%d", i),
+			"-cluster-bind", bind, "-cluster-key", "sixteen-byte-key", "-log-level", "info"}
+		if seed != "" {
+			args = append(args, "-join", seed)
+		}
+		return startProc(t, bin, args...)
 	}
-	procs := []*proc{start(0), start(1), start(2)}
+	tierAddr := func(p *proc, name string) string {
+		var addr string
+		waitUntil(t, name+"'s tier address", waitTimeout, func() bool {
+			addr = p.tierMembers(t)[name]
+			return addr != ""
+		})
+		return addr
+	}
+	procs := []*proc{start(0, "127.0.0.1:0")}
+	seed = tierAddr(procs[0], "n0")
+	procs = append(procs, start(1, "127.0.0.1:0"), start(2, "127.0.0.1:0"))
 	for i, p := range procs {
-		waitUntil(t, fmt.Sprintf("n%d to see 3 members", i), 15*time.Second, func() bool { return p.members(t) == 3 })
+		waitUntil(t, fmt.Sprintf("n%d to see 3 members", i), waitTimeout, func() bool { return p.members(t) == 3 })
 	}
+	n2Addr := tierAddr(procs[2], "n2")
 	const subsPerNode = 20
 	var subs [][]<-chan string
 	for _, p := range procs[:2] {
@@ -187,42 +242,57 @@ func TestTierOfProcessesSurvivesSIGKILL(t *testing.T) {
 	}
 	// Publish at n0 and n1 alternately; SIGKILL n2 a third of the way in.
 	const msgs = 60
+	var release func()
 	for i := range msgs {
 		if i == msgs/3 {
 			procs[2].cmd.Process.Signal(syscall.SIGKILL)
+			// n2 comes back on its address below: hold it from the
+			// moment the process is gone.
+			release = reserveAddr(t, n2Addr)
 		}
 		procs[i%2].publish(t, fmt.Sprintf("m%d\n", i))
-		time.Sleep(20 * time.Millisecond)
+		time.Sleep(20 * time.Millisecond) // the pace of publishes, not a wait
 	}
+	// Every subscriber gets every message once. Each node's publishes
+	// arrive in the order it made them; the two nodes' interleave freely
+	// (a message forwarded from the other node may arrive after a later
+	// local one).
 	for n, s := range subs {
 		for j, lines := range s {
-			for i := range msgs {
+			seen := map[int]bool{}
+			last := [2]int{-1, -1} // by publishing node
+			for range msgs {
+				var l string
 				select {
-				case l := <-lines:
-					if l != fmt.Sprintf("m%d\n", i) {
-						t.Fatalf("n%d subscriber %d: got %q, want m%d", n, j, l, i)
-					}
-				case <-time.After(5 * time.Second):
-					t.Fatalf("n%d subscriber %d lost m%d", n, j, i)
+				case l = <-lines:
+				case <-time.After(waitTimeout):
+					t.Fatalf("n%d subscriber %d: after %d messages, nothing more (lost: %v)", n, j, len(seen), missing(seen, msgs))
 				}
+				var i int
+				if _, err := fmt.Sscanf(l, "m%d\n", &i); err != nil || i < 0 || i >= msgs || seen[i] || i < last[i%2] {
+					t.Fatalf("n%d subscriber %d: got %q; before it, %d messages, the last ones from n0 and n1: m%d, m%d",
+						n, j, l, len(seen), last[0], last[1])
+				}
+				seen[i], last[i%2] = true, i
 			}
 		}
 	}
-	// n2 comes back under its name and receives publishes within 10s.
+	// n2 comes back under its name and address and receives publishes.
 	restarted := time.Now()
-	procs[2] = start(2)
+	release()
+	procs[2] = start(2, n2Addr)
 	lines := subscribe(t, procs[2].listen)
 	got := false
-	for !got && time.Since(restarted) < 10*time.Second {
+	for !got && time.Since(restarted) < waitTimeout {
 		procs[0].publish(t, "again\n")
 		select {
 		case l := <-lines:
 			got = l == "again\n"
-		case <-time.After(200 * time.Millisecond):
+		case <-time.After(200 * time.Millisecond): // publish again: n0 may not know n2 is back yet
 		}
 	}
 	if !got {
-		t.Fatal("the restarted node received nothing within 10s")
+		t.Fatalf("the restarted node received nothing within %v", waitTimeout)
 	}
 	t.Logf("restarted node received publishes after %v", time.Since(restarted).Round(time.Millisecond))
 }
