@@ -1,6 +1,7 @@
 package cache
 
 import (
+	"fmt"
 	"net/http"
 	"strconv"
 	"strings"
@@ -134,8 +135,9 @@ func unstorableStatus(code int) bool {
 	return code >= 500 || code < 200
 }
 
-// policyFor applies RFC 9111 §3 and §4.2 as a shared cache, plus
-// Surrogate-Control, which a CDN obeys before Cache-Control. A response is
+// policyFor applies RFC 9111 §3 and §4.2 as a shared cache, with
+// CDN-Cache-Control (RFC 9213) in place of Cache-Control when present,
+// plus Surrogate-Control, which a CDN obeys before either. A response is
 // stored only with explicit freshness. It is never stored when it sets a
 // cookie (Set-Cookie) or the caller marks it NoStore (per-user state the
 // cache cannot see), and for a request with credentials only when the
@@ -144,6 +146,12 @@ func unstorableStatus(code int) bool {
 // defaultStaleIfError applies when the response does not say.
 func policyFor(resp *Response, req *Request, now time.Time, defaultStaleIfError time.Duration) policy {
 	cc := parseDirectives(resp.values("Cache-Control"))
+	if cdn := resp.values("CDN-Cache-Control"); len(cdn) > 0 && validCDNCacheControl(cdn) {
+		// RFC 9213: a CDN obeys CDN-Cache-Control instead of
+		// Cache-Control, which is left to the caches after it; an
+		// invalid one is ignored.
+		cc = parseDirectives(cdn)
+	}
 	sc := parseDirectives(resp.values("Surrogate-Control"))
 	var p policy
 	if cc.noStore || cc.private || sc.noStore || unstorableStatus(resp.Status) ||
@@ -171,8 +179,8 @@ func policyFor(resp *Response, req *Request, now time.Time, defaultStaleIfError 
 		if exp == "" {
 			return p // no explicit freshness: not stored
 		}
-		t, err := http.ParseTime(exp)
-		if err != nil {
+		t, err := parseHTTPDate(exp)
+		if err != nil || len(headerLines(resp, "Expires")) > 1 {
 			return policy{storable: true} // invalid Expires: already stale (RFC 9111 §5.3)
 		}
 		date := now
@@ -201,6 +209,85 @@ func policyFor(resp *Response, req *Request, now time.Time, defaultStaleIfError 
 	return p
 }
 
+// validCDNCacheControl reports whether the members of a
+// CDN-Cache-Control field (values split at commas) form the Structured
+// Field Dictionary RFC 9213 requires: lower-case keys, the delta-seconds
+// directives with integer values, other values bare items (tokens,
+// numbers, quoted strings).
+func validCDNCacheControl(members []string) bool {
+	for _, m := range members {
+		m, _, _ = strings.Cut(m, ";") // parameters: not used
+		key, value, hasValue := strings.Cut(strings.TrimSpace(m), "=")
+		if !validSFKey(key) {
+			return false
+		}
+		if !hasValue {
+			continue
+		}
+		switch key {
+		case "max-age", "s-maxage", "stale-while-revalidate", "stale-if-error":
+			if !validSFInteger(value) {
+				return false
+			}
+		default:
+			if !validSFBareItem(value) {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+func validSFKey(k string) bool {
+	if k == "" || !(k[0] == '*' || 'a' <= k[0] && k[0] <= 'z') {
+		return false
+	}
+	for i := 1; i < len(k); i++ {
+		c := k[i]
+		if !('a' <= c && c <= 'z' || '0' <= c && c <= '9' || strings.IndexByte("_-.*", c) >= 0) {
+			return false
+		}
+	}
+	return true
+}
+
+func validSFInteger(v string) bool {
+	v = strings.TrimPrefix(v, "-")
+	if v == "" || len(v) > 15 {
+		return false
+	}
+	for i := 0; i < len(v); i++ {
+		if v[i] < '0' || v[i] > '9' {
+			return false
+		}
+	}
+	return true
+}
+
+// validSFBareItem accepts a quoted string, a number, a boolean (?0, ?1)
+// or a token.
+func validSFBareItem(v string) bool {
+	switch {
+	case v == "":
+		return false
+	case v[0] == '"':
+		return len(v) >= 2 && v[len(v)-1] == '"'
+	case v == "?0" || v == "?1":
+		return true
+	case v[0] == '-' || '0' <= v[0] && v[0] <= '9':
+		_, err := strconv.ParseFloat(v, 64)
+		return err == nil
+	case v[0] == '*' || 'a' <= v[0] && v[0] <= 'z' || 'A' <= v[0] && v[0] <= 'Z':
+		for i := 1; i < len(v); i++ {
+			if c := v[i]; c <= ' ' || c >= 0x7f || strings.IndexByte("\"(),;<=>?@[\\]{}", c) >= 0 {
+				return false
+			}
+		}
+		return true
+	}
+	return false
+}
+
 // variesOnAll reports whether a response's Vary names every one of
 // names (and names is not empty): each user's answer is then stored
 // under its own key.
@@ -223,10 +310,36 @@ func variesOnAll(vary, names []string) bool {
 	return true
 }
 
+// parseHTTPDate parses an HTTP-date strictly (RFC 9110 §5.6.7): one of
+// the three formats exactly as written, two-digit hours and single
+// spaces; Go's parser alone accepts variants a cache must treat as
+// invalid.
+func parseHTTPDate(v string) (time.Time, error) {
+	for _, layout := range []string{http.TimeFormat, time.RFC850, time.ANSIC} {
+		if t, err := time.Parse(layout, v); err == nil && t.Format(layout) == v {
+			return t, nil
+		}
+	}
+	return time.Time{}, fmt.Errorf("cache: invalid HTTP-date %q", v)
+}
+
+// headerLines returns the raw values of every line of header name.
+func headerLines(r *Response, name string) []string {
+	var out []string
+	for _, f := range r.Header {
+		if strings.EqualFold(f.Name, name) {
+			out = append(out, f.Value)
+		}
+	}
+	return out
+}
+
 // initialAge is the origin's Age header (RFC 9111 §4.2.3, simplified: the
 // origin is close, so response delay is ignored).
 func initialAge(resp *Response) time.Duration {
-	n, err := strconv.ParseInt(strings.TrimSpace(resp.Get("Age")), 10, 64)
+	// A list ("7200, 0") counts by its first member (RFC 9111 §5.1).
+	first, _, _ := strings.Cut(resp.Get("Age"), ",")
+	n, err := strconv.ParseInt(strings.TrimSpace(first), 10, 64)
 	if err != nil || n < 0 {
 		return 0
 	}
