@@ -271,6 +271,15 @@ func (s *Server) TLSAddr() net.Addr { return addrOf(s.tlsLn) }
 // ControlAddr is the control listener's address (after Start; nil before).
 func (s *Server) ControlAddr() net.Addr { return addrOf(s.controlLn) }
 
+// TierAddr is the memberlist address other members join (after Start);
+// "" outside a tier.
+func (s *Server) TierAddr() string {
+	if s.tier == nil {
+		return ""
+	}
+	return s.tier.LocalAddr()
+}
+
 func addrOf(ln net.Listener) net.Addr {
 	if ln == nil {
 		return nil

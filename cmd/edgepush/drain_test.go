@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -11,6 +12,7 @@ import (
 	"crypto/x509/pkix"
 	"encoding/pem"
 	"flag"
+	"fmt"
 	"io"
 	"math/big"
 	"net"
@@ -18,10 +20,12 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/edgepush/edgepush/grip"
 	"github.com/edgepush/edgepush/node"
 )
 
@@ -164,28 +168,111 @@ func TestSignals(t *testing.T) {
 	}
 }
 
-// TestDeployExampleConfigs: the example tier configuration in deploy/
-// uses only real settings with valid values.
+// TestDeployExampleConfigs starts the three example tier configs of
+// deploy/tier as a real tier: every setting as written except the
+// addresses (the 10.0.0.N and origin addresses become loopback ones, the
+// listeners port 0, the join lists point at the members already started)
+// and the certificate files (generated here). A publish with the
+// configured publish key at one member reaches a stream held at another,
+// and the origin sees Grip-Sig signed with the configured sig key.
 func TestDeployExampleConfigs(t *testing.T) {
 	files, err := filepath.Glob("../../deploy/tier/*.conf")
 	if err != nil || len(files) != 3 {
 		t.Fatalf("example configs: %v %v", files, err)
 	}
-	for _, f := range files {
+	var sigKey string
+	origin := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if _, err := grip.VerifyHS256(r.Header.Get("Grip-Sig"), []byte(sigKey), time.Now()); err != nil {
+			http.Error(w, "bad Grip-Sig: "+err.Error(), http.StatusForbidden)
+			return
+		}
+		w.Header().Set("Grip-Hold", "stream")
+		w.Header().Set("Grip-Channel", "deploy")
+		io.WriteString(w, "open\n")
+	}))
+	defer origin.Close()
+	dir := t.TempDir()
+	tierAddr := map[string]string{} // 10.0.0.N → the started member's memberlist address
+	var nodes []*node.Server
+	var publishKey string
+	for i, f := range files {
 		cfg := node.DefaultConfig()
 		fs := flag.NewFlagSet("edgepush", flag.ContinueOnError)
 		cfg.RegisterFlags(fs)
 		if err := node.LoadConfigFile(fs, f); err != nil {
 			t.Fatal(err)
 		}
-		if cfg.NodeName == "" || cfg.ClusterBind == "" || cfg.Join == "" || cfg.TLSListen == "" || len(cfg.TLSCert) != 1 {
-			t.Errorf("%s: %+v", f, cfg)
+		if cfg.NodeName == "" || cfg.ClusterBind == "" || cfg.Join == "" || cfg.TLSListen == "" || len(cfg.TLSCert) != 1 ||
+			cfg.PublishKey == "" || cfg.SigKey == "" || cfg.ClusterKey == "" {
+			t.Fatalf("%s lacks a setting of a tier member: %+v", f, cfg)
 		}
-		// The certificate files do not exist here; everything else must
-		// be accepted.
-		cfg.TLSListen, cfg.TLSCert, cfg.TLSKey = "", nil, nil
-		if _, err := node.New(cfg, nil); err != nil {
-			t.Errorf("%s: %v", f, err)
+		sigKey, publishKey = cfg.SigKey, cfg.PublishKey
+		bindHost, _, _ := net.SplitHostPort(cfg.ClusterBind)
+		var join []string
+		for _, j := range strings.Split(cfg.Join, ",") {
+			h, _, _ := net.SplitHostPort(strings.TrimSpace(j))
+			if a, ok := tierAddr[h]; ok {
+				join = append(join, a)
+			}
 		}
+		cert, key := filepath.Join(dir, fmt.Sprintf("%d.crt", i)), filepath.Join(dir, fmt.Sprintf("%d.key", i))
+		writeCert(t, "example.com", cert, key)
+		cfg.Listen, cfg.TLSListen, cfg.Control = "127.0.0.1:0", "127.0.0.1:0", "127.0.0.1:0"
+		cfg.TLSCert, cfg.TLSKey = node.StringList{cert}, node.StringList{key}
+		cfg.Origin = origin.URL
+		cfg.ClusterBind, cfg.Join, cfg.ClusterLocal = "127.0.0.1:0", strings.Join(join, ","), true
+		s, err := node.New(cfg, nil)
+		if err != nil {
+			t.Fatalf("%s: %v", f, err)
+		}
+		if err := s.Start(); err != nil {
+			t.Fatalf("%s: %v", f, err)
+		}
+		defer func() {
+			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second) // cuts the configured drain short
+			defer cancel()
+			s.Shutdown(ctx)
+		}()
+		nodes = append(nodes, s)
+		tierAddr[bindHost] = s.TierAddr()
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for _, s := range nodes {
+		for s.Status().Tier == nil || len(s.Status().Tier.Peers) != 2 {
+			if time.Now().After(deadline) {
+				t.Fatalf("%s does not see the two others: %+v", s.Status().Node, s.Status().Tier)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	// A stream held over TLS at the last member; a publish at the first.
+	c, err := tls.Dial("tcp", nodes[2].TLSAddr().String(), &tls.Config{ServerName: "example.com", InsecureSkipVerify: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(20 * time.Second))
+	io.WriteString(c, "GET /stream HTTP/1.1\r\nHost: example.com\r\n\r\n")
+	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body := bufio.NewReader(resp.Body)
+	if line, err := body.ReadString('\n'); err != nil || line != "open\n" {
+		t.Fatalf("stream at %s: %d %q %v", nodes[2].Status().Node, resp.StatusCode, line, err)
+	}
+	req, _ := http.NewRequest("POST", "http://"+nodes[0].ControlAddr().String()+"/publish/",
+		strings.NewReader(`{"items":[{"channel":"deploy","formats":{"http-stream":{"content":"across the tier\n"}}}]}`))
+	req.Header.Set("Authorization", "Bearer "+publishKey)
+	presp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	presp.Body.Close()
+	if presp.StatusCode != 200 {
+		t.Fatalf("publish with the configured key: %d", presp.StatusCode)
+	}
+	if line, err := body.ReadString('\n'); err != nil || line != "across the tier\n" {
+		t.Fatalf("stream after the publish: %q %v", line, err)
 	}
 }
