@@ -226,8 +226,10 @@ func originHeaders(resp *fasthttp.Response) []grip.Header {
 	return hs
 }
 
-// clientHeaders drops Grip-* (but those instructions expose), hop-by-hop
-// and Content-Length headers from an origin response.
+// clientHeaders drops Grip-* (but those instructions expose), hop-by-hop,
+// Content-Length and the CDN's own headers (Surrogate-Key, Surrogate-
+// Control: for this node only, as Fastly and Varnish setups strip them)
+// from an origin response.
 func clientHeaders(hs []grip.Header, expose []string) []grip.Header {
 	var tokens []string
 	for _, h := range hs {
@@ -238,13 +240,16 @@ func clientHeaders(hs []grip.Header, expose []string) []grip.Header {
 	out := grip.ClientHeaders(hs, expose)
 	kept := out[:0]
 	for _, h := range out {
-		if isHopHeader(h.Name, tokens) || strings.EqualFold(h.Name, "Content-Length") {
+		if isHopHeader(h.Name, tokens) || strings.EqualFold(h.Name, "Content-Length") || inList(cdnOnlyHeaders, h.Name) {
 			continue
 		}
 		kept = append(kept, h)
 	}
 	return kept
 }
+
+// cdnOnlyHeaders are origin response headers meant for the CDN alone.
+var cdnOnlyHeaders = []string{"Surrogate-Key", "Surrogate-Control"}
 
 // mergeHeaders returns held with every header named in pushed replaced by
 // pushed's values, Grip-* dropped: how a published http-response combines

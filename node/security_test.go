@@ -672,3 +672,29 @@ func TestUnsafeRequestsInvalidate(t *testing.T) {
 		}
 	}
 }
+
+// TestSurrogateHeadersStayAtTheEdge: Surrogate-Key and Surrogate-Control
+// are for the node (purges, caching) and never reach clients; purging by
+// the key still works.
+func TestSurrogateHeadersStayAtTheEdge(t *testing.T) {
+	o := &recordingOrigin{handler: func(w http.ResponseWriter, r *http.Request, n int) {
+		w.Header().Set("Surrogate-Key", "page-1 all-pages")
+		w.Header().Set("Surrogate-Control", "max-age=60")
+		fmt.Fprintf(w, "v%d", n)
+	}}
+	n := startNode(t, o, func(c *Config) { c.PurgeInterval = 0 })
+	for i := range 2 {
+		resp, body := rawGet(t, n, "/page")
+		if body != "v1" || resp.Header.Get("Surrogate-Key") != "" || resp.Header.Get("Surrogate-Control") != "" {
+			t.Fatalf("get %d: %q, headers %v", i, body, resp.Header)
+		}
+	}
+	resp, err := http.Post(n.ctl+"/purge/", "application/json", strings.NewReader(`{"keys":["all-pages"],"soft":false}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if _, body := rawGet(t, n, "/page"); body != "v2" {
+		t.Fatalf("after purging the key: %q", body)
+	}
+}
