@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/edgepush/edgepush/internal/testnet"
 	"github.com/fasthttp/websocket"
 )
 
@@ -347,7 +348,7 @@ func TestRunLongPoll(t *testing.T) {
 
 func TestRunFailures(t *testing.T) {
 	// Nothing listens on the port: every setup fails, nothing crashes.
-	dead := "http://" + refusingAddr(t)
+	dead := "http://" + testnet.RefusingAddr(t)
 	rep, err := Run(context.Background(), Config{URL: dead + "/stream", PublishURL: dead + "/publish/", Conns: 10, Concurrency: 3})
 	if err != nil {
 		t.Fatal(err)

@@ -6,14 +6,13 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/edgepush/edgepush/cluster"
+	"github.com/edgepush/edgepush/internal/testnet"
 )
 
 // startTier starts n nodes joined into one tier on loopback, all in front
@@ -180,7 +179,7 @@ func TestTierSurvivesAKilledNodeAndItsRejoin(t *testing.T) {
 	// else on this host can take it meanwhile; the survivors' probes to
 	// it go unanswered as they would to a dead process.
 	dead.tier.Shutdown()
-	release := reserveAddr(t, deadAddr)
+	release := testnet.ReserveAddr(t, deadAddr, 20*time.Second)
 	dead.Shutdown(ctx)
 	for i := msgs; i < msgs+4; i++ {
 		publish(i) // the survivors go on as before
@@ -217,39 +216,6 @@ func peerStats(node *testNode, name string) (cluster.PeerStats, bool) {
 		}
 	}
 	return cluster.PeerStats{}, false
-}
-
-// reserveAddr holds a memberlist address (its TCP and UDP port) until the
-// returned release is called: for a member that must come back on the
-// address it had, the port is never left free for another socket to take.
-func reserveAddr(t *testing.T, addr string) (release func()) {
-	t.Helper()
-	var ln net.Listener
-	var pc net.PacketConn
-	var once sync.Once
-	release = func() {
-		once.Do(func() {
-			if ln != nil {
-				ln.Close()
-			}
-			if pc != nil {
-				pc.Close()
-			}
-		})
-	}
-	t.Cleanup(release)
-	// The port is free as soon as the member's sockets are closed; a
-	// retry covers an in-flight close.
-	waitFor(t, "the address "+addr+" to be free", func() bool {
-		if ln == nil {
-			ln, _ = net.Listen("tcp", addr)
-		}
-		if ln != nil && pc == nil {
-			pc, _ = net.ListenPacket("udp", addr)
-		}
-		return ln != nil && pc != nil
-	})
-	return release
 }
 
 func TestTierEncryption(t *testing.T) {

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/edgepush/edgepush/internal/testnet"
 	"github.com/edgepush/edgepush/loadtest"
 )
 
@@ -130,7 +131,7 @@ func TestOriginAndRun(t *testing.T) {
 		t.Errorf("origin exit code %d", code)
 	}
 
-	addr := refusingAddr(t)
+	addr := testnet.RefusingAddr(t)
 	var out, errb bytes.Buffer
 	code := run(context.Background(), []string{"-url", "http://" + addr + "/stream", "-publish", "http://" + addr + "/publish/",
 		"-conns", "3"}, &out, &errb, false)

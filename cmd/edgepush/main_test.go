@@ -15,6 +15,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/edgepush/edgepush/internal/testnet"
 )
 
 // These tests run real edgepush processes.
@@ -32,39 +34,6 @@ func buildBinary(t *testing.T) string {
 // waitTimeout bounds every wait for an event: generous, so that it only
 // catches a hang, never a slow (loaded, -race) machine.
 const waitTimeout = 20 * time.Second
-
-// reserveAddr holds a memberlist address (its TCP and UDP port, as
-// memberlist binds both) from the moment it is free until the returned
-// release is called: for a member that must come back on the address it
-// had, the port is never left for another socket to take in between.
-func reserveAddr(t *testing.T, addr string) (release func()) {
-	t.Helper()
-	var ln net.Listener
-	var pc net.PacketConn
-	var once sync.Once
-	release = func() {
-		once.Do(func() {
-			if ln != nil {
-				ln.Close()
-			}
-			if pc != nil {
-				pc.Close()
-			}
-		})
-	}
-	t.Cleanup(release)
-	// The port is free once the killed process's sockets are closed.
-	waitUntil(t, "the address "+addr+" to be free", waitTimeout, func() bool {
-		if ln == nil {
-			ln, _ = net.Listen("tcp", addr)
-		}
-		if ln != nil && pc == nil {
-			pc, _ = net.ListenPacket("udp", addr)
-		}
-		return ln != nil && pc != nil
-	})
-	return release
-}
 
 // proc is one running edgepush process.
 type proc struct {
@@ -248,7 +217,7 @@ func TestTierOfProcessesSurvivesSIGKILL(t *testing.T) {
 			procs[2].cmd.Process.Signal(syscall.SIGKILL)
 			// n2 comes back on its address below: hold it from the
 			// moment the process is gone.
-			release = reserveAddr(t, n2Addr)
+			release = testnet.ReserveAddr(t, n2Addr, waitTimeout)
 		}
 		procs[i%2].publish(t, fmt.Sprintf("m%d\n", i))
 		time.Sleep(20 * time.Millisecond) // the pace of publishes, not a wait
