@@ -70,8 +70,10 @@ type HTTPStreamFormat struct {
 	Action Action
 	// Content is set (possibly empty) for ActionSend.
 	Content []byte
-	// ContentFilters override the subscription's filters for this message
-	// when non-nil (an empty, non-nil slice disables them).
+	// ContentFilters, when non-nil, are the content-changing filters
+	// (build-id, var-subst) this content was written for: the message goes
+	// only to subscriptions whose content filters are exactly these (see
+	// ContentFiltersMatch), as in Pushpin.
 	ContentFilters []string
 }
 
