@@ -176,7 +176,7 @@ func (a *accessLog) heldEnded(h *heldConn, reason error) {
 		return
 	}
 	r := h.acc
-	channels := h.channels
+	channels := h.channelList()
 	if r.channels != nil {
 		channels = r.channels()
 	}

@@ -124,11 +124,12 @@ func tcpConn(c net.Conn) net.Conn {
 // hold registers a hijacked connection with the writer pool, subscribes
 // it and watches it for hang-up. initial is written first.
 // Messages published after position since are replayed first.
-func (s *Server) hold(t fanout.Transport, h *heldConn, since uint64, opts fanout.ConnOptions, initial ...[]byte) {
+// It returns the connection's fanout.Conn, nil when it could not be held.
+func (s *Server) hold(t fanout.Transport, h *heldConn, since uint64, opts fanout.ConnOptions, initial ...[]byte) *fanout.Conn {
 	fc, err := s.pool.Add(t, opts, initial...)
 	if err != nil {
 		h.conn.Close()
-		return
+		return nil
 	}
 	s.held.Add(1)
 	s.metrics.connOpened(h.kind)
@@ -142,22 +143,39 @@ func (s *Server) hold(t fanout.Transport, h *heldConn, since uint64, opts fanout
 	h.mu.Unlock()
 	if err != nil {
 		fc.Close(err)
-		return
+		return nil
 	}
 	if closed { // closed while subscribing: undo what Closed could not see
 		h.release()
+		return nil
 	}
+	return fc
+}
+
+// channelList returns the channels the connection is subscribed to.
+func (h *heldConn) channelList() []string {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.channels
+}
+
+// setChannels records a change of the connection's channels (a next
+// link's answer subscribed it to others).
+func (h *heldConn) setChannels(names []string) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.channels = names
 }
 
 // release unsubscribes and stops watching; it is safe to call twice.
 func (h *heldConn) release() {
 	h.mu.Lock()
-	fc, token := h.fc, h.token
+	fc, token, channels := h.fc, h.token, h.channels
 	h.mu.Unlock()
 	if fc == nil {
 		return
 	}
-	for _, ch := range h.channels {
+	for _, ch := range channels {
 		h.s.hub.Unsubscribe(ch, fc)
 	}
 	if token != 0 {
@@ -174,7 +192,7 @@ func (h *heldConn) markClosed(reason error) {
 	h.s.held.Add(-1)
 	h.s.metrics.connClosed(h.kind)
 	h.s.access.heldEnded(h, reason)
-	h.s.log.Debug("held connection ended", "transport", h.kind, "channels", h.channels, "reason", errString(reason))
+	h.s.log.Debug("held connection ended", "transport", h.kind, "channels", h.channelList(), "reason", errString(reason))
 }
 
 func errString(err error) string {

@@ -23,11 +23,18 @@ const (
 type streamTransport struct {
 	heldConn
 	chunked bool
+	session *streamSession // nil: the shared fast path
 }
 
 var _ fanout.Transport = (*streamTransport)(nil)
 
 func (t *streamTransport) Frame(m *fanout.Message) ([]byte, bool) {
+	if t.session != nil {
+		return t.session.frame(m)
+	}
+	if f := m.Item.(*grip.Item).HTTPStream; f != nil && !plainDelivers(f.ContentFilters) {
+		return nil, false
+	}
 	if t.chunked {
 		return m.Frame(frameChunked, encodeChunked)
 	}
@@ -60,7 +67,27 @@ func encodeRaw(m *fanout.Message) ([]byte, bool) {
 	return f.Content, false
 }
 
+// encode frames content written for this connection alone.
+func (t *streamTransport) encode(p []byte) []byte {
+	if t.chunked {
+		return appendChunk(make([]byte, 0, len(p)+12), p)
+	}
+	return p
+}
+
+// endFrame is what ends the response: the last chunk, or nothing (the
+// connection closes) for an HTTP/1.0 client.
+func (t *streamTransport) endFrame() []byte {
+	if t.chunked {
+		return lastChunk
+	}
+	return nil
+}
+
 func (t *streamTransport) Closed(reason error) {
+	if t.session != nil {
+		t.session.close()
+	}
 	t.markClosed(reason)
 	if t.chunked && (reason == nil || errors.Is(reason, fanout.ErrShutdown)) {
 		if reason != nil { // shutdown: end the body cleanly, best effort
@@ -71,9 +98,22 @@ func (t *streamTransport) Closed(reason error) {
 }
 
 // holdStream answers with the response head and initial body, then holds
-// the connection for http-stream publishes.
-func (s *Server) holdStream(ctx *fasthttp.RequestCtx, hr heldResponse, in *grip.Instruct, since uint64) {
+// the connection for http-stream publishes. lf makes its link requests
+// (nil when it has none); with paging, the answer was not a hold but has
+// a next link: the next page follows at once on the same response.
+func (s *Server) holdStream(ctx *fasthttp.RequestCtx, hr heldResponse, in *grip.Instruct, since uint64,
+	lf *linkFetcher, paging bool) {
 	chunked := ctx.Request.Header.IsHTTP11()
+	var session *streamSession
+	if paging || needsSession(in) {
+		session = s.newStreamSession(nil, in, lf)
+		body, err := session.subs.filterResponse(hr.body)
+		if err != nil {
+			clientError(ctx, fasthttp.StatusBadGateway, "GRIP filter failed on the origin's answer: "+err.Error())
+			return
+		}
+		hr.body = body
+	}
 	head := appendHead(nil, hr.code, hr.reason, hr.headers)
 	if chunked {
 		head = append(head, "Transfer-Encoding: chunked\r\n\r\n"...)
@@ -96,13 +136,18 @@ func (s *Server) holdStream(ctx *fasthttp.RequestCtx, hr heldResponse, in *grip.
 	channels := channelNames(in)
 	acc := s.access.held(ctx, transportStream, hr.code)
 	s.hijack(ctx, func(c net.Conn) {
-		t := &streamTransport{heldConn: s.newHeldConn(c, channels, "stream"), chunked: chunked}
+		t := &streamTransport{heldConn: s.newHeldConn(c, channels, "stream"), chunked: chunked, session: session}
 		t.acc = acc
+		if session != nil {
+			session.t = t
+		}
 		if t.connWriter == nil {
 			c.Close()
 			return
 		}
-		s.hold(t, &t.heldConn, since, opts, head)
+		if fc := s.hold(t, &t.heldConn, since, opts, head); fc != nil && session != nil {
+			session.started(fc, paging)
+		}
 	})
 }
 
@@ -116,21 +161,100 @@ type responseTransport struct {
 	keepAlive bool
 	refetch   func() (*cache.Entry, error) // for hints
 	hinting   atomic.Bool
+	subs      *connSubs    // nil: no filters, prev-ids or meta
+	links     *linkFetcher // for a sequenced long-poll's retry; nil: none
 }
 
 var _ fanout.Transport = (*responseTransport)(nil)
 
 func (t *responseTransport) Frame(m *fanout.Message) ([]byte, bool) {
-	f := m.Item.(*grip.Item).HTTPResponse
-	if f != nil && f.Action == grip.ActionHint {
+	item := m.Item.(*grip.Item)
+	f := item.HTTPResponse
+	if f == nil {
+		return nil, false
+	}
+	body := f.Body
+	if t.subs != nil {
+		var ok bool
+		if body, ok = t.forConn(m.Channel, item, f); !ok {
+			return nil, false
+		}
+	} else if !plainDelivers(f.ContentFilters) {
+		return nil, false
+	}
+	if f.Action == grip.ActionHint {
 		t.hint()
 		return nil, false
 	}
-	if f == nil || f.Action != grip.ActionSend {
+	if f.Action != grip.ActionSend {
 		return nil, false
 	}
-	hr := heldResponse{code: f.Code, reason: f.Reason, headers: mergeHeaders(t.held.headers, f.Headers), body: f.Body}
+	hr := heldResponse{code: f.Code, reason: f.Reason, headers: mergeHeaders(t.held.headers, f.Headers), body: body}
 	return appendResponse(nil, hr, t.keepAlive), true
+}
+
+// forConn applies sequencing and filters to an http-response message:
+// a message that does not follow the connection's last id on a
+// sequenced channel makes the node ask the origin again, with Grip-Last,
+// as Pushpin retries such a long-poll. It returns the body for this
+// connection and whether it is delivered.
+func (t *responseTransport) forConn(channel string, item *grip.Item, f *grip.HTTPResponseFormat) ([]byte, bool) {
+	t.subs.mu.Lock()
+	defer t.subs.mu.Unlock()
+	c := t.subs.chans[channel]
+	if c == nil {
+		return nil, false
+	}
+	if c.tracked && item.PrevID != c.lastID {
+		t.retry(t.subs.gripLast())
+		return nil, false
+	}
+	if c.tracked {
+		c.lastID = item.ID
+	}
+	if f.Action != grip.ActionSend {
+		return nil, true
+	}
+	return t.subs.filter(t.s, channel, item, f.ContentFilters, f.Body)
+}
+
+// retry asks the origin again for the held request, with Grip-Last: an
+// answer that is not a hold goes to the client; a hold goes on waiting,
+// from the last ids it gives. It runs under the Hub's lock, so the work
+// is in a goroutine.
+func (t *responseTransport) retry(gripLast []string) {
+	if t.links == nil || !t.hinting.CompareAndSwap(false, true) {
+		return
+	}
+	t.s.bg.Go(func() {
+		defer t.hinting.Store(false)
+		p, err := t.links.again(gripLast)
+		if err != nil {
+			t.s.log.Debug("long-poll retry failed", "err", err)
+			return
+		}
+		if p.in.Hold != grip.HoldNone {
+			t.subs.mu.Lock()
+			for _, ch := range p.in.Channels {
+				if c := t.subs.chans[ch.Name]; c != nil && c.tracked && ch.PrevID != "" {
+					c.lastID = ch.PrevID
+				}
+			}
+			t.subs.mu.Unlock()
+			return
+		}
+		t.answer(p.hr)
+	})
+}
+
+// answer ends the long-poll with hr.
+func (t *responseTransport) answer(hr heldResponse) {
+	t.mu.Lock()
+	fc := t.fc
+	t.mu.Unlock()
+	if fc != nil {
+		fc.Send(appendResponse(nil, hr, t.keepAlive), true)
+	}
 }
 
 // hint asks again for the held request ("the data changed, go fetch
@@ -152,12 +276,7 @@ func (t *responseTransport) hint() {
 		if p.err != nil || p.in.Hold != grip.HoldNone {
 			return
 		}
-		t.mu.Lock()
-		fc := t.fc
-		t.mu.Unlock()
-		if fc != nil {
-			fc.Send(appendResponse(nil, p.hr, t.keepAlive), true)
-		}
+		t.answer(p.hr)
 	})
 }
 
@@ -188,13 +307,14 @@ func (t *responseTransport) Closed(reason error) {
 // hr is the held response that publishes merge with, onTimeout what the
 // client gets at the timeout (hr, possibly compressed).
 func (s *Server) holdResponse(ctx *fasthttp.RequestCtx, hr, onTimeout heldResponse, in *grip.Instruct, since uint64,
-	refetch func() (*cache.Entry, error)) {
+	refetch func() (*cache.Entry, error), lf *linkFetcher) {
 	keepAlive := !ctx.Request.Header.ConnectionClose() && ctx.Request.Header.IsHTTP11()
 	opts := fanout.ConnOptions{Timeout: in.Timeout, TimeoutFrame: appendResponse(nil, onTimeout, keepAlive)}
 	channels := channelNames(in)
 	acc := s.access.held(ctx, transportLongPoll, onTimeout.code)
 	s.hijack(ctx, func(c net.Conn) {
-		t := &responseTransport{heldConn: s.newHeldConn(c, channels, "response"), hj: c, held: hr, keepAlive: keepAlive, refetch: refetch}
+		t := &responseTransport{heldConn: s.newHeldConn(c, channels, "response"), hj: c, held: hr, keepAlive: keepAlive,
+			refetch: refetch, subs: newConnSubs(in), links: lf}
 		t.acc = acc
 		if t.connWriter == nil {
 			c.Close()

@@ -60,8 +60,13 @@ func (s *Server) serveClient(ctx *fasthttp.RequestCtx) {
 		return
 	}
 	hr, in := p.hr, p.in
+	hold := in.Hold
+	if hold == grip.HoldStream && in.NextLink == nil && sequenced(in) {
+		hold = grip.HoldNone // as Pushpin: a sequenced stream needs a next link to recover through
+	}
+	paging := hold == grip.HoldNone && in.NextLink != nil && !ctx.IsHead()
 	switch {
-	case in.Hold == grip.HoldNone || ctx.IsHead():
+	case (hold == grip.HoldNone && !paging) || ctx.IsHead():
 		hr = withAge(encoded(ctx, e, hr), e, result)
 		hr.headers = append(hr.headers, grip.Header{Name: "X-Cache", Value: cacheStatus(result)})
 		if cacheable && notModified(&ctx.Request.Header, hr) {
@@ -71,8 +76,8 @@ func (s *Server) serveClient(ctx *fasthttp.RequestCtx) {
 		s.invalidateAfter(ctx, hr.code)
 	case s.held.Load() >= int64(s.cfg.MaxConns):
 		clientError(ctx, fasthttp.StatusServiceUnavailable, "too many connections")
-	case in.Hold == grip.HoldStream:
-		s.holdStream(ctx, hr, in, p.since)
+	case hold == grip.HoldStream || paging:
+		s.holdStream(ctx, hr, in, p.since, s.linksFor(ctx, rt, oreq, creq, in), paging)
 	default:
 		since := p.since
 		if s.outdatedLongPoll(e) {
@@ -80,8 +85,28 @@ func (s *Server) serveClient(ctx *fasthttp.RequestCtx) {
 			// message the client may have had (longpoll.go).
 			since = s.hub.Position()
 		}
-		s.holdResponse(ctx, hr, encoded(ctx, e, hr), in, since, s.refetcher(rt, creq))
+		s.holdResponse(ctx, hr, encoded(ctx, e, hr), in, since, s.refetcher(rt, creq), s.linksFor(ctx, rt, oreq, creq, in))
 	}
+}
+
+// sequenced reports whether any channel of a hold gives a prev-id.
+func sequenced(in *grip.Instruct) bool {
+	for _, c := range in.Channels {
+		if c.PrevID != "" {
+			return true
+		}
+	}
+	return false
+}
+
+// linksFor returns what a hold needs to make its own origin requests
+// (next and gone links, a sequenced long-poll's retry), or nil.
+func (s *Server) linksFor(ctx *fasthttp.RequestCtx, rt *route, oreq *fasthttp.Request, creq *cache.Request,
+	in *grip.Instruct) *linkFetcher {
+	if in.NextLink == nil && in.GoneLink == nil && !sequenced(in) {
+		return nil
+	}
+	return s.newLinkFetcher(ctx, rt, oreq, creq)
 }
 
 // overConnLimit reports whether the node holds more than -max-conns

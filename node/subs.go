@@ -1,6 +1,7 @@
 package node
 
 import (
+	"slices"
 	"strings"
 	"sync"
 
@@ -96,6 +97,20 @@ func (cs *connSubs) filterResponse(body []byte) ([]byte, error) {
 		all = append(all, c.filters...)
 	}
 	return grip.FilterResponse(all, cs.context(nil), body)
+}
+
+// gripLast lists "channel; last-id=ID" for every sequenced channel, in
+// channel order: the Grip-Last headers of a recovery request. Called with
+// cs.mu held.
+func (cs *connSubs) gripLast() []string {
+	var out []string
+	for name, c := range cs.chans {
+		if c.tracked {
+			out = append(out, name+"; last-id="+c.lastID)
+		}
+	}
+	slices.Sort(out)
+	return out
 }
 
 // plainDelivers reports whether a connection without connSubs takes a
