@@ -14,7 +14,7 @@ import (
 
 func TestStreamHoldReceivesPublishesUntilClose(t *testing.T) {
 	n := startNode(t, gripOrigin("stream open\n",
-		"Content-Type", "text/plain", "Grip-Hold", "stream", "Grip-Channel", "news, other; prev-id=3",
+		"Content-Type", "text/plain", "Grip-Hold", "stream", "Grip-Channel", "news, other",
 		"Cache-Control", "max-age=60"))
 	c := dialRaw(t, n.Addr())
 	resp := c.get(t, "/stream")

@@ -11,6 +11,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 )
 
 // eventStore is a test origin that answers as django-eventstream (Fanout's
@@ -221,4 +222,225 @@ func TestDjangoEventStreamPagesOnOneConnection(t *testing.T) {
 	id := o.add("live")
 	n.publish(t, o.publishItem(id, "live"))
 	wantEvent(t, r, 6, "live")
+}
+
+// linkOrigin records the requests it gets and answers each path with a
+// scripted handler.
+type linkOrigin struct {
+	mu    sync.Mutex
+	log   []string // "METHOD /path?query [Grip-Last]"
+	paths map[string]http.HandlerFunc
+}
+
+func (o *linkOrigin) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	o.mu.Lock()
+	o.log = append(o.log, strings.TrimSpace(r.Method+" "+r.URL.RequestURI()+" "+strings.Join(r.Header.Values("Grip-Last"), ",")))
+	h := o.paths[r.URL.Path]
+	o.mu.Unlock()
+	if h == nil {
+		http.NotFound(w, r)
+		return
+	}
+	h(w, r)
+}
+
+func (o *linkOrigin) count(prefix string) int {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	k := 0
+	for _, l := range o.log {
+		if strings.HasPrefix(l, prefix) {
+			k++
+		}
+	}
+	return k
+}
+
+func answerWith(body string, headers ...string) http.HandlerFunc {
+	return gripOrigin(body, headers...).ServeHTTP
+}
+
+// openStream GETs path and returns the body reader.
+func openStream(tb testing.TB, n *testNode, path string) (*http.Response, *bufio.Reader) {
+	tb.Helper()
+	c := dialRaw(tb, n.Addr())
+	resp := c.get(tb, path)
+	return resp, bufio.NewReader(resp.Body)
+}
+
+// TestNextLinkPagingEnds: answers without a hold page on through their
+// next links on one response, which ends with the page that has none;
+// pages marked cacheable are fetched once for two clients.
+func TestNextLinkPagingEnds(t *testing.T) {
+	o := &linkOrigin{paths: map[string]http.HandlerFunc{
+		"/p1": answerWith("page1\n", "Grip-Link", "</p2>; rel=next"),
+		"/p2": answerWith("page2\n", "Grip-Link", "</p3?x=1>; rel=next", "Cache-Control", "max-age=60"),
+		"/p3": answerWith("page3\n", "Cache-Control", "max-age=60"),
+	}}
+	n := startNode(t, o)
+	for range 2 {
+		resp, r := openStream(t, n, "/p1")
+		body, err := io.ReadAll(r)
+		if err != nil || resp.StatusCode != 200 || string(body) != "page1\npage2\npage3\n" {
+			t.Fatalf("paged body %d %q %v", resp.StatusCode, body, err)
+		}
+	}
+	if p1, p2, p3 := o.count("GET /p1"), o.count("GET /p2"), o.count("GET /p3?x=1"); p1 != 2 || p2 != 1 || p3 != 1 {
+		t.Fatalf("origin requests /p1 %d /p2 %d /p3 %d, want 2 1 1 (cached pages shared)", p1, p2, p3)
+	}
+}
+
+// TestNextLinkRefreshAndHint: a held stream's next link is fetched every
+// timeout and on each http-stream hint, each answer appended.
+func TestNextLinkRefreshAndHint(t *testing.T) {
+	var k atomic.Int64
+	o := &linkOrigin{paths: map[string]http.HandlerFunc{
+		"/s": answerWith("start\n", "Grip-Hold", "stream", "Grip-Channel", "c", "Grip-Link", "</next>; rel=next; timeout=1"),
+		"/next": func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Grip-Hold", "stream")
+			w.Header().Set("Grip-Channel", "c")
+			w.Header().Set("Grip-Link", "</next>; rel=next; timeout=1")
+			fmt.Fprintf(w, "next %d\n", k.Add(1))
+		},
+	}}
+	n := startNode(t, o)
+	_, r := openStream(t, n, "/s")
+	if l := readLine(t, r); l != "start\n" {
+		t.Fatalf("first line %q", l)
+	}
+	for i := 1; i <= 2; i++ { // refreshes
+		if l := readLine(t, r); l != fmt.Sprintf("next %d\n", i) {
+			t.Fatalf("refresh line %q", l)
+		}
+	}
+	n.waitSubscribers(t, "c", 1)
+	n.publish(t, map[string]any{"channel": "c", "formats": map[string]any{"http-stream": map[string]any{"action": "hint"}}})
+	if l := readLine(t, r); l != "next 3\n" {
+		t.Fatalf("hint line %q", l)
+	}
+}
+
+// TestSequencedStreamWithoutNextLinkIsNotHeld: as Pushpin, a stream hold
+// with a prev-id but no next link (nothing to recover through) is
+// answered as a plain response.
+func TestSequencedStreamWithoutNextLinkIsNotHeld(t *testing.T) {
+	n := startNode(t, gripOrigin("data\n", "Grip-Hold", "stream", "Grip-Channel", "c; prev-id=1"))
+	resp, err := http.Get(n.url + "/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.ContentLength != 5 || string(body) != "data\n" || n.hub.Subscribers("c") != 0 {
+		t.Fatalf("got length %d body %q subscribers %d", resp.ContentLength, body, n.hub.Subscribers("c"))
+	}
+}
+
+// TestGoneLinkToldWhenClientLeaves: a held stream's gone link gets an
+// empty POST once the client hangs up.
+func TestGoneLinkToldWhenClientLeaves(t *testing.T) {
+	gone := make(chan string, 1)
+	o := &linkOrigin{paths: map[string]http.HandlerFunc{
+		"/s": answerWith("hi\n", "Grip-Hold", "stream", "Grip-Channel", "c", "Grip-Link", "</bye?who=1>; rel=gone"),
+		"/bye": func(w http.ResponseWriter, r *http.Request) {
+			b, _ := io.ReadAll(r.Body)
+			gone <- r.Method + " " + r.URL.RequestURI() + " " + strconv.Itoa(len(b)) + " " + strconv.FormatBool(r.Header.Get("Grip-Sig") != "")
+		},
+	}}
+	n := startNode(t, o)
+	c := dialRaw(t, n.Addr())
+	c.get(t, "/s")
+	n.waitSubscribers(t, "c", 1)
+	c.Close()
+	select {
+	case got := <-gone:
+		if got != "POST /bye?who=1 0 true" {
+			t.Fatalf("gone request %q", got)
+		}
+	case <-time.After(waitTimeout):
+		t.Fatal("gone link never requested")
+	}
+}
+
+// TestSequencedLongPollRetried: a long-poll whose message does not follow
+// its prev-id is asked again with Grip-Last, and answered with the
+// origin's new answer.
+func TestSequencedLongPollRetried(t *testing.T) {
+	o := &linkOrigin{paths: map[string]http.HandlerFunc{
+		"/lp": func(w http.ResponseWriter, r *http.Request) {
+			if gl := r.Header.Get("Grip-Last"); gl != "" {
+				io.WriteString(w, "recovered after "+gl)
+				return
+			}
+			w.Header().Set("Grip-Hold", "response")
+			w.Header().Set("Grip-Channel", "c; prev-id=1")
+			io.WriteString(w, "timeout")
+		},
+	}}
+	n := startNode(t, o, func(c *Config) { c.CacheOff = true })
+	c := dialRaw(t, n.Addr())
+	ans := c.getAsync("/lp")
+	n.waitSubscribers(t, "c", 1)
+	n.publish(t, map[string]any{"channel": "c", "id": "3", "prev-id": "2",
+		"formats": map[string]any{"http-response": map[string]any{"body": "out of order"}}})
+	if a := await(t, ans); a.body != "recovered after c; last-id=1" {
+		t.Fatalf("long-poll answer %q", a.body)
+	}
+	// In order: delivered.
+	ans = c.getAsync("/lp")
+	n.waitSubscribers(t, "c", 1)
+	n.publish(t, map[string]any{"channel": "c", "id": "2", "prev-id": "1",
+		"formats": map[string]any{"http-response": map[string]any{"body": "in order"}}})
+	if a := await(t, ans); a.body != "in order" {
+		t.Fatalf("long-poll answer %q", a.body)
+	}
+}
+
+// TestFiltersOnHeldHTTP: skip-self, skip-users, require-sub and var-subst
+// apply per connection to streams and long-polls, with meta from
+// Grip-Set-Meta; a format's content-filters reach only subscriptions
+// with those filters.
+func TestFiltersOnHeldHTTP(t *testing.T) {
+	o := &linkOrigin{paths: map[string]http.HandlerFunc{
+		"/stream": answerWith("", "Grip-Hold", "stream", "Grip-Set-Meta", `user="alice"`,
+			"Grip-Channel", "c; filter=skip-self; filter=skip-users; filter=require-sub; filter=var-subst", "Grip-Channel", "also"),
+		"/plain": answerWith("", "Grip-Hold", "stream", "Grip-Channel", "c"),
+		"/lp": answerWith("timeout", "Grip-Hold", "response", "Grip-Set-Meta", "user=alice",
+			"Grip-Channel", "c; filter=skip-self; filter=var-subst"),
+	}}
+	n := startNode(t, o, func(c *Config) { c.CacheOff = true })
+	_, alice := openStream(t, n, "/stream")
+	_, plain := openStream(t, n, "/plain")
+	lpc := dialRaw(t, n.Addr())
+	lp := lpc.getAsync("/lp")
+	n.waitSubscribers(t, "c", 3)
+	item := func(content string, meta map[string]any, filters ...string) map[string]any {
+		f := map[string]any{"content": content}
+		r := map[string]any{"body": content}
+		if filters != nil {
+			f["content-filters"], r["content-filters"] = filters, filters
+		}
+		return map[string]any{"channel": "c", "meta": meta, "formats": map[string]any{"http-stream": f, "http-response": r}}
+	}
+	n.publish(t,
+		item("from alice\n", map[string]any{"sender": "alice"}),
+		item("skipping alice\n", map[string]any{"skip_users": "bob,alice"}),
+		item("needs sub x\n", map[string]any{"require_sub": "x"}),
+		item("needs sub also\n", map[string]any{"require_sub": "also"}),
+		item("hi %(user)s\n", map[string]any{"sender": "bob"}, "var-subst"),
+	)
+	if l := readLine(t, alice); l != "needs sub also\n" {
+		t.Fatalf("alice got %q", l)
+	}
+	if l := readLine(t, alice); l != "hi alice\n" {
+		t.Fatalf("alice got %q", l)
+	}
+	for _, want := range []string{"from alice\n", "skipping alice\n", "needs sub x\n", "needs sub also\n"} {
+		if l := readLine(t, plain); l != want {
+			t.Fatalf("plain stream got %q, want %q", l, want)
+		}
+	}
+	if a := await(t, lp); a.body != "skipping alice\n" {
+		t.Fatalf("long-poll got %q", a.body)
+	}
 }
