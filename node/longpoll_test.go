@@ -48,7 +48,7 @@ func poll(t *testing.T, c *rawConn) func() string {
 func TestLongPollsFromCacheNeverRepeatAMessage(t *testing.T) {
 	o := &longPollOrigin{}
 	n := startNode(t, o)
-	const clients = 20
+	const clients = 100
 	conns := make([]*rawConn, clients)
 	answers := make([]func() string, clients)
 	for i := range conns {

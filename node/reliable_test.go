@@ -444,3 +444,38 @@ func TestFiltersOnHeldHTTP(t *testing.T) {
 		t.Fatalf("long-poll got %q", a.body)
 	}
 }
+
+// TestStreamFromCachedCopyGetsWhatWasPublishedSince: a stream opened from
+// a cached copy taken before 5 publishes gets exactly those 5, in order,
+// after the copy's initial data; the origin is asked once.
+func TestStreamFromCachedCopyGetsWhatWasPublishedSince(t *testing.T) {
+	var requests atomic.Int64
+	n := startNode(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		requests.Add(1)
+		w.Header().Set("Cache-Control", "max-age=60")
+		w.Header().Set("Grip-Hold", "stream")
+		w.Header().Set("Grip-Channel", "s")
+		io.WriteString(w, "value=0\n")
+	}))
+	_, first := openStream(t, n, "/s")
+	if l := readLine(t, first); l != "value=0\n" {
+		t.Fatalf("first client: %q", l)
+	}
+	n.waitSubscribers(t, "s", 1)
+	for i := 1; i <= 5; i++ {
+		n.publish(t, streamItem("s", fmt.Sprintf("msg-%d\n", i)))
+	}
+	_, late := openStream(t, n, "/s")
+	for _, want := range []string{"value=0\n", "msg-1\n", "msg-2\n", "msg-3\n", "msg-4\n", "msg-5\n"} {
+		if l := readLine(t, late); l != want {
+			t.Fatalf("late client got %q, want %q", l, want)
+		}
+	}
+	n.publish(t, streamItem("s", "msg-6\n"))
+	if l := readLine(t, late); l != "msg-6\n" {
+		t.Fatalf("late client got %q after its replay", l)
+	}
+	if requests.Load() != 1 {
+		t.Fatalf("origin asked %d times, want 1", requests.Load())
+	}
+}
