@@ -306,6 +306,36 @@ func TestInteropServeGripOriginAndGripPublisher(t *testing.T) {
 // TestInteropServeGripWebSocketContext drives every WebSocket-over-HTTP
 // feature through @fanoutio/serve-grip's WebSocketContext (origin.js /wsx),
 // with a real WebSocket client: what the origin decoded is what it reports.
+// TestInteropGripReliableStream: a sequenced stream as @fanoutio/grip
+// builds it (Channel with prevId, setNextLink, meta), publishes with ids
+// from its Publisher: in order delivered; a gap recovered through the
+// next link with Grip-Last.
+func TestInteropGripReliableStream(t *testing.T) {
+	o := startServeGripOrigin(t, "interop-sig")
+	n := startNode(t, http.NotFoundHandler(), func(c *Config) {
+		c.Origin, c.SigKey, c.PublishKey = o.url, "interop-sig", "interop-pub"
+	})
+	jwtEnv := []string{"PUBLISH_KEY=interop-pub", "PUBLISH_ISS=edgepush"}
+	c := dialRaw(t, n.Addr())
+	body := bufio.NewReader(c.get(t, "/reliable?ch=rel&prev=1&upto=4").Body)
+	if got := readLine(t, body); got != "reliable open\n" {
+		t.Fatalf("initial %q", got)
+	}
+	n.waitSubscribers(t, "rel", 1)
+	publishJS(t, append(jwtEnv, "PUBLISH_ID=2", "PUBLISH_PREV_ID=1"), n.ctl+"/", "rel", "http-stream", "two\n")
+	if got := readLine(t, body); got != "two\n" {
+		t.Fatalf("in order: %q", got)
+	}
+	publishJS(t, append(jwtEnv, "PUBLISH_ID=4", "PUBLISH_PREV_ID=3"), n.ctl+"/", "rel", "http-stream", "four\n")
+	if got := readLine(t, body); got != "recovered after rel; last-id=2\n" {
+		t.Fatalf("after a gap: %q", got)
+	}
+	publishJS(t, append(jwtEnv, "PUBLISH_ID=5", "PUBLISH_PREV_ID=4"), n.ctl+"/", "rel", "http-stream", "five\n")
+	if got := readLine(t, body); got != "five\n" {
+		t.Fatalf("after recovery: %q", got)
+	}
+}
+
 func TestInteropServeGripWebSocketContext(t *testing.T) {
 	o := startServeGripOrigin(t, "interop-sig")
 	n := startNode(t, http.NotFoundHandler(), func(c *Config) {

@@ -28,6 +28,11 @@
 //   GET  /sse?ch=test                   text/event-stream, hold stream, "event: message\ndata: hello\n\n"
 //   GET  /poll?ch=test&timeout=55       Grip-Hold: response, body {"timeout":true}
 //   GET  /sig                           {"signed":<bool>,"proxied":<bool>} (not held)
+//   GET  /reliable?ch=c&prev=1&upto=4   a sequenced stream built with @fanoutio/grip's
+//                                       Channel(ch, prev) and setNextLink, meta user=alice:
+//                                       body "reliable open\n". Its next link (same route,
+//                                       with Grip-Last) answers "recovered after <Grip-Last>\n"
+//                                       and prev-id=upto.
 //   POST /ws?ch=test                    WebSocket-over-HTTP: accept OPEN, subscribe ch,
 //                                       send "welcome", echo TEXT as "echo: <text>",
 //                                       echo BINARY unchanged, answer CLOSE with CLOSE.
@@ -37,7 +42,7 @@
 
 import http from 'node:http';
 import { ServeGrip } from '@fanoutio/serve-grip';
-import { createWebSocketControlMessage } from '@fanoutio/grip';
+import { Channel, createWebSocketControlMessage } from '@fanoutio/grip';
 
 const port = process.env.PORT !== undefined && process.env.PORT !== '' ? Number(process.env.PORT) : 8080;
 
@@ -84,6 +89,18 @@ function handleHold(req, res, url, kind, sig) {
         instruct.setHoldLongPoll(Number.isFinite(t) && t > 0 ? t : 55);
         send(res, 200, 'application/json', '{"timeout":true}');
     }
+}
+
+function handleReliable(req, res, url) {
+    const ch = url.searchParams.get('ch') || 'test';
+    const upto = url.searchParams.get('upto') || '';
+    const last = req.headers['grip-last'];
+    const instruct = res.grip.startInstruct();
+    instruct.addChannel(new Channel(ch, last ? upto : url.searchParams.get('prev')));
+    instruct.setNextLink(`/reliable?ch=${encodeURIComponent(ch)}&upto=${encodeURIComponent(upto)}`);
+    instruct.meta = { user: 'alice' };
+    instruct.setHoldStream();
+    send(res, 200, 'text/plain', last ? `recovered after ${last}\n` : 'reliable open\n');
 }
 
 function handleWs(req, res, url) {
@@ -227,6 +244,8 @@ async function handle(req, res) {
             return handleHold(req, res, url, 'sse', sig);
         case 'GET /poll':
             return handleHold(req, res, url, 'poll', sig);
+        case 'GET /reliable':
+            return handleReliable(req, res, url);
         case 'GET /sig':
             return send(res, 200, 'application/json',
                 JSON.stringify({ signed: sig.isSigned, proxied: sig.isProxied }) + '\n');
