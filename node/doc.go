@@ -62,15 +62,21 @@
 // runs readLoop; client frames become events that the session batches
 // into WebSocket-over-HTTP POSTs (enqueue, sendLoop, post); the events of
 // each answer are played to the client, and c: control messages
-// (subscribe, set-meta, keep-alive, detach) obeyed (control).
+// (subscribe, set-meta, keep-alive, detach) obeyed (control). Publishes
+// reach it through wsTransport.Frame, which runs the subscription's
+// message filters (subs.go) when the connection has filters or meta.
 //
 // # Lock order
 //
 // Across packages, a goroutine holding a lock on the left may take the
 // ones to its right, never the reverse: wsSession.mu → fanout hub
 // shard.mu → channel.mu → fanout.Conn.mu → the writer shard's readyMu;
-// wsClient.mu and heldConn.mu/wmu are leaves (nothing is taken while
-// they are held). Transports' Frame and Replay run under channel.mu, so
-// work that calls back into the hub or the origin (hints, refreshes)
-// runs in a goroutine of the Server's background group.
+// wsClient.mu, heldConn.mu/wmu and connSubs.mu are leaves (nothing is
+// taken while they are held). Transports' Frame and Replay run under
+// channel.mu, so work that calls back into the hub or the origin (hints,
+// refreshes, a close publish's CLOSE to the origin) runs in a goroutine
+// of the Server's background group, and Frame reads a WebSocket's filter
+// state through an atomic pointer and its connSubs.mu, never
+// wsSession.mu; the session takes connSubs.mu under wsSession.mu but
+// never around a hub call.
 package node

@@ -58,6 +58,13 @@ func startNode(tb testing.TB, handler http.Handler, configure ...func(*Config)) 
 // startNodeLog is startNode with the node's logger (nil: none).
 func startNodeLog(tb testing.TB, handler http.Handler, log *slog.Logger, configure ...func(*Config)) *testNode {
 	tb.Helper()
+	return startNodeTuned(tb, handler, log, nil, configure...)
+}
+
+// startNodeTuned is startNodeLog with tune (when not nil) called on the
+// Server between New and Start, for what no Config sets.
+func startNodeTuned(tb testing.TB, handler http.Handler, log *slog.Logger, tune func(*Server), configure ...func(*Config)) *testNode {
+	tb.Helper()
 	origin := httptest.NewServer(handler)
 	tb.Cleanup(origin.Close)
 	cfg := DefaultConfig()
@@ -69,6 +76,9 @@ func startNodeLog(tb testing.TB, handler http.Handler, log *slog.Logger, configu
 	s, err := New(cfg, log)
 	if err != nil {
 		tb.Fatal(err)
+	}
+	if tune != nil {
+		tune(s)
 	}
 	if err := s.Start(); err != nil {
 		tb.Fatal(err)

@@ -49,6 +49,10 @@ type Server struct {
 	metrics   *nodeMetrics
 	access    *accessLog // nil: no access log
 
+	// wsKeepAliveFloor is the shortest Keep-Alive-Interval obeyed:
+	// minKeepAliveInterval (tests lower it before Start).
+	wsKeepAliveFloor time.Duration
+
 	// bg runs the goroutines the node starts besides serving (probes,
 	// WebSocket-over-HTTP requests, hints, history sweeps); bgCtx is
 	// cancelled when Shutdown stops them, so that none waits out a pause.
@@ -89,6 +93,8 @@ func New(cfg Config, log *slog.Logger) (*Server, error) {
 		log:  log,
 		hub:  fanout.NewHub(hubConfig(cfg)),
 		pool: fanout.NewPool(fanout.PoolConfig{MaxQueueBytes: cfg.MaxQueueBytes, MaxPendingBytes: cfg.MaxPendingBytes}),
+
+		wsKeepAliveFloor: minKeepAliveInterval,
 	}
 	sigKey := make([]byte, 32)
 	rand.Read(sigKey)

@@ -74,7 +74,7 @@ func (o *wsOrigin) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			}
 			text(`c:{"type":"subscribe","channel":"` + ch + `"}`)
 			if r.URL.Path != "/cachedws" { // a cacheable OPEN answer sets no per-user meta
-				text(`c:{"type":"set-meta","name":"user","value":"alice"}`)
+				w.Header().Set("Set-Meta-User", "alice")
 			}
 			text("m:welcome")
 			text("unprefixed messages are dropped")
@@ -263,22 +263,57 @@ func TestWebSocketDetachAndKeepAlive(t *testing.T) {
 			}
 		}
 	}
+	// Detach, as in Pushpin: the origin gets a CLOSE without a code at
+	// once, and nothing after it (its answer, a CLOSE, is not played);
+	// the client keeps its subscriptions.
 	c.WriteMessage(websocket.TextMessage, []byte("detach"))
 	readUntil("detached") // sent after c:detach: the node has obeyed it
+	waitFor(t, "the detach's CLOSE to reach the origin", func() bool { return o.hasEvent(grip.WSEventClose, "") })
 	c.WriteMessage(websocket.TextMessage, []byte("after detach"))
 	n.waitSubscribers(t, "room", 1)
 	n.publish(t, wsPublish(map[string]any{"content": "still subscribed"}))
 	readUntil("still subscribed")
-	// A close still reaches the origin after a detach, queued behind
-	// anything sent before it: once the origin has the CLOSE, it would
-	// have had "after detach" too.
+	// The client's close is answered by the node; the origin, done with,
+	// is not told.
 	c.WriteMessage(websocket.CloseMessage, websocket.FormatCloseMessage(4000, "done"))
-	expectClose(t, c, 4000, "done")
-	waitFor(t, "the CLOSE to reach the origin", func() bool {
-		return o.hasEvent(grip.WSEventClose, string(grip.CloseEventContent(4000, "done")))
-	})
-	if o.hasEvent(grip.WSEventText, "after detach") {
-		t.Fatal("a message sent after detach reached the origin")
+	expectClose(t, c, 4000, "")
+	n.waitSubscribers(t, "room", 0)
+	waitFor(t, "held connections to reach 0", func() bool { return n.held.Load() == 0 })
+	closes := 0
+	for _, ev := range o.events() {
+		switch {
+		case ev.Type == grip.WSEventClose:
+			closes++
+		case ev.Type == grip.WSEventText && string(ev.Content) == "after detach":
+			t.Fatal("a message sent after detach reached the origin")
+		}
+	}
+	if closes != 1 {
+		t.Fatalf("the origin got %d CLOSE events, want the detach's only", closes)
+	}
+}
+
+// TestWebSocketPublishCloseTellsOrigin: a ws-message close publish closes
+// the client with its code and, as in Pushpin, tells the origin the
+// connection ended with a CLOSE (without a code), once.
+func TestWebSocketPublishCloseTellsOrigin(t *testing.T) {
+	o := &wsOrigin{}
+	n := startNode(t, o)
+	c := dialWS(t, n, "/ws", false)
+	readText(t, c)
+	n.waitSubscribers(t, "room", 1)
+	n.publish(t, wsPublish(map[string]any{"action": "close", "code": 4001, "reason": "kicked"}))
+	expectClose(t, c, 4001, "kicked")
+	waitFor(t, "the origin to get CLOSE", func() bool { return o.hasEvent(grip.WSEventClose, "") })
+	waitFor(t, "held connections to reach 0", func() bool { return n.held.Load() == 0 })
+	closes := 0
+	for _, ev := range o.events() {
+		if ev.Type == grip.WSEventClose {
+			closes++
+		}
+	}
+	if closes != 1 {
+		t.Fatalf("the origin got %d CLOSE events, want 1", closes)
 	}
 }
 
@@ -342,9 +377,13 @@ func TestWebSocketCompressionAndFanOut(t *testing.T) {
 	}
 }
 
+// TestWebSocketKeepAliveIntervalPostsToOrigin: Keep-Alive-Interval makes
+// the node POST without events after that long without a request, with
+// the meta set so far (the floor is lowered for the test:
+// TestWSKeepAliveIntervalFloor).
 func TestWebSocketKeepAliveIntervalPostsToOrigin(t *testing.T) {
 	o := &wsOrigin{}
-	n := startNode(t, o)
+	n := startNodeTuned(t, o, nil, func(s *Server) { s.wsKeepAliveFloor = 0 })
 	c := dialWS(t, n, "/ws", false)
 	readText(t, c)
 	c.WriteMessage(websocket.TextMessage, []byte("post-interval"))

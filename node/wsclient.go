@@ -253,19 +253,30 @@ func (c *wsClient) readEnded(err error) {
 
 // clientClose runs when the client sends a close frame: the origin gets
 // CLOSE with the code; the client's close is answered with the origin's
-// CLOSE, or the client's own code if the origin sends none.
+// CLOSE, or the client's own code if the origin sends none. After a
+// detach the node answers at once; after a close publish (this is the
+// client's answer) the origin has had its CLOSE.
 func (c *wsClient) clientClose(code int, text string) {
-	c.mu.Lock()
-	c.closeEcho = code
+	echo := code
 	if code == websocket.CloseNoStatusReceived {
-		c.closeEcho = closeNormal
+		echo = closeNormal
 	}
+	c.mu.Lock()
+	c.closeEcho = echo
 	c.mu.Unlock()
+	ws := c.session
+	switch {
+	case ws.isDetached():
+		c.sendClose(echo, "") // the origin is done with: the node answers
+		return
+	case ws.closePublished.Load():
+		return // the answer to a close publish, which told the origin
+	}
 	ev := grip.WSEvent{Type: grip.WSEventClose}
 	if code != websocket.CloseNoStatusReceived {
 		ev.Content = grip.CloseEventContent(code, text)
 	}
-	c.session.enqueue(ev, true)
+	ws.enqueue(ev, true)
 }
 
 // wsTransport writes to a WebSocket client through the writer pool.
@@ -276,31 +287,81 @@ type wsTransport struct {
 
 var _ fanout.Transport = (*wsTransport)(nil)
 
-// Frame encodes a ws-message publish, once per encoding for all clients.
+// Frame obeys a ws-message publish. A connection without filters or meta
+// (no connSubs) takes the fast path: the message's encoding shared by all
+// such clients, no lock; a format listing content-filters is not for it.
+// A connection with a connSubs runs the channel's filters (under its
+// lock, a leaf: Frame runs under the Hub's channel lock), which may drop
+// the message (a close or refresh too, as in Pushpin) or change its
+// content, which is then encoded for this client alone.
 func (t *wsTransport) Frame(m *fanout.Message) ([]byte, bool) {
-	f := m.Item.(*grip.Item).WSMessage
-	switch {
-	case f == nil || f.Action == grip.ActionHint:
+	item := m.Item.(*grip.Item)
+	f := item.WSMessage
+	if f == nil || f.Action == grip.ActionHint {
 		return nil, false
-	case f.Action == grip.ActionRefresh:
+	}
+	cs := t.client.session.subs.Load()
+	if cs == nil {
+		if !plainDelivers(f.ContentFilters) {
+			return nil, false
+		}
+		return t.shared(m, f)
+	}
+	var content []byte
+	if f.Action == grip.ActionSend {
+		content = f.Content
+	}
+	cs.mu.Lock()
+	out, ok := cs.filter(t.client.s, m.Channel, item, f.ContentFilters, content)
+	cs.mu.Unlock()
+	switch {
+	case !ok:
+		return nil, false
+	case f.Action == grip.ActionSend && !sameBytes(out, content):
+		return t.encode(f.Type, out), false
+	}
+	return t.shared(m, f)
+}
+
+// shared obeys a publish with the message's encoding shared by every
+// client that takes it unchanged, made once per encoding.
+func (t *wsTransport) shared(m *fanout.Message, f *grip.WSMessageFormat) ([]byte, bool) {
+	switch f.Action {
+	case grip.ActionRefresh:
 		t.client.session.refresh()
 		return nil, false
-	case f.Action == grip.ActionClose:
+	case grip.ActionClose:
+		t.client.session.closedByPublish()
 		return m.Frame(frameWSClose, func(*fanout.Message) ([]byte, bool) {
 			return closeFrame(closeCode(f.Code), f.Reason), true
 		})
 	}
+	kind := frameWS
 	if t.client.deflate && (f.Type == grip.WSText || f.Type == grip.WSBinary) {
-		return m.Frame(frameWSDeflate, func(*fanout.Message) ([]byte, bool) {
-			return appendWSFrame(nil, wsOpcode(f.Type), deflateMessage(f.Content), true), false
-		})
+		kind = frameWSDeflate
 	}
-	return m.Frame(frameWS, func(*fanout.Message) ([]byte, bool) {
-		if (f.Type == grip.WSPing || f.Type == grip.WSPong) && len(f.Content) > 125 {
-			return nil, false // too long for a control frame
-		}
-		return appendWSFrame(nil, wsOpcode(f.Type), f.Content, false), false
+	return m.Frame(kind, func(*fanout.Message) ([]byte, bool) {
+		return t.encode(f.Type, f.Content), false
 	})
+}
+
+// encode frames a message of type typ for this client: compressed when
+// permessage-deflate was negotiated (text and binary), nil for a ping or
+// pong too long for a control frame.
+func (t *wsTransport) encode(typ grip.WSType, content []byte) []byte {
+	switch {
+	case (typ == grip.WSPing || typ == grip.WSPong) && len(content) > 125:
+		return nil
+	case t.client.deflate && (typ == grip.WSText || typ == grip.WSBinary):
+		return appendWSFrame(nil, wsOpcode(typ), deflateMessage(content), true)
+	}
+	return appendWSFrame(nil, wsOpcode(typ), content, false)
+}
+
+// sameBytes reports whether a and b are the same bytes in memory (filters
+// that change nothing return their input).
+func sameBytes(a, b []byte) bool {
+	return len(a) == len(b) && (len(a) == 0 || &a[0] == &b[0])
 }
 
 // Closed ends the connection and the session.

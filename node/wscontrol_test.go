@@ -16,13 +16,15 @@ import (
 // scriptedWSOrigin is a WebSocket-over-HTTP origin with the grip
 // extension whose answers are scripted: OPEN gets OPEN, the open headers
 // and the open messages; a client text message gets its reply (else an
-// echo); a request without events (refresh, keep-alive) gets the refresh
-// messages. It records every request.
+// echo) and its reply headers; a request without events (refresh,
+// keep-alive) gets the refresh messages; CLOSE gets CLOSE. It records
+// every request.
 type scriptedWSOrigin struct {
-	openHeader map[string]string
-	open       []string
-	replies    map[string][]string
-	refresh    []string
+	openHeader  map[string]string
+	open        []string
+	replies     map[string][]string
+	replyHeader map[string]map[string]string
+	refresh     []string
 
 	mu   sync.Mutex
 	reqs []wsRequest
@@ -68,6 +70,9 @@ func (o *scriptedWSOrigin) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			} else {
 				send([]string{"m:echo: " + string(ev.Content)})
 			}
+			for k, v := range o.replyHeader[string(ev.Content)] {
+				w.Header().Set(k, v)
+			}
 		case grip.WSEventClose:
 			out = append(out, ev)
 		}
@@ -110,10 +115,27 @@ func (o *scriptedWSOrigin) emptyRequests() int {
 	return n
 }
 
+// events returns the events of every request so far, in order.
+func (o *scriptedWSOrigin) events() []grip.WSEvent {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	var evs []grip.WSEvent
+	for _, r := range o.reqs {
+		evs = append(evs, r.events...)
+	}
+	return evs
+}
+
 // dialScripted opens a WebSocket to the node and reads its first message.
 func dialScripted(t *testing.T, n *testNode, first string) *websocket.Conn {
 	t.Helper()
-	d := websocket.Dialer{HandshakeTimeout: 5 * time.Second}
+	return dialScriptedWith(t, n, websocket.Dialer{}, first)
+}
+
+// dialScriptedWith is dialScripted with the client's dialer d.
+func dialScriptedWith(t *testing.T, n *testNode, d websocket.Dialer, first string) *websocket.Conn {
+	t.Helper()
+	d.HandshakeTimeout = 5 * time.Second
 	c, _, err := d.Dial("ws://"+n.Addr().String()+"/ws", nil)
 	if err != nil {
 		t.Fatal(err)
@@ -167,18 +189,20 @@ func TestWSControlUnsubscribe(t *testing.T) {
 	}
 }
 
-// TestWSControlSetMetaUnset: set-meta without a value unsets the meta
-// value, whether it was set by a Set-Meta-* header or a control message,
-// so the next WebSocket-over-HTTP request no longer carries that Meta-*
-// header; meta names are header names (case does not matter).
-func TestWSControlSetMetaUnset(t *testing.T) {
+// TestWSControlSetMetaNotEchoed: as in Pushpin, only Set-Meta-* answer
+// headers come back as Meta-* headers on later WebSocket-over-HTTP
+// requests (an empty one unsets it; names are header names, case does not
+// matter); c:set-meta meta is for message filters and never sent back,
+// nor does it change what a Set-Meta-* header set.
+func TestWSControlSetMetaNotEchoed(t *testing.T) {
 	o := &scriptedWSOrigin{
 		openHeader: map[string]string{"Set-Meta-User": "alice"},
 		open:       []string{`c:{"type":"set-meta","name":"role","value":"admin"}`, "m:welcome"},
 		replies: map[string][]string{
 			"rename": {`c:{"type":"set-meta","name":"user","value":"bob"}`, "m:renamed"},
-			"unset":  {`c:{"type":"set-meta","name":"user"}`, `c:{"type":"set-meta","name":"Role"}`, "m:unset"},
+			"unset":  {"m:unset"},
 		},
+		replyHeader: map[string]map[string]string{"unset": {"Set-Meta-user": ""}},
 	}
 	n := startNode(t, o)
 	c := dialScripted(t, n, "welcome")
@@ -195,12 +219,12 @@ func TestWSControlSetMetaUnset(t *testing.T) {
 			}
 		}
 	}
-	check("one", map[string][]string{"Meta-User": {"alice"}, "Meta-Role": {"admin"}})
+	check("one", map[string][]string{"Meta-User": {"alice"}, "Meta-Role": nil})
 	say(t, c, "rename")
 	if got := readText(t, c); got != "renamed" {
 		t.Fatalf("got %q", got)
 	}
-	check("two", map[string][]string{"Meta-User": {"bob"}, "Meta-Role": {"admin"}})
+	check("two", map[string][]string{"Meta-User": {"alice"}, "Meta-Role": nil})
 	say(t, c, "unset")
 	if got := readText(t, c); got != "unset" {
 		t.Fatalf("got %q", got)
@@ -313,5 +337,34 @@ func TestWSRefreshAction(t *testing.T) {
 	o.mu.Unlock()
 	if len(last.events) != 0 || last.header.Get("Connection-Id") == "" || last.header.Get("Grip-Sig") == "" {
 		t.Fatalf("refresh request: %d events, headers %v", len(last.events), last.header)
+	}
+}
+
+// TestWSKeepAliveIntervalFloor: an origin cannot make the node POST more
+// often than minKeepAliveInterval: Keep-Alive-Interval 2 is raised to it.
+// The client's keep-alive, every second, is the clock: once it has sent
+// six, an interval of 2 s would have made the node POST at least once
+// (twice, unless the machine is slow); the floor is 20 s.
+func TestWSKeepAliveIntervalFloor(t *testing.T) {
+	o := &scriptedWSOrigin{
+		open: []string{"m:welcome"},
+		replies: map[string][]string{
+			"poll me": {`c:{"type":"keep-alive","content":"ka","timeout":1,"mode":"interval"}`, "m:polled"},
+		},
+		replyHeader: map[string]map[string]string{"poll me": {"Keep-Alive-Interval": "2"}},
+	}
+	n := startNode(t, o)
+	c := dialScripted(t, n, "welcome")
+	say(t, c, "poll me")
+	if got := readText(t, c); got != "polled" {
+		t.Fatalf("got %q", got)
+	}
+	for range 6 {
+		if got := readText(t, c); got != "ka" {
+			t.Fatalf("got %q, want a keep-alive", got)
+		}
+	}
+	if e := o.emptyRequests(); e != 0 {
+		t.Fatalf("the origin got %d keep-alive requests within 6 s: Keep-Alive-Interval 2 was not raised to %v", e, minKeepAliveInterval)
 	}
 }

@@ -26,14 +26,33 @@ import (
 // (originRequest, as for any client request); the events of each answer
 // are played to the client (wsclient.go), and its control messages
 // (subscribe, set-meta, keep-alive, detach) obeyed.
+//
+// Meta comes two ways: Set-Meta-* answer headers, which later requests
+// carry back as Meta-* headers, and c:set-meta messages, which, as in
+// Pushpin, are never sent back. Both are the connection's meta for
+// message filters (lower-cased names: "user", "id_format"; Pushpin's
+// filters see only c:set-meta's), kept with the per-channel filters of
+// c:subscribe in a connSubs (subs.go).
 
 var (
 	errBadOpen      = errors.New("origin did not accept the WebSocket (no OPEN event first)")
 	errShuttingDown = errors.New("node shutting down")
 )
 
-// wsSession is one client WebSocket's conversation with the origin. Lock
-// order: ws.mu, then the Hub's locks, then wsClient.mu.
+// minKeepAliveInterval is the shortest Keep-Alive-Interval the node obeys:
+// an origin asking for less gets this, Pushpin's floor, so that it cannot
+// make the node POST every second for every connection.
+const minKeepAliveInterval = 20 * time.Second
+
+// wsSession is one client WebSocket's conversation with the origin.
+//
+// Lock order: ws.mu, then the Hub's locks (shard, channel), then subs.mu
+// or wsClient.mu, which are leaves. The transport's Frame runs under the
+// Hub's channel lock, so it never takes ws.mu: it loads subs atomically
+// and takes subs.mu. The session takes subs.mu with ws.mu held, but never
+// around a call into the Hub: a channel's filters are in subs before the
+// Hub has the subscription (its replay is framed with them), and leave it
+// after the Hub has dropped it.
 type wsSession struct {
 	s      *Server
 	rt     *route
@@ -44,12 +63,22 @@ type wsSession struct {
 	client *wsClient     // set before the upgrade
 
 	refreshing atomic.Bool
+	// closePublished is set when a ws-message close publish is framed
+	// for the connection: the origin is told with a CLOSE of its own.
+	closePublished atomic.Bool
+	// subs is the connection's filter state, nil until it has a filter or
+	// meta (Frame's fast path). Set under mu, with every channel of
+	// channels; once set it stays.
+	subs atomic.Pointer[connSubs]
 
-	mu           sync.Mutex
-	meta         map[string]string
-	gripExt      bool
-	prefix       []byte
-	detached     bool
+	mu       sync.Mutex
+	meta     map[string]string // from Set-Meta-* answer headers; sent as Meta-* headers
+	gripExt  bool
+	prefix   []byte
+	detached bool // c:detach: the origin is done with, the client is not
+	// originEnded: a CLOSE or DISCONNECT is queued for the origin, which
+	// gets nothing after it.
+	originEnded  bool
 	channels     map[string]struct{}
 	pending      []grip.WSEvent
 	pendingBytes int
@@ -228,69 +257,118 @@ func (ws *wsSession) applyHeaders(r *cache.Response) {
 	defer ws.mu.Unlock()
 	for _, f := range r.Header {
 		if isSetMeta(f.Name) {
-			ws.setMeta(f.Name[9:], f.Value, f.Value != "")
+			ws.setHeaderMeta(f.Name[9:], f.Value)
 		}
 	}
 	if v := r.Get("Keep-Alive-Interval"); v != "" {
-		ws.kaEvery = parseKeepAliveInterval(v)
+		ws.kaEvery = parseKeepAliveInterval(v, ws.s.wsKeepAliveFloor)
 	}
 }
 
-// setMeta sets (or without a value deletes) a meta value, sent as a
-// Meta-<name> header; called with ws.mu held. Names are header names:
-// "user" (a set-meta control message) and "User" (a Set-Meta-User
-// header) are one.
-func (ws *wsSession) setMeta(name, value string, set bool) {
+// setHeaderMeta applies a Set-Meta-<name> answer header (an empty value
+// deletes); called with ws.mu held. Later requests carry the value as a
+// Meta-<name> header (names are header names: "user" and "User" are one),
+// and message filters see it.
+func (ws *wsSession) setHeaderMeta(name, value string) {
 	name = textproto.CanonicalMIMEHeaderKey(name)
-	if set {
+	if value != "" {
 		ws.meta[name] = value
 	} else {
 		delete(ws.meta, name)
 	}
+	ws.setFilterMeta(name, value)
 }
 
-func parseKeepAliveInterval(v string) time.Duration {
+// setFilterMeta sets (an empty value deletes) a meta value of the
+// connection's message filters, not sent to the origin; called with ws.mu
+// held.
+func (ws *wsSession) setFilterMeta(name, value string) {
+	cs := ws.subs.Load()
+	if cs == nil {
+		if value == "" {
+			return
+		}
+		cs = ws.filterState()
+	}
+	cs.mu.Lock()
+	cs.setMeta(map[string]string{name: value})
+	cs.mu.Unlock()
+}
+
+// filterState returns the connection's filter state, first made with
+// every channel it has; called with ws.mu held.
+func (ws *wsSession) filterState() *connSubs {
+	if cs := ws.subs.Load(); cs != nil {
+		return cs
+	}
+	cs := &connSubs{meta: map[string]string{}, chans: make(map[string]*subChan, len(ws.channels)+1)}
+	for ch := range ws.channels {
+		cs.chans[ch] = &subChan{}
+	}
+	ws.subs.Store(cs)
+	return cs
+}
+
+// parseKeepAliveInterval reads a Keep-Alive-Interval (seconds); 0 turns
+// the keep-alive off, anything shorter than floor is raised to it.
+func parseKeepAliveInterval(v string, floor time.Duration) time.Duration {
 	n, err := strconv.Atoi(strings.TrimSpace(v))
 	if err != nil || n <= 0 {
 		return 0
 	}
-	return time.Duration(n) * time.Second
+	return max(time.Duration(n)*time.Second, floor)
 }
 
-// fromClient queues a client event for the origin (dropped when detached).
+// fromClient queues a client event for the origin; after a detach
+// nothing more goes to the origin.
 func (ws *wsSession) fromClient(ev grip.WSEvent) {
 	ws.mu.Lock()
 	detached := ws.detached
 	ws.mu.Unlock()
-	if detached && ev.Type != grip.WSEventClose && ev.Type != grip.WSEventDisconnect {
-		return
+	if !detached {
+		ws.enqueue(ev, false)
 	}
-	ws.enqueue(ev, false)
 }
 
 // enqueue adds an event to the next POST and starts the sender if idle.
-// A client that queues more than -ws-max-pending bytes while the origin is
-// busy is closed with 1013.
 func (ws *wsSession) enqueue(ev grip.WSEvent, force bool) {
 	ws.mu.Lock()
-	if ws.done {
-		ws.mu.Unlock()
-		return
+	start, overflow := ws.queue(ev, force)
+	ws.mu.Unlock()
+	ws.startSender(start, overflow)
+}
+
+// queue adds an event to the next POST; called with ws.mu held. Nothing
+// goes to the origin after a CLOSE or DISCONNECT, which may still be
+// queued after the connection is gone. start is true when the sender must
+// be started, overflow when the client queued more than -ws-max-pending
+// bytes while the origin is busy.
+func (ws *wsSession) queue(ev grip.WSEvent, force bool) (start, overflow bool) {
+	final := ev.Type == grip.WSEventClose || ev.Type == grip.WSEventDisconnect
+	if ws.originEnded || (ws.done && !final) {
+		return false, false
 	}
 	if ws.pendingBytes+len(ev.Content) > ws.s.cfg.WSMaxPending {
-		ws.mu.Unlock()
-		ws.client.sendClose(closeTryAgainLater, "too many messages waiting for the origin")
-		return
+		return false, true
 	}
 	if ev.Type != "" {
 		ws.pending = append(ws.pending, ev)
 		ws.pendingBytes += len(ev.Content)
 	}
+	ws.originEnded = final
 	ws.force = ws.force || force
-	start := !ws.inFlight
+	start = !ws.inFlight
 	ws.inFlight = true
-	ws.mu.Unlock()
-	if start && !ws.s.bg.Go(ws.sendLoop) {
+	return start, false
+}
+
+// startSender acts on queue's answer: it starts the sender, or closes an
+// overflowing client with 1013.
+func (ws *wsSession) startSender(start, overflow bool) {
+	switch {
+	case overflow:
+		ws.client.sendClose(closeTryAgainLater, "too many messages waiting for the origin")
+	case start && !ws.s.bg.Go(ws.sendLoop):
 		ws.client.fc.Close(fanout.ErrShutdown)
 	}
 }
@@ -320,10 +398,23 @@ func (ws *wsSession) sendLoop() {
 			ws.originFailed(err, batch)
 			return
 		}
+		if ws.isDetached() {
+			// The answer to the detach's CLOSE is not played, as in
+			// Pushpin; a client close that raced the detach is answered.
+			ws.answerClientClose(batch)
+			continue
+		}
 		ws.playOriginEvents(evs, since)
 		ws.answerClientClose(batch)
 		ws.armKeepAlive()
 	}
+}
+
+// isDetached reports whether the origin sent c:detach.
+func (ws *wsSession) isDetached() bool {
+	ws.mu.Lock()
+	defer ws.mu.Unlock()
+	return ws.detached
 }
 
 // post sends one batch, retrying transport failures and 5xx answers with
@@ -367,8 +458,16 @@ func (ws *wsSession) originFailed(err error, batch []grip.WSEvent) {
 	if errors.Is(err, errClientGone) || errors.Is(err, errShuttingDown) || ws.client.fc.Closed() {
 		return
 	}
-	ws.s.log.Warn("WebSocket origin request failed", "connection", ws.id, "err", err)
 	code, _ := ws.client.closing()
+	if ws.isDetached() {
+		// The origin is done with; the client is not, unless it closed.
+		ws.s.log.Debug("WebSocket origin request after detach failed", "connection", ws.id, "err", err)
+		if code != 0 {
+			ws.client.sendClose(code, "")
+		}
+		return
+	}
+	ws.s.log.Warn("WebSocket origin request failed", "connection", ws.id, "err", err)
 	if code == 0 || !lastEvents(batch) {
 		code = closeInternalError
 	}
@@ -440,21 +539,15 @@ func (ws *wsSession) control(p []byte, since uint64) {
 	fc := ws.client.fc
 	switch cm.Type {
 	case grip.ControlSubscribe:
-		ws.subscribe(cm.Channel, len(cm.Filters), since)
+		ws.subscribe(cm.Channel, cm.Filters, since)
 	case grip.ControlUnsubscribe:
-		ws.mu.Lock()
-		if _, ok := ws.channels[cm.Channel]; ok {
-			delete(ws.channels, cm.Channel)
-			ws.s.hub.Unsubscribe(cm.Channel, fc)
-		}
-		ws.mu.Unlock()
+		ws.unsubscribe(cm.Channel)
 	case grip.ControlDetach:
-		ws.mu.Lock()
-		ws.detached = true
-		ws.mu.Unlock()
+		ws.detach()
 	case grip.ControlSetMeta:
+		// For message filters only: never sent back as a Meta-* header.
 		ws.mu.Lock()
-		ws.setMeta(cm.Name, cm.Value, cm.HasValue)
+		ws.setFilterMeta(cm.Name, cm.Value) // no value: ""
 		ws.mu.Unlock()
 	case grip.ControlKeepAlive:
 		if !cm.HasContent {
@@ -480,24 +573,77 @@ func wsTypeOf(s string) grip.WSType {
 	return grip.WSText
 }
 
-// subscribe adds a channel within the connection's limits; over them the
-// connection is closed with 1008, as Pushpin closes it.
+// subscribe adds a channel with its message filters within the
+// connection's limits; over them the connection is closed with 1008, as
+// Pushpin closes it. Subscribing again to a channel replaces its filters.
 // Messages published after since are replayed first.
-func (ws *wsSession) subscribe(channel string, filters int, since uint64) {
+func (ws *wsSession) subscribe(channel string, filters []string, since uint64) {
 	ws.mu.Lock()
 	defer ws.mu.Unlock()
 	if ws.done {
 		return
 	}
-	if _, ok := ws.channels[channel]; ok {
+	_, have := ws.channels[channel]
+	if (!have && len(ws.channels) >= ws.s.cfg.MaxChannels) || len(filters) > grip.MaxChannelFilters {
+		ws.client.sendClose(closePolicy, "too many channels or filters")
 		return
 	}
-	if len(ws.channels) >= ws.s.cfg.MaxChannels || filters > grip.MaxChannelFilters {
-		ws.client.sendClose(closePolicy, "too many channels or filters")
+	if len(filters) > 0 || ws.subs.Load() != nil {
+		// Before the Hub has the subscription: its replay is filtered.
+		cs := ws.filterState()
+		cs.mu.Lock()
+		cs.chans[channel] = &subChan{filters: filters} // WebSocket channels have no prev-id
+		cs.mu.Unlock()
+	}
+	if have {
 		return
 	}
 	ws.channels[channel] = struct{}{}
 	ws.s.hub.SubscribeFrom(channel, ws.client.fc, since)
+}
+
+// unsubscribe drops a channel and then its filters.
+func (ws *wsSession) unsubscribe(channel string) {
+	ws.mu.Lock()
+	defer ws.mu.Unlock()
+	if _, ok := ws.channels[channel]; !ok {
+		return
+	}
+	delete(ws.channels, channel)
+	ws.s.hub.Unsubscribe(channel, ws.client.fc)
+	if cs := ws.subs.Load(); cs != nil {
+		cs.mu.Lock()
+		delete(cs.chans, channel)
+		cs.mu.Unlock()
+	}
+}
+
+// detach obeys c:detach as Pushpin does: the origin is sent a CLOSE
+// without a code at once and is done with (client messages no longer go
+// to it, its answers are not played, no keep-alive requests); the client
+// keeps its subscriptions and still gets publishes.
+func (ws *wsSession) detach() {
+	ws.mu.Lock()
+	if ws.detached {
+		ws.mu.Unlock()
+		return
+	}
+	ws.detached = true
+	if ws.kaTimer != nil {
+		ws.kaTimer.Stop()
+	}
+	start, overflow := ws.queue(grip.WSEvent{Type: grip.WSEventClose}, true)
+	ws.mu.Unlock()
+	ws.startSender(start, overflow)
+}
+
+// closedByPublish tells the origin, with a CLOSE without a code, that a
+// ws-message close publish ends the connection, as Pushpin does. It runs
+// under the Hub's channel lock, so it only starts a goroutine.
+func (ws *wsSession) closedByPublish() {
+	if !ws.closePublished.Swap(true) {
+		ws.s.bg.Go(func() { ws.enqueue(grip.WSEvent{Type: grip.WSEventClose}, true) })
+	}
 }
 
 // refresh makes the session call the origin (ws-message action refresh).
@@ -516,7 +662,7 @@ func (ws *wsSession) refresh() {
 func (ws *wsSession) armKeepAlive() {
 	ws.mu.Lock()
 	defer ws.mu.Unlock()
-	if ws.done || ws.kaEvery <= 0 {
+	if ws.done || ws.originEnded || ws.kaEvery <= 0 {
 		return
 	}
 	if ws.kaTimer == nil {
