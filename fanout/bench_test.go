@@ -135,3 +135,16 @@ func BenchmarkConnMemory(b *testing.B) {
 		pool.Close()
 	}
 }
+
+// BenchmarkHubPublish publishes messages without ids to a channel with
+// one subscriber that only counts them and a history of 64: the Hub's own
+// cost per publish (registry, locks, history), without fan-out.
+func BenchmarkHubPublish(b *testing.B) {
+	hub := NewHub(HubConfig{HistorySize: 64})
+	hub.Subscribe("bench", &countSub{})
+	payload := []byte(fmt.Sprintf("%063d\n", 0))
+	b.ReportAllocs()
+	for b.Loop() {
+		hub.Publish(NewMessage("bench", payload))
+	}
+}

@@ -27,7 +27,8 @@ const hubShards = 64
 // DefaultHistoryMaxBytes is HubConfig.HistoryMaxBytes when zero: 64 MiB.
 const DefaultHistoryMaxBytes = 64 << 20
 
-// HubConfig configures a Hub's per-channel history.
+// HubConfig configures a Hub's per-channel history and the handling of
+// publish ids.
 type HubConfig struct {
 	// HistorySize is how many recent messages each channel keeps for
 	// replay to late subscribers. Zero: none.
@@ -48,12 +49,40 @@ type HubConfig struct {
 	// HistoryMaxBytes. Nil: items count for nothing, only the encodings
 	// and the overhead.
 	ItemBytes func(item any) int
+
+	// IDCacheTTL is how long a channel remembers the IDs of the messages
+	// published to it: a message whose ID was seen on its channel within
+	// it is a duplicate, dropped (neither delivered nor kept in
+	// history). A channel remembers at most IDCacheMax ids, the newest.
+	// Zero: DefaultIDCacheTTL; negative: no deduplication.
+	IDCacheTTL time.Duration
+	// SequenceWait is how long a message waits for its predecessor: one
+	// whose PrevID is not its channel's last id (when that is known and
+	// NoSeq is not set) is parked until the message with that ID is
+	// delivered, then delivered right after it, or until it has waited
+	// this long (see ReleaseExpired), then delivered anyway. Zero:
+	// DefaultSequenceWait; negative: messages never wait.
+	SequenceWait time.Duration
+	// SequencePendingMax caps the messages parked per channel; more are
+	// dropped, as is one waiting for the same PrevID as a parked one.
+	// Zero (or negative): DefaultSequencePendingMax.
+	SequencePendingMax int
+
+	// OnDeliver, when set, is called for every message delivered to its
+	// channel (subscribers handed it, Seq and Pos set), whether at once
+	// by Publish or later, released from waiting (by the Publish of its
+	// predecessor or by ReleaseExpired); not for a message dropped or
+	// still parked. It runs on the goroutine that delivered the message,
+	// with no Hub lock held (it may call the Hub), after the subscribers
+	// had it; concurrent publishers may call it concurrently and, for one
+	// channel, out of Pos order.
+	OnDeliver func(m *Message)
 }
 
 // Hub is the channel registry: channel name → subscribers and recent
 // history. It is sharded by channel so that subscribes and publishes on
 // different channels do not contend. Lock order: shard.mu, then
-// channel.mu, then histMu.
+// channel.mu, then histMu or waitMu.
 type Hub struct {
 	cfg    HubConfig
 	seed   maphash.Seed
@@ -68,10 +97,18 @@ type Hub struct {
 	histMsgs       int
 	histBytes      atomic.Int64
 
-	published atomic.Uint64
-	delivered atomic.Uint64
-	replayed  atomic.Uint64
-	evicted   atomic.Uint64
+	// waitMu guards waiting, the channels with parked messages.
+	waitMu  sync.Mutex
+	waiting map[*channel]struct{}
+
+	published    atomic.Uint64
+	delivered    atomic.Uint64
+	replayed     atomic.Uint64
+	evicted      atomic.Uint64
+	duplicates   atomic.Uint64
+	parked       atomic.Uint64
+	releasedLate atomic.Uint64
+	seqDropped   atomic.Uint64
 }
 
 type hubShard struct {
@@ -84,11 +121,14 @@ type channel struct {
 	seq     uint64
 	subs    map[Subscriber]struct{}
 	history []*Message // oldest first
+	ids     *order     // publish ids (sequence.go); nil until a message has one
+	gone    bool       // forgotten by the registry: look it up again
 }
 
 // HubStats is a snapshot of the Hub's counters.
 type HubStats struct {
-	// Channels is the number of channels with subscribers or history.
+	// Channels is the number of channels the Hub knows: with
+	// subscribers, history, parked messages or recent ids.
 	Channels int `json:"channels"`
 	// Subscriptions is the number of (channel, subscriber) pairs.
 	Subscriptions int `json:"subscriptions"`
@@ -106,6 +146,20 @@ type HubStats struct {
 	// HistoryEvicted counts messages dropped from history, or not kept,
 	// to stay within HubConfig.HistoryMaxBytes.
 	HistoryEvicted uint64 `json:"history_evicted"`
+	// Duplicates counts messages dropped because their ID was seen on
+	// their channel within HubConfig.IDCacheTTL.
+	Duplicates uint64 `json:"duplicates"`
+	// Parked counts messages that waited for their predecessor.
+	Parked uint64 `json:"parked"`
+	// ReleasedLate counts parked messages delivered after
+	// HubConfig.SequenceWait without their predecessor.
+	ReleasedLate uint64 `json:"released_late"`
+	// SequenceDropped counts messages dropped instead of parked: another
+	// one waited for the same PrevID, or HubConfig.SequencePendingMax
+	// were parked on the channel.
+	SequenceDropped uint64 `json:"sequence_dropped"`
+	// Pending is the number of messages parked now.
+	Pending int `json:"pending"`
 }
 
 // NewHub returns an empty Hub.
@@ -116,7 +170,16 @@ func NewHub(cfg HubConfig) *Hub {
 	if cfg.HistoryMaxBytes <= 0 {
 		cfg.HistoryMaxBytes = DefaultHistoryMaxBytes
 	}
-	h := &Hub{cfg: cfg, seed: maphash.MakeSeed()}
+	if cfg.IDCacheTTL == 0 {
+		cfg.IDCacheTTL = DefaultIDCacheTTL
+	}
+	if cfg.SequenceWait == 0 {
+		cfg.SequenceWait = DefaultSequenceWait
+	}
+	if cfg.SequencePendingMax <= 0 {
+		cfg.SequencePendingMax = DefaultSequencePendingMax
+	}
+	h := &Hub{cfg: cfg, seed: maphash.MakeSeed(), waiting: make(map[*channel]struct{})}
 	for i := range h.shards {
 		h.shards[i].channels = make(map[string]*channel)
 	}
@@ -191,8 +254,8 @@ func (h *Hub) subscribe(name string, s Subscriber, since uint64) bool {
 	return h.recharge(replay)
 }
 
-// Unsubscribe removes s from channel name; a channel left without
-// subscribers or history is forgotten.
+// Unsubscribe removes s from channel name; a channel left unused (see
+// Sweep) is forgotten.
 func (h *Hub) Unsubscribe(name string, s Subscriber) {
 	sh := h.shard(name)
 	sh.mu.Lock()
@@ -203,37 +266,110 @@ func (h *Hub) Unsubscribe(name string, s Subscriber) {
 	}
 	ch.mu.Lock()
 	delete(ch.subs, s)
-	if len(ch.subs) == 0 && len(ch.history) == 0 {
-		delete(sh.channels, name)
+	if len(ch.subs) == 0 && h.unused(ch, time.Now()) {
+		h.forget(sh, name, ch)
 	}
 	ch.mu.Unlock()
 }
 
+// unused reports whether ch has neither subscribers nor history nor
+// parked messages, nor an id recent enough to keep; called with ch.mu
+// held.
+func (h *Hub) unused(ch *channel, now time.Time) bool {
+	o := ch.ids
+	return len(ch.subs) == 0 && len(ch.history) == 0 &&
+		(o == nil || len(o.parked) == 0 && now.Sub(o.idAt) > h.idKeep())
+}
+
+// forget removes ch from the registry; called with sh.mu and ch.mu held.
+func (h *Hub) forget(sh *hubShard, name string, ch *channel) {
+	delete(sh.channels, name)
+	ch.gone = true
+}
+
 // Publish delivers m to every subscriber of m.Channel, keeps it in the
-// channel's history, and returns how many subscribers there were. A
-// Message is published once.
-// Messages published to one channel reach each subscriber in the order
-// Publish was called; Publish never blocks on a connection.
+// channel's history, and returns how many subscribers it was handed to.
+// A Message is published once.
+//
+// A message with an ID or PrevID may be dropped as a duplicate, or wait
+// for its predecessor (see HubConfig.IDCacheTTL and SequenceWait); then
+// Publish returns 0, and a parked message is delivered later, with the
+// Seq and Pos of that moment. Messages delivered to one channel reach
+// each subscriber in the order they were delivered (for messages without
+// ids, the order Publish was called); Publish never blocks on a
+// connection.
 func (h *Hub) Publish(m *Message) int {
+	return h.publish(m, time.Now())
+}
+
+// publish is Publish at time now.
+func (h *Hub) publish(m *Message, now time.Time) int {
 	h.published.Add(1)
-	ch := h.lookup(m.Channel, h.cfg.HistorySize > 0)
+	ch := h.lockChannel(m.Channel, h.cfg.HistorySize > 0 || m.ID != "" && h.ids())
 	if ch == nil {
 		h.pos.Add(1)
+		h.notify(m)
 		return 0
 	}
-	ch.mu.Lock()
+	if (m.ID != "" || m.PrevID != "") && !h.admit(ch, m, now) {
+		ch.mu.Unlock()
+		return 0
+	}
+	n := h.deliver(ch, m, now)
+	var released []*Message
+	if m.ID != "" && ch.ids != nil && len(ch.ids.parked) > 0 {
+		released = h.releaseAfter(ch, m.ID, now, nil)
+	}
+	ch.mu.Unlock()
+	h.trim()
+	h.notify(m)
+	h.notify(released...)
+	return n
+}
+
+// deliver hands m to the channel's subscribers and keeps it in history;
+// called with ch.mu held. It returns how many subscribers had it.
+func (h *Hub) deliver(ch *channel, m *Message, now time.Time) int {
 	ch.seq++
-	m.Seq, m.Pos, m.at = ch.seq, h.pos.Add(1), time.Now()
+	m.Seq, m.Pos, m.at = ch.seq, h.pos.Add(1), now
 	n := len(ch.subs)
 	for s := range ch.subs {
 		s.Deliver(m)
 	}
 	// Kept after delivery, so that the encodings just made are counted.
 	h.remember(ch, m)
-	ch.mu.Unlock()
+	if ch.ids != nil {
+		ch.ids.lastID = m.ID
+	}
 	h.delivered.Add(uint64(n))
-	h.trim()
 	return n
+}
+
+// notify calls OnDeliver for msgs; called with no lock held.
+func (h *Hub) notify(msgs ...*Message) {
+	if f := h.cfg.OnDeliver; f != nil {
+		for _, m := range msgs {
+			f(m)
+		}
+	}
+}
+
+// lockChannel returns the channel, locked, creating it when create is
+// set; nil when it does not exist and create is not set. A channel that
+// Sweep or Unsubscribe forgot between the lookup and the lock is looked
+// up again, so nothing is published to a channel no one can see.
+func (h *Hub) lockChannel(name string, create bool) *channel {
+	for {
+		ch := h.lookup(name, create)
+		if ch == nil {
+			return nil
+		}
+		ch.mu.Lock()
+		if !ch.gone {
+			return ch
+		}
+		ch.mu.Unlock()
+	}
 }
 
 // lookup returns the channel, creating it when create is set.
@@ -371,9 +507,11 @@ func (h *Hub) expire(ch *channel, now time.Time) {
 	h.drop(ch, i)
 }
 
-// Sweep drops expired history and forgets channels left with neither
-// subscribers nor history. Call it now and then (the node does every
-// minute).
+// Sweep drops expired history and ids, and forgets channels left with
+// neither subscribers nor history nor parked messages, whose newest ID
+// (if any) is older than IDCacheTTL (DefaultIDCacheTTL when
+// deduplication is off): a channel's last id and the ids it remembers go
+// with it. Call it now and then (the node does every minute).
 func (h *Hub) Sweep(now time.Time) {
 	for i := range h.shards {
 		sh := &h.shards[i]
@@ -381,8 +519,11 @@ func (h *Hub) Sweep(now time.Time) {
 		for name, ch := range sh.channels {
 			ch.mu.Lock()
 			h.expire(ch, now)
-			if len(ch.subs) == 0 && len(ch.history) == 0 {
-				delete(sh.channels, name)
+			if ch.ids != nil {
+				ch.ids.forgetIDs(now, h.cfg.IDCacheTTL)
+			}
+			if h.unused(ch, now) {
+				h.forget(sh, name, ch)
 			}
 			ch.mu.Unlock()
 		}
@@ -408,7 +549,8 @@ func (h *Hub) Subscribers(name string) int {
 // so it is meant for status pages, not hot paths.
 func (h *Hub) Stats() HubStats {
 	st := HubStats{Published: h.published.Load(), Delivered: h.delivered.Load(), Replayed: h.replayed.Load(),
-		HistoryEvicted: h.evicted.Load()}
+		HistoryEvicted: h.evicted.Load(), Duplicates: h.duplicates.Load(), Parked: h.parked.Load(),
+		ReleasedLate: h.releasedLate.Load(), SequenceDropped: h.seqDropped.Load()}
 	h.histMu.Lock()
 	st.HistoryMessages, st.HistoryBytes = h.histMsgs, h.histBytes.Load()
 	h.histMu.Unlock()
@@ -419,6 +561,9 @@ func (h *Hub) Stats() HubStats {
 		for _, ch := range sh.channels {
 			ch.mu.Lock()
 			st.Subscriptions += len(ch.subs)
+			if ch.ids != nil {
+				st.Pending += len(ch.ids.parked)
+			}
 			ch.mu.Unlock()
 		}
 		sh.mu.RUnlock()

@@ -20,11 +20,22 @@ type Message struct {
 	Channel string
 	// Item is the published payload, interpreted only by transports.
 	Item any
+	// ID, when not empty, names the message on its channel: another
+	// message with the same ID is a duplicate (see HubConfig.IDCacheTTL),
+	// and the channel's next message may say it follows it (PrevID).
+	// Set by the caller before Publish, like PrevID and NoSeq.
+	ID string
+	// PrevID, when not empty, is the ID of the message this one follows
+	// on its channel: it waits for it (see HubConfig.SequenceWait).
+	PrevID string
+	// NoSeq delivers the message at once whatever its PrevID.
+	NoSeq bool
 	// Seq is the message's position in its channel, set by Hub.Publish
-	// (1 for the first message a channel sees on this node).
+	// (1 for the first message a channel sees on this node), or when a
+	// message that waited for its predecessor is delivered.
 	Seq uint64
 	// Pos is the message's position among all messages published on this
-	// node, set by Hub.Publish; see Hub.Position.
+	// node, set with Seq; see Hub.Position.
 	Pos uint64
 
 	at time.Time // when it was published

@@ -185,6 +185,20 @@ type Config struct {
 	// over it the oldest messages go first, whatever their channel.
 	// Zero: the default, 64 MiB.
 	HistoryMaxBytes int64
+	// PublishIDTTL is how long each channel remembers the ids of the
+	// items published to it: an item whose id was seen on its channel
+	// within it is a duplicate and dropped (as Pushpin's id cache; a
+	// channel remembers its 4096 newest ids at most). Zero: no
+	// deduplication; DefaultConfig sets 60s; negative is an error.
+	PublishIDTTL time.Duration
+	// SequenceWait is how long a published item waits for its
+	// predecessor: one whose prev-id is not the id of the last item
+	// delivered on its channel (when known; no-seq items never wait) is
+	// held until that item comes, then delivered right after it, or until
+	// it has waited this long, then delivered anyway (checked every
+	// second), as Pushpin's sequencer. Zero: items never wait;
+	// DefaultConfig sets 5s; negative is an error.
+	SequenceWait time.Duration
 	// ClusterBind, when set, joins this node to a tier: the memberlist
 	// address (host:port). Publishes and purges received by any member then
 	// reach every member. Empty: a single node.
@@ -293,6 +307,8 @@ func DefaultConfig() Config {
 		PurgeInterval:        time.Second,
 		HistorySize:          64,
 		HistoryAge:           2 * time.Minute,
+		PublishIDTTL:         time.Minute,
+		SequenceWait:         5 * time.Second,
 		LogLevel:             "info",
 		CDNLoop:              "edgepush",
 		ShutdownTimeout:      10 * time.Second,
@@ -353,6 +369,8 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.IntVar(&c.HistorySize, "history-size", c.HistorySize, "recent messages kept per channel for replay (0: none)")
 	fs.DurationVar(&c.HistoryAge, "history-age", c.HistoryAge, "how long channel history is kept")
 	fs.Int64Var(&c.HistoryMaxBytes, "history-max-bytes", c.HistoryMaxBytes, "memory limit in `bytes` of all channels' history together (oldest messages dropped first)")
+	fs.DurationVar(&c.PublishIDTTL, "publish-id-ttl", c.PublishIDTTL, "drop a published item whose id was seen on its channel within this long (0: no deduplication)")
+	fs.DurationVar(&c.SequenceWait, "sequence-wait", c.SequenceWait, "how long an item waits for the item its prev-id names before it is delivered anyway (0: never waits)")
 	fs.StringVar(&c.ClusterBind, "cluster-bind", c.ClusterBind, "memberlist `host:port`: join a tier of nodes (empty: single node)")
 	fs.StringVar(&c.ClusterAdvertise, "cluster-advertise", c.ClusterAdvertise, "memberlist `host:port` other members use")
 	fs.StringVar(&c.Join, "join", c.Join, "tier members to join, `host:port,...` (retried until one answers)")
@@ -475,6 +493,9 @@ func (c Config) withDefaults() (Config, error) {
 	setDefault(&c.HistoryMaxBytes, d.HistoryMaxBytes)
 	if c.PurgeInterval < 0 || c.HistorySize < 0 || c.HistoryMaxBytes < 0 || c.MaxPendingBytes < 0 {
 		errs = append(errs, errors.New("config: -purge-interval, -history-size, -history-max-bytes and -max-pending-bytes must not be negative"))
+	}
+	if c.PublishIDTTL < 0 || c.SequenceWait < 0 {
+		errs = append(errs, fmt.Errorf("config: -publish-id-ttl %v and -sequence-wait %v must not be negative", c.PublishIDTTL, c.SequenceWait))
 	}
 	setDefault(&c.OriginFailures, d.OriginFailures)
 	setDefault(&c.OriginProbePath, d.OriginProbePath)

@@ -192,12 +192,14 @@ func (p cachePurger) PurgeURL(url string, soft bool) {
 // publisher delivers published items to this node's subscribers.
 type publisher struct{ s *Server }
 
-// Publish delivers one item to its channel's local subscribers.
+// Publish delivers one item to its channel's local subscribers, unless
+// the hub drops it as a duplicate or holds it for its predecessor (its
+// id, prev-id and no-seq); Server.noteDelivered notes it once delivered.
 func (p publisher) Publish(item *grip.Item) {
 	p.s.publishes.Add(1)
 	m := fanout.NewMessage(item.Channel, item)
+	m.ID, m.PrevID, m.NoSeq = item.ID, item.PrevID, item.NoSeq
 	p.s.hub.Publish(m)
-	p.s.notePublished(item, m.Pos)
 }
 
 // authorized checks the control API credentials when a publish key is

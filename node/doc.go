@@ -41,8 +41,12 @@
 //
 // One publish: POST /publish/ → servePublish (control.go) →
 // purge.DecodePublish → purge.Applier.Apply: publisher.Publish to the
-// hub, whose subscribers' transports frame each message once per
-// encoding (hold.go, wsclient.go); then the Forwarder (tier.go) broadcasts
+// hub, which drops a repeated id, holds an item until the one its prev-id
+// names is delivered (sweepHub, server.go, releases those that waited
+// -sequence-wait), and whose subscribers' transports frame each message
+// once per encoding (hold.go, wsclient.go); the hub reports each
+// delivery to noteDelivered (server.go, for the long-poll cache,
+// longpoll.go, with no hub lock held); then the Forwarder (tier.go) broadcasts
 // it through cluster. A peer's copy arrives at cluster's ServeOps, whose
 // handler (applyPeerOp, tier.go) decodes it with purge.Decode and applies
 // it with the same Apply, never forwarding again.

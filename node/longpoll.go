@@ -30,11 +30,17 @@ type responseMark struct {
 	at  time.Time
 }
 
-// note records an http-response published to channel at hub position pos.
+// note records an http-response published to channel at hub position
+// pos. Notes of one channel may come out of order (the hub reports
+// deliveries from the publishers' goroutines): the highest position
+// stays.
 func (r *responseMarks) note(channel string, pos uint64, now time.Time) {
 	r.mu.Lock()
 	if r.m == nil {
 		r.m = map[string]responseMark{}
+	}
+	if m, ok := r.m[channel]; ok && m.pos > pos {
+		pos = m.pos
 	}
 	r.m[channel] = responseMark{pos: pos, at: now}
 	r.mu.Unlock()
@@ -71,7 +77,8 @@ func (s *Server) outdatedLongPoll(e *cache.Entry) bool {
 	return ok && p.err == nil && p.in != nil && p.in.Hold == grip.HoldResponse && s.responses.after(p.in.Channels, p.since)
 }
 
-// notePublished records what outdates cached long-poll answers.
+// notePublished records what outdates cached long-poll answers; called
+// for every item delivered, with its hub position.
 func (s *Server) notePublished(item *grip.Item, pos uint64) {
 	if f := item.HTTPResponse; f != nil && f.Action == grip.ActionSend {
 		s.responses.note(item.Channel, pos, time.Now())

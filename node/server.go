@@ -54,7 +54,7 @@ type Server struct {
 	wsKeepAliveFloor time.Duration
 
 	// bg runs the goroutines the node starts besides serving (probes,
-	// WebSocket-over-HTTP requests, hints, history sweeps); bgCtx is
+	// WebSocket-over-HTTP requests, hints, hub sweeps); bgCtx is
 	// cancelled when Shutdown stops them, so that none waits out a pause.
 	bg       bgGroup
 	bgCtx    context.Context
@@ -91,11 +91,11 @@ func New(cfg Config, log *slog.Logger) (*Server, error) {
 	s := &Server{
 		cfg:  cfg,
 		log:  log,
-		hub:  fanout.NewHub(hubConfig(cfg)),
 		pool: fanout.NewPool(fanout.PoolConfig{MaxQueueBytes: cfg.MaxQueueBytes, MaxPendingBytes: cfg.MaxPendingBytes}),
 
 		wsKeepAliveFloor: minKeepAliveInterval,
 	}
+	s.hub = fanout.NewHub(s.hubConfig())
 	sigKey := make([]byte, 32)
 	rand.Read(sigKey)
 	if cfg.SigKey != "" {
@@ -189,7 +189,7 @@ func (s *Server) Start() error {
 	s.started = time.Now()
 	s.pool.Start()
 	s.startProbes()
-	s.bg.Go(s.sweepHistory)
+	s.bg.Go(s.sweepHub)
 	s.serve(s.client, s.clientLn)
 	tlsAddr := ""
 	if s.tlsLn != nil {
@@ -338,14 +338,24 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	return s.shutdownError
 }
 
-// sweepHistory drops expired channel history now and then.
-func (s *Server) sweepHistory() {
+// sweepHub drops expired channel history now and then, and every
+// second delivers the published items that have waited -sequence-wait for
+// their predecessor.
+func (s *Server) sweepHub() {
 	t := time.NewTicker(max(s.cfg.HistoryAge/2, time.Second))
 	defer t.Stop()
+	var release <-chan time.Time // nil: items never wait
+	if s.cfg.SequenceWait > 0 {
+		r := time.NewTicker(time.Second)
+		defer r.Stop()
+		release = r.C
+	}
 	for {
 		select {
 		case <-s.bgCtx.Done():
 			return
+		case now := <-release:
+			s.hub.ReleaseExpired(now)
 		case now := <-t.C:
 			s.hub.Sweep(now)
 			s.responses.sweep(now, s.cfg.HistoryAge)
@@ -361,10 +371,28 @@ func recoverLog(log *slog.Logger, where string) {
 	}
 }
 
-// hubConfig is the hub's history settings.
-func hubConfig(cfg Config) fanout.HubConfig {
+// hubConfig is the hub's history and publish-id settings (zero disables
+// deduplication or waiting: the hub's is negative).
+func (s *Server) hubConfig() fanout.HubConfig {
+	cfg := s.cfg
+	enabled := func(d time.Duration) time.Duration {
+		if d == 0 {
+			return -1
+		}
+		return d
+	}
 	return fanout.HubConfig{HistorySize: cfg.HistorySize, HistoryAge: cfg.HistoryAge,
-		HistoryMaxBytes: cfg.HistoryMaxBytes, ItemBytes: itemBytes}
+		HistoryMaxBytes: cfg.HistoryMaxBytes, ItemBytes: itemBytes,
+		IDCacheTTL: enabled(cfg.PublishIDTTL), SequenceWait: enabled(cfg.SequenceWait),
+		OnDeliver: s.noteDelivered}
+}
+
+// noteDelivered is the hub's OnDeliver: a published item reached its
+// channel's subscribers, at once or after waiting for its predecessor.
+func (s *Server) noteDelivered(m *fanout.Message) {
+	if item, ok := m.Item.(*grip.Item); ok {
+		s.notePublished(item, m.Pos)
+	}
 }
 
 // itemBytes is what a published item holds, for the hub's history limit
