@@ -50,6 +50,10 @@ type HubConfig struct {
 	// and the overhead.
 	ItemBytes func(item any) int
 
+	// LostMemory is how long a channel the registry forgot remembers
+	// that history lost some of its messages, for Missing. Zero:
+	// DefaultLostMemory.
+	LostMemory time.Duration
 	// IDCacheTTL is how long a channel remembers the IDs of the messages
 	// published to it: a message whose ID was seen on its channel within
 	// it is a duplicate, dropped (neither delivered nor kept in
@@ -101,6 +105,10 @@ type Hub struct {
 	waitMu  sync.Mutex
 	waiting map[*channel]struct{}
 
+	// forgotten is the newest position lost on a channel of which no
+	// tombstone is left (gaps.go).
+	forgotten atomic.Uint64
+
 	published    atomic.Uint64
 	delivered    atomic.Uint64
 	replayed     atomic.Uint64
@@ -114,6 +122,7 @@ type Hub struct {
 type hubShard struct {
 	mu       sync.RWMutex
 	channels map[string]*channel
+	lost     map[string]lostMark // tombstones of forgotten channels (gaps.go)
 }
 
 type channel struct {
@@ -121,6 +130,7 @@ type channel struct {
 	seq     uint64
 	subs    map[Subscriber]struct{}
 	history []*Message // oldest first
+	lost    lostMark   // the newest message history no longer has (gaps.go)
 	ids     *order     // publish ids (sequence.go); nil until a message has one
 	gone    bool       // forgotten by the registry: look it up again
 }
@@ -170,6 +180,9 @@ func NewHub(cfg HubConfig) *Hub {
 	if cfg.HistoryMaxBytes <= 0 {
 		cfg.HistoryMaxBytes = DefaultHistoryMaxBytes
 	}
+	if cfg.LostMemory <= 0 {
+		cfg.LostMemory = DefaultLostMemory
+	}
 	if cfg.IDCacheTTL == 0 {
 		cfg.IDCacheTTL = DefaultIDCacheTTL
 	}
@@ -195,11 +208,16 @@ func (h *Hub) shard(name string) *hubShard {
 // SubscribeFrom(…, Position) to miss nothing after it.
 func (h *Hub) Position() uint64 { return h.pos.Load() }
 
-// channelFor returns the channel, creating it; called with sh.mu held.
+// channelFor returns the channel, creating it (with what its tombstone
+// remembers); called with sh.mu held.
 func (sh *hubShard) channelFor(name string) *channel {
 	ch := sh.channels[name]
 	if ch == nil {
 		ch = &channel{subs: make(map[Subscriber]struct{})}
+		if m, ok := sh.lost[name]; ok {
+			ch.lost = m
+			delete(sh.lost, name)
+		}
 		sh.channels[name] = ch
 	}
 	return ch
@@ -285,6 +303,7 @@ func (h *Hub) unused(ch *channel, now time.Time) bool {
 func (h *Hub) forget(sh *hubShard, name string, ch *channel) {
 	delete(sh.channels, name)
 	ch.gone = true
+	h.bury(sh, name, ch.lost)
 }
 
 // Publish delivers m to every subscriber of m.Channel, keeps it in the
@@ -307,7 +326,13 @@ func (h *Hub) publish(m *Message, now time.Time) int {
 	h.published.Add(1)
 	ch := h.lockChannel(m.Channel, h.cfg.HistorySize > 0 || m.ID != "" && h.ids())
 	if ch == nil {
-		h.pos.Add(1)
+		// Kept nowhere: a cached copy of this channel's data is too old
+		// from now on.
+		m.Pos, m.at = h.pos.Add(1), now
+		sh := h.shard(m.Channel)
+		sh.mu.Lock()
+		h.bury(sh, m.Channel, lostMark{pos: m.Pos, at: now})
+		sh.mu.Unlock()
 		h.notify(m)
 		return 0
 	}
@@ -392,6 +417,7 @@ func (h *Hub) lookup(name string, create bool) *channel {
 // HistoryMaxBytes.
 func (h *Hub) remember(ch *channel, m *Message) {
 	if h.cfg.HistorySize <= 0 {
+		ch.lose(m)
 		return
 	}
 	framed := m.encoded.Load()
@@ -404,6 +430,7 @@ func (h *Hub) remember(ch *channel, m *Message) {
 		// replay must not skip m and go on after it.
 		h.evicted.Add(uint64(len(ch.history)) + 1)
 		h.drop(ch, len(ch.history))
+		ch.lose(m)
 		return
 	}
 	if len(ch.history) >= h.cfg.HistorySize {
@@ -431,6 +458,7 @@ func (h *Hub) drop(ch *channel, n int) {
 	if n <= 0 {
 		return
 	}
+	ch.lose(ch.history[n-1])
 	h.histMu.Lock()
 	for _, m := range ch.history[:n] {
 		if m.older != nil {
@@ -516,6 +544,7 @@ func (h *Hub) Sweep(now time.Time) {
 	for i := range h.shards {
 		sh := &h.shards[i]
 		sh.mu.Lock()
+		h.sweepLost(sh, now)
 		for name, ch := range sh.channels {
 			ch.mu.Lock()
 			h.expire(ch, now)

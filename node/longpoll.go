@@ -8,6 +8,13 @@ import (
 	"github.com/edgepush/edgepush/grip"
 )
 
+// A connection opened from a cached copy is brought up to date by the
+// replay of what its channels published since the copy was made; a copy
+// older than what history still has is too old for that (tooOld): the
+// cache asks the origin again (one request for all waiting clients), and
+// while the origin is down the copy is served, the replay brings what
+// history has, and edgepush_cache_gaps_total counts the gap.
+//
 // A long-poll must never receive a message it already received. A cached
 // long-poll answer (Grip-Hold: response) is as of the hub position its
 // origin request was made at; a newcomer served from it would be answered
@@ -70,11 +77,29 @@ func (r *responseMarks) sweep(now time.Time, age time.Duration) {
 	}
 }
 
-// outdatedLongPoll is the cache's Outdated test for client requests: a
-// long-poll answer with an http-response published after it.
-func (s *Server) outdatedLongPoll(e *cache.Entry) bool {
+// outdated is the cache's Outdated test for client requests: a hold
+// whose copy can no longer be brought up to date (tooOld), or a long-poll
+// answer with an http-response published after it.
+func (s *Server) outdated(e *cache.Entry) bool {
 	p, ok := e.Value.(*parsed)
-	return ok && p.err == nil && p.in != nil && p.in.Hold == grip.HoldResponse && s.responses.after(p.in.Channels, p.since)
+	if !ok || p.err != nil || p.in == nil || p.in.Hold == grip.HoldNone {
+		return false
+	}
+	return p.in.Hold == grip.HoldResponse && s.responses.after(p.in.Channels, p.since) || s.tooOld(p)
+}
+
+// tooOld reports whether a hold's copy is older than what the channels'
+// history can replay: a message published to one of them after the copy
+// was made is gone from history (size, age, memory), so a newcomer served
+// from it would silently miss that message.
+func (s *Server) tooOld(p *parsed) bool {
+	now := time.Now()
+	for _, c := range p.in.Channels {
+		if s.hub.Missing(c.Name, p.since, now) {
+			return true
+		}
+	}
+	return false
 }
 
 // notePublished records what outdates cached long-poll answers; called

@@ -58,6 +58,7 @@ type nodeMetrics struct {
 	originLatency  *metrics.PrometheusHistogram
 	originErrors   [len(originErrorKinds)]*metrics.Counter
 	originRejected *metrics.Counter // not sent: the circuit breaker is open
+	cacheGaps      *metrics.Counter // held from a copy too old to bring up to date (origin down)
 }
 
 // newNodeMetrics registers the node's metrics; values computed from s are
@@ -74,6 +75,7 @@ func newNodeMetrics(s *Server) *nodeMetrics {
 		m.originErrors[i] = m.set.NewCounter(`edgepush_origin_errors_total{kind="` + kind + `"}`)
 	}
 	m.originRejected = m.set.NewCounter("edgepush_origin_breaker_rejected_total")
+	m.cacheGaps = m.set.NewCounter("edgepush_cache_gaps_total")
 	m.set.RegisterMetricsWriter(s.writeStatsMetrics)
 	return m
 }

@@ -45,7 +45,7 @@ func (s *Server) serveClient(ctx *fasthttp.RequestCtx) {
 	cacheable := s.cacheable(ctx, rt)
 	s.originRequest(ctx, oreq, rt, cacheable)
 	creq := s.cacheRequest(ctx, rt, "", joinedHeader(&oreq.Header), s.detachedFetch(rt, oreq))
-	creq.Outdated = s.outdatedLongPoll
+	creq.Outdated = s.outdated
 	e, result, err := s.cacheGet(rt, creq, s.fetcher(rt, oreq))
 	s.access.noteCache(ctx, result)
 	if err != nil {
@@ -60,6 +60,10 @@ func (s *Server) serveClient(ctx *fasthttp.RequestCtx) {
 		return
 	}
 	hr, in := p.hr, p.in
+	outdated := fromCache(result) && s.outdated(e) // served only because the origin is down
+	if outdated && s.tooOld(p) {
+		s.metrics.cacheGaps.Inc()
+	}
 	hold := in.Hold
 	if hold == grip.HoldStream && in.NextLink == nil && sequenced(in) {
 		hold = grip.HoldNone // as Pushpin: a sequenced stream needs a next link to recover through
@@ -80,7 +84,7 @@ func (s *Server) serveClient(ctx *fasthttp.RequestCtx) {
 		s.holdStream(ctx, hr, in, p.since, s.linksFor(ctx, rt, oreq, creq, in), paging)
 	default:
 		since := p.since
-		if s.outdatedLongPoll(e) {
+		if outdated {
 			// Served while the origin is down: hold, without replaying a
 			// message the client may have had (longpoll.go).
 			since = s.hub.Position()

@@ -260,8 +260,8 @@ func answerWith(body string, headers ...string) http.HandlerFunc {
 	return gripOrigin(body, headers...).ServeHTTP
 }
 
-// openStream GETs path and returns the body reader.
-func openStream(tb testing.TB, n *testNode, path string) (*http.Response, *bufio.Reader) {
+// openPath GETs path and returns the body reader.
+func openPath(tb testing.TB, n *testNode, path string) (*http.Response, *bufio.Reader) {
 	tb.Helper()
 	c := dialRaw(tb, n.Addr())
 	resp := c.get(tb, path)
@@ -279,7 +279,7 @@ func TestNextLinkPagingEnds(t *testing.T) {
 	}}
 	n := startNode(t, o)
 	for range 2 {
-		resp, r := openStream(t, n, "/p1")
+		resp, r := openPath(t, n, "/p1")
 		body, err := io.ReadAll(r)
 		if err != nil || resp.StatusCode != 200 || string(body) != "page1\npage2\npage3\n" {
 			t.Fatalf("paged body %d %q %v", resp.StatusCode, body, err)
@@ -304,7 +304,7 @@ func TestNextLinkRefreshAndHint(t *testing.T) {
 		},
 	}}
 	n := startNode(t, o)
-	_, r := openStream(t, n, "/s")
+	_, r := openPath(t, n, "/s")
 	if l := readLine(t, r); l != "start\n" {
 		t.Fatalf("first line %q", l)
 	}
@@ -409,8 +409,8 @@ func TestFiltersOnHeldHTTP(t *testing.T) {
 			"Grip-Channel", "c; filter=skip-self; filter=var-subst"),
 	}}
 	n := startNode(t, o, func(c *Config) { c.CacheOff = true })
-	_, alice := openStream(t, n, "/stream")
-	_, plain := openStream(t, n, "/plain")
+	_, alice := openPath(t, n, "/stream")
+	_, plain := openPath(t, n, "/plain")
 	lpc := dialRaw(t, n.Addr())
 	lp := lpc.getAsync("/lp")
 	n.waitSubscribers(t, "c", 3)
@@ -457,7 +457,7 @@ func TestStreamFromCachedCopyGetsWhatWasPublishedSince(t *testing.T) {
 		w.Header().Set("Grip-Channel", "s")
 		io.WriteString(w, "value=0\n")
 	}))
-	_, first := openStream(t, n, "/s")
+	_, first := openPath(t, n, "/s")
 	if l := readLine(t, first); l != "value=0\n" {
 		t.Fatalf("first client: %q", l)
 	}
@@ -465,7 +465,7 @@ func TestStreamFromCachedCopyGetsWhatWasPublishedSince(t *testing.T) {
 	for i := 1; i <= 5; i++ {
 		n.publish(t, streamItem("s", fmt.Sprintf("msg-%d\n", i)))
 	}
-	_, late := openStream(t, n, "/s")
+	_, late := openPath(t, n, "/s")
 	for _, want := range []string{"value=0\n", "msg-1\n", "msg-2\n", "msg-3\n", "msg-4\n", "msg-5\n"} {
 		if l := readLine(t, late); l != want {
 			t.Fatalf("late client got %q, want %q", l, want)
@@ -477,5 +477,61 @@ func TestStreamFromCachedCopyGetsWhatWasPublishedSince(t *testing.T) {
 	}
 	if requests.Load() != 1 {
 		t.Fatalf("origin asked %d times, want 1", requests.Load())
+	}
+}
+
+// TestCachedCopyOlderThanHistoryIsRefetched: with a history of 3, a
+// cached copy taken before 10 publishes cannot be brought up to date
+// (messages 1-7 are gone): the newcomer gets a fresh answer from the
+// origin instead of the old copy with a silent gap; with the origin down
+// it gets the copy and what history has, and the gap is counted.
+func TestCachedCopyOlderThanHistoryIsRefetched(t *testing.T) {
+	var value, requests atomic.Int64
+	n := startNode(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		requests.Add(1)
+		w.Header().Set("Cache-Control", "max-age=60")
+		w.Header().Set("Grip-Hold", "stream")
+		w.Header().Set("Grip-Channel", "v")
+		fmt.Fprintf(w, "value=%d\n", value.Load())
+	}), func(c *Config) { c.HistorySize = 3 })
+	_, first := openPath(t, n, "/v")
+	readLine(t, first)
+	n.waitSubscribers(t, "v", 1)
+	publishUpTo := func(to int) {
+		for i := int(value.Load()) + 1; i <= to; i++ {
+			value.Store(int64(i))
+			n.publish(t, streamItem("v", fmt.Sprintf("msg-%d\n", i)))
+		}
+	}
+	publishUpTo(10)
+	_, late := openPath(t, n, "/v")
+	if l := readLine(t, late); l != "value=10\n" {
+		t.Fatalf("newcomer after 10 publishes got %q, want a fresh value=10", l)
+	}
+	if requests.Load() != 2 {
+		t.Fatalf("origin asked %d times, want 2", requests.Load())
+	}
+	// Within history: served from the copy, brought up to date by replay.
+	publishUpTo(12)
+	_, within := openPath(t, n, "/v")
+	for _, want := range []string{"value=10\n", "msg-11\n", "msg-12\n"} {
+		if l := readLine(t, within); l != want {
+			t.Fatalf("newcomer within history got %q, want %q", l, want)
+		}
+	}
+	if requests.Load() != 2 {
+		t.Fatalf("origin asked %d times, want still 2", requests.Load())
+	}
+	// Too old with the origin down: the copy and what history has.
+	publishUpTo(20)
+	n.stopOrigin(t)
+	_, down := openPath(t, n, "/v")
+	for _, want := range []string{"value=10\n", "msg-18\n", "msg-19\n", "msg-20\n"} {
+		if l := readLine(t, down); l != want {
+			t.Fatalf("newcomer with the origin down got %q, want %q", l, want)
+		}
+	}
+	if got := n.metrics.cacheGaps.Get(); got != 1 {
+		t.Fatalf("edgepush_cache_gaps_total = %d, want 1", got)
 	}
 }
