@@ -535,3 +535,34 @@ func TestCachedCopyOlderThanHistoryIsRefetched(t *testing.T) {
 		t.Fatalf("edgepush_cache_gaps_total = %d, want 1", got)
 	}
 }
+
+// TestStreamBehindItsChannelRecoversAtOnce: as Pushpin, a stream whose
+// initial prev-id is behind its channel's last published id recovers
+// through the next link right away, not at the next publish.
+func TestStreamBehindItsChannelRecoversAtOnce(t *testing.T) {
+	o := &linkOrigin{paths: map[string]http.HandlerFunc{
+		"/s": answerWith("open\n", "Grip-Hold", "stream", "Grip-Channel", "c; prev-id=1", "Grip-Link", "</next>; rel=next"),
+		"/next": func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Grip-Hold", "stream")
+			w.Header().Set("Grip-Channel", "c; prev-id=5")
+			w.Header().Set("Grip-Link", "</next>; rel=next")
+			io.WriteString(w, "recovered after "+r.Header.Get("Grip-Last")+"\n")
+		},
+	}}
+	n := startNode(t, o, func(c *Config) { c.CacheOff = true })
+	for id := 2; id <= 5; id++ {
+		n.publish(t, map[string]any{"channel": "c", "id": strconv.Itoa(id), "prev-id": strconv.Itoa(id - 1),
+			"formats": map[string]any{"http-stream": map[string]any{"content": "old\n"}}})
+	}
+	_, r := openPath(t, n, "/s")
+	for _, want := range []string{"open\n", "recovered after c; last-id=1\n"} {
+		if l := readLine(t, r); l != want {
+			t.Fatalf("got %q, want %q", l, want)
+		}
+	}
+	n.publish(t, map[string]any{"channel": "c", "id": "6", "prev-id": "5",
+		"formats": map[string]any{"http-stream": map[string]any{"content": "six\n"}}})
+	if l := readLine(t, r); l != "six\n" {
+		t.Fatalf("after recovery got %q", l)
+	}
+}

@@ -79,13 +79,37 @@ func (s *Server) newStreamSession(t *streamTransport, in *grip.Instruct, lf *lin
 // stream arms its refresh timer.
 func (ss *streamSession) started(fc *fanout.Conn, paging bool) {
 	ss.mu.Lock()
-	defer ss.mu.Unlock()
 	ss.fc = fc
 	if paging {
 		ss.update(0)
+		ss.mu.Unlock()
 		return
 	}
 	ss.armRefresh()
+	var tracked []string
+	for name, c := range ss.subs.chans {
+		if c.tracked {
+			tracked = append(tracked, name)
+		}
+	}
+	ss.mu.Unlock()
+	// As Pushpin: a connection that starts behind its channel's last
+	// published id (the replay could not bring it there) recovers at
+	// once. The hub is asked without ss.mu (lock order).
+	last := make(map[string]string, len(tracked))
+	for _, name := range tracked {
+		last[name] = ss.s.hub.LastID(name)
+	}
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	for name, id := range last {
+		if c := ss.subs.chans[name]; c != nil && c.tracked && id != "" && id != c.lastID {
+			ss.s.log.Debug("stream: behind its channel's last id, recovering", "channel", name,
+				"last-id", c.lastID, "published", id)
+			ss.update(recoverDelay)
+			return
+		}
+	}
 }
 
 // frame is streamTransport.Frame for a session; it runs under the Hub's
