@@ -19,6 +19,10 @@
 //	cached.go     what the node hands the cache: requests, the origin fetcher, parsed answers
 //	origin.go     the origin client: requests, retries, breakers (breaker.go), probes
 //	hold.go       held HTTP transports (stream, long-poll) and their framing
+//	stream.go     reliable streams: prev-id sequencing, next-link recovery, paging, refresh, hints
+//	links.go      Grip-Link requests: next links (through the cache unless Grip-Last), gone links
+//	subs.go       per-connection filter state (meta, filters, last ids), for HTTP and WebSocket
+//	longpoll.go   cached copies too old to bring up to date; long-polls never repeat a message
 //	heldconn.go   what held transports share: socket writer, subscriptions, hang-up watch
 //	wsclient.go   a WebSocket's client side: handshake, upgrade, frames both ways
 //	wsorigin.go   a WebSocket's origin side: the WebSocket-over-HTTP session
@@ -37,7 +41,10 @@
 // relay (proxy.go). Grip-Hold: stream or response: holdStream or
 // holdResponse (hold.go) hijack the connection and hand it to the fanout
 // pool and hub (hold in heldconn.go), replaying what was published since
-// the answer was fetched.
+// the answer was fetched. A hold with a next link, prev-ids, filters or
+// meta gets a streamSession (stream.go), which checks each message's
+// prev-id against the connection's last id, runs its filters (subs.go)
+// and fetches the next link (links.go) to page, refresh or recover.
 //
 // One publish: POST /publish/ → servePublish (control.go) →
 // purge.DecodePublish → purge.Applier.Apply: publisher.Publish to the
@@ -76,7 +83,9 @@
 // ones to its right, never the reverse: wsSession.mu → fanout hub
 // shard.mu → channel.mu → fanout.Conn.mu → the writer shard's readyMu;
 // wsClient.mu, heldConn.mu/wmu and connSubs.mu are leaves (nothing is
-// taken while they are held). Transports' Frame and Replay run under
+// taken while they are held). streamSession.mu comes after channel.mu
+// (Frame runs under it) and before fanout.Conn.mu (Send); the session
+// subscribes and unsubscribes only with its own lock released. Transports' Frame and Replay run under
 // channel.mu, so work that calls back into the hub or the origin (hints,
 // refreshes, a close publish's CLOSE to the origin) runs in a goroutine
 // of the Server's background group, and Frame reads a WebSocket's filter
