@@ -22,6 +22,9 @@ type parsed struct {
 	in    *grip.Instruct // nil for a WebSocket-over-HTTP answer
 	hr    heldResponse   // what the client sees (GRIP headers removed)
 	err   error          // invalid instructions
+	// wsChannels are the channels a WebSocket-over-HTTP answer subscribes
+	// to (c:subscribe), for too-old copies (longpoll.go).
+	wsChannels []string
 }
 
 // parsedOf returns what the node stored with an entry.

@@ -82,10 +82,10 @@ func (r *responseMarks) sweep(now time.Time, age time.Duration) {
 // answer with an http-response published after it.
 func (s *Server) outdated(e *cache.Entry) bool {
 	p, ok := e.Value.(*parsed)
-	if !ok || p.err != nil || p.in == nil || p.in.Hold == grip.HoldNone {
+	if !ok || p.err != nil || p.in != nil && p.in.Hold == grip.HoldNone {
 		return false
 	}
-	return p.in.Hold == grip.HoldResponse && s.responses.after(p.in.Channels, p.since) || s.tooOld(p)
+	return p.in != nil && p.in.Hold == grip.HoldResponse && s.responses.after(p.in.Channels, p.since) || s.tooOld(p)
 }
 
 // tooOld reports whether a hold's copy is older than what the channels'
@@ -94,6 +94,14 @@ func (s *Server) outdated(e *cache.Entry) bool {
 // from it would silently miss that message.
 func (s *Server) tooOld(p *parsed) bool {
 	now := time.Now()
+	if p.in == nil { // a WebSocket's OPEN answer
+		for _, name := range p.wsChannels {
+			if s.hub.Missing(name, p.since, now) {
+				return true
+			}
+		}
+		return false
+	}
 	for _, c := range p.in.Channels {
 		if s.hub.Missing(c.Name, p.since, now) {
 			return true

@@ -12,6 +12,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/edgepush/edgepush/grip"
 )
 
 // eventStore is a test origin that answers as django-eventstream (Fanout's
@@ -564,5 +566,53 @@ func TestStreamBehindItsChannelRecoversAtOnce(t *testing.T) {
 		"formats": map[string]any{"http-stream": map[string]any{"content": "six\n"}}})
 	if l := readLine(t, r); l != "six\n" {
 		t.Fatalf("after recovery got %q", l)
+	}
+}
+
+// TestCachedWebSocketOpenOlderThanHistoryIsRefetched: the same for a
+// cached answer to a WebSocket's OPEN: once a message published after it
+// is gone from history, the next WebSocket makes the origin answer again.
+func TestCachedWebSocketOpenOlderThanHistoryIsRefetched(t *testing.T) {
+	var opens atomic.Int64
+	n := startNode(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		evs, _ := grip.ParseWSEvents(body)
+		var out []grip.WSEvent
+		for _, ev := range evs {
+			if ev.Type == grip.WSEventOpen {
+				k := opens.Add(1)
+				out = append(out, ev,
+					grip.WSEvent{Type: grip.WSEventText, Content: []byte(`c:{"type":"subscribe","channel":"w"}`)},
+					grip.WSEvent{Type: grip.WSEventText, Content: fmt.Appendf(nil, "m:welcome %d", k)})
+			}
+		}
+		w.Header().Set("Sec-WebSocket-Extensions", "grip")
+		w.Header().Set("X-Origin", "yes")
+		w.Header().Set("Cache-Control", "max-age=60")
+		w.Header().Set("Content-Type", grip.WebSocketEventsType)
+		w.Write(grip.AppendWSEvents(nil, out...))
+	}), func(c *Config) { c.HistorySize = 3 })
+	first := dialWS(t, n, "/w", false)
+	if got := readText(t, first); got != "welcome 1" {
+		t.Fatalf("first: %q", got)
+	}
+	n.waitSubscribers(t, "w", 1)
+	ws := func(s string) map[string]any {
+		return map[string]any{"channel": "w", "formats": map[string]any{"ws-message": map[string]any{"content": s}}}
+	}
+	n.publish(t, ws("a"), ws("b"))
+	within := dialWS(t, n, "/w", false)
+	for _, want := range []string{"welcome 1", "a", "b"} {
+		if got := readText(t, within); got != want {
+			t.Fatalf("within history: %q, want %q", got, want)
+		}
+	}
+	n.publish(t, ws("c"), ws("d"))
+	late := dialWS(t, n, "/w", false)
+	if got := readText(t, late); got != "welcome 2" {
+		t.Fatalf("too old a copy: %q, want a fresh welcome 2", got)
+	}
+	if opens.Load() != 2 {
+		t.Fatalf("origin OPENs %d, want 2", opens.Load())
 	}
 }

@@ -53,11 +53,15 @@ func (s *Server) serveWebSocket(ctx *fasthttp.RequestCtx, rt *route) {
 	ws := s.newWSSession(ctx, rt)
 	fetch := ws.openFetcher()
 	creq := s.cacheRequest(ctx, rt, "ws", ws.lookupHeader, func() (func(string) string, cache.Fetcher) { return ws.lookupHeader, fetch })
+	creq.Outdated = s.outdated
 	e, result, err := s.cacheGet(rt, creq, fetch)
 	s.access.noteCache(ctx, result)
 	if err != nil {
 		s.originFailure(ctx, err)
 		return
+	}
+	if fromCache(result) && s.outdated(e) { // served only because the origin is down
+		s.metrics.cacheGaps.Inc()
 	}
 	events, err := ws.opened(&e.Response)
 	if err != nil {

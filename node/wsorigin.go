@@ -76,6 +76,10 @@ type wsSession struct {
 	gripExt  bool
 	prefix   []byte
 	detached bool // c:detach: the origin is done with, the client is not
+	// deferring is set while an answer's events are played: hub
+	// subscriptions (deferred) wait for its end (subscribeDeferred).
+	deferring bool
+	deferred  []string
 	// originEnded: a CLOSE or DISCONNECT is queued for the origin, which
 	// gets nothing after it.
 	originEnded  bool
@@ -134,33 +138,41 @@ func (ws *wsSession) openFetcher() cache.Fetcher {
 		since := ws.s.hub.Position()
 		r, err := ws.postEvents(open)
 		if r != nil {
-			r.Value = &parsed{since: since} // for replays to subscriptions the answer makes
-			r.NoStore = setsMeta(r)
+			var channels []string
+			r.NoStore, channels = openControl(r)
+			// since: for replays to the subscriptions the answer makes
+			r.Value = &parsed{since: since, wsChannels: channels}
 		}
 		return r, err
 	}
 }
 
-// setsMeta reports whether a WebSocket-over-HTTP answer sets connection
-// meta.
-func setsMeta(r *cache.Response) bool {
+// openControl reads what a WebSocket-over-HTTP answer does beyond its
+// messages: whether it sets connection meta (Set-Meta-* headers,
+// c:set-meta), and the channels its c:subscribe messages subscribe to.
+func openControl(r *cache.Response) (setsMeta bool, channels []string) {
 	for _, h := range r.Header {
 		if isSetMeta(h.Name) {
-			return true
+			setsMeta = true
 		}
 	}
 	evs, err := eventsOf(r)
 	if err != nil {
-		return false
+		return setsMeta, nil
 	}
 	for _, ev := range evs {
 		if p, ok := bytes.CutPrefix(ev.Content, []byte("c:")); ok && (ev.Type == grip.WSEventText || ev.Type == grip.WSEventBinary) {
-			if cm, err := grip.ParseControlMessage(p); err == nil && cm.Type == grip.ControlSetMeta {
-				return true
+			cm, err := grip.ParseControlMessage(p)
+			switch {
+			case err != nil:
+			case cm.Type == grip.ControlSetMeta:
+				setsMeta = true
+			case cm.Type == grip.ControlSubscribe:
+				channels = append(channels, cm.Channel)
 			}
 		}
 	}
-	return false
+	return setsMeta, channels
 }
 
 // postEvents POSTs events to the origin and returns its answer, whatever
@@ -486,6 +498,10 @@ func (ws *wsSession) answerClientClose(batch []grip.WSEvent) {
 // playOriginEvents sends the origin's events to the client and obeys its
 // control messages; since is the hub position when the origin was asked.
 func (ws *wsSession) playOriginEvents(evs []grip.WSEvent, since uint64) {
+	ws.mu.Lock()
+	ws.deferring = true
+	ws.mu.Unlock()
+	defer ws.subscribeDeferred(since)
 	for _, ev := range evs {
 		switch ev.Type {
 		case grip.WSEventText, grip.WSEventBinary:
@@ -499,6 +515,22 @@ func (ws *wsSession) playOriginEvents(evs []grip.WSEvent, since uint64) {
 			ws.client.originClosed(code, reason)
 		case grip.WSEventDisconnect:
 			ws.client.fc.Close(errOriginDisconnect)
+		}
+	}
+}
+
+// subscribeDeferred makes the hub subscriptions of the c:subscribe
+// messages of an answer once all its events are played: what they
+// replay was published after the answer was made, so it comes after the
+// answer's own messages. Limits were checked in order (subscribe).
+func (ws *wsSession) subscribeDeferred(since uint64) {
+	ws.mu.Lock()
+	defer ws.mu.Unlock()
+	names := ws.deferred
+	ws.deferred, ws.deferring = nil, false
+	for _, name := range names {
+		if _, ok := ws.channels[name]; ok && !ws.done {
+			ws.s.hub.SubscribeFrom(name, ws.client.fc, since)
 		}
 	}
 }
@@ -599,6 +631,10 @@ func (ws *wsSession) subscribe(channel string, filters []string, since uint64) {
 		return
 	}
 	ws.channels[channel] = struct{}{}
+	if ws.deferring {
+		ws.deferred = append(ws.deferred, channel)
+		return
+	}
 	ws.s.hub.SubscribeFrom(channel, ws.client.fc, since)
 }
 
