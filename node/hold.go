@@ -162,7 +162,8 @@ type responseTransport struct {
 	refetch   func() (*cache.Entry, error) // for hints
 	hinting   atomic.Bool
 	subs      *connSubs    // nil: no filters, prev-ids or meta
-	links     *linkFetcher // for a sequenced long-poll's retry; nil: none
+	links     *linkFetcher // for a sequenced long-poll's retry and the gone link; nil: none
+	goneLink  *grip.Link   // Grip-Link rel=gone, told when the long-poll ends
 }
 
 var _ fanout.Transport = (*responseTransport)(nil)
@@ -293,6 +294,11 @@ func (t *responseTransport) ChooseReplay(msgs []*fanout.Message) []*fanout.Messa
 
 func (t *responseTransport) Closed(reason error) {
 	t.markClosed(reason)
+	if t.links != nil {
+		if gone := t.links.resolve(t.goneLink, nil); gone != nil {
+			t.links.gone(gone)
+		}
+	}
 	if reason == nil && t.keepAlive && !t.s.draining.Load() {
 		t.s.serveAgain(t.hj)
 		return
@@ -314,7 +320,7 @@ func (s *Server) holdResponse(ctx *fasthttp.RequestCtx, hr, onTimeout heldRespon
 	acc := s.access.held(ctx, transportLongPoll, onTimeout.code)
 	s.hijack(ctx, func(c net.Conn) {
 		t := &responseTransport{heldConn: s.newHeldConn(c, channels, "response"), hj: c, held: hr, keepAlive: keepAlive,
-			refetch: refetch, subs: newConnSubs(in), links: lf}
+			refetch: refetch, subs: newConnSubs(in), links: lf, goneLink: in.GoneLink}
 		t.acc = acc
 		if t.connWriter == nil {
 			c.Close()

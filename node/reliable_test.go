@@ -349,19 +349,32 @@ func TestGoneLinkToldWhenClientLeaves(t *testing.T) {
 			gone <- r.Method + " " + r.URL.RequestURI() + " " + strconv.Itoa(len(b)) + " " + strconv.FormatBool(r.Header.Get("Grip-Sig") != "")
 		},
 	}}
+	o.paths["/lp"] = answerWith("timeout", "Grip-Hold", "response", "Grip-Channel", "lp", "Grip-Link", "</bye?who=2>; rel=gone")
 	n := startNode(t, o)
 	c := dialRaw(t, n.Addr())
 	c.get(t, "/s")
 	n.waitSubscribers(t, "c", 1)
 	c.Close()
-	select {
-	case got := <-gone:
-		if got != "POST /bye?who=1 0 true" {
-			t.Fatalf("gone request %q", got)
+	awaitGone := func(want string) {
+		select {
+		case got := <-gone:
+			if got != want {
+				t.Fatalf("gone request %q, want %q", got, want)
+			}
+		case <-time.After(waitTimeout):
+			t.Fatal("gone link never requested")
 		}
-	case <-time.After(waitTimeout):
-		t.Fatal("gone link never requested")
 	}
+	awaitGone("POST /bye?who=1 0 true")
+	// A long-poll tells its gone link when it ends, answered or not.
+	lp := dialRaw(t, n.Addr())
+	ans := lp.getAsync("/lp")
+	n.waitSubscribers(t, "lp", 1)
+	n.publish(t, lpItem("done"))
+	if a := await(t, ans); a.body != "done" {
+		t.Fatalf("long-poll answer %q", a.body)
+	}
+	awaitGone("POST /bye?who=2 0 true")
 }
 
 // TestSequencedLongPollRetried: a long-poll whose message does not follow
