@@ -72,7 +72,8 @@ lint:
 	$(GO) run $(STATICCHECK) $(PKGS)
 
 # bench-compare: Pushpin (installed from Debian if missing) and edgepush side by side, same scenarios,
-# same run; writes the table into BENCHMARKS.md. Env: CONNS=5000 RUNS=3, QUICK=1 for a smoke run.
+# same run; writes the table, and the latency plots (docs/bench/) side by side, into BENCHMARKS.md.
+# Env: CONNS=5000 RUNS=3, QUICK=1 for a smoke run.
 bench-compare:
 	loadtest/scripts/bench-compare.sh
 

@@ -137,14 +137,14 @@ func (s *Server) originDo(rt *route, req *fasthttp.Request, resp *fasthttp.Respo
 		}
 		start := time.Now()
 		err = o.client.do(req, resp)
-		s.metrics.originDone(start, err, resp.StatusCode())
+		s.metrics.originDone(o, start, err, resp.StatusCode())
 		o.breaker.record(!originFailing(err, resp.StatusCode()))
 		if err == nil || !isDialError(err) {
 			return err
 		}
 	}
 	if errors.Is(err, errCircuitOpen) {
-		s.metrics.originRejected.Inc()
+		s.metrics.breakerRejected(rt)
 	}
 	return err
 }
