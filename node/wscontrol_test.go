@@ -115,17 +115,6 @@ func (o *scriptedWSOrigin) emptyRequests() int {
 	return n
 }
 
-// events returns the events of every request so far, in order.
-func (o *scriptedWSOrigin) events() []grip.WSEvent {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	var evs []grip.WSEvent
-	for _, r := range o.reqs {
-		evs = append(evs, r.events...)
-	}
-	return evs
-}
-
 // dialScripted opens a WebSocket to the node and reads its first message.
 func dialScripted(t *testing.T, n *testNode, first string) *websocket.Conn {
 	t.Helper()
