@@ -245,12 +245,12 @@ func (c *Cluster) onEvent(ev memberlist.NodeEvent) {
 	}
 }
 
-// memberState is a member's state for Stats: memberlist's Node.State is
-// never updated (always alive), and Members lists no dead member, so
-// what is known is whether it said it is leaving.
+// memberState is a member's state for Stats, "alive" or "left" (it is
+// leaving): memberlist's Node.State is never updated (always alive), and
+// a member is in Stats until it has left or been declared dead.
 func memberState(m meta) string {
 	if m.Leaving {
-		return "leaving"
+		return "left"
 	}
 	return "alive"
 }
