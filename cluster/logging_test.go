@@ -1,57 +1,23 @@
 package cluster
 
 import (
-	"bytes"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log"
 	"log/slog"
 	"strings"
-	"sync"
 	"testing"
 	"time"
+
+	"github.com/edgepush/edgepush/internal/testlog"
 )
 
-// logCapture is a JSON slog handler's output, at info level (the node's
-// default), kept for a test to read.
-type logCapture struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
+// logCapture is a JSON logger's output, kept for a test to read.
+type logCapture struct{ testlog.Buffer }
 
-func (c *logCapture) Write(p []byte) (int, error) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.buf.Write(p)
-}
+func (c *logCapture) logger(level slog.Level) *slog.Logger { return c.Logger(level) }
 
-func (c *logCapture) logger(level slog.Level) *slog.Logger {
-	return slog.New(slog.NewJSONHandler(c, &slog.HandlerOptions{Level: level}))
-}
-
-// lines returns the captured lines, each decoded.
-func (c *logCapture) lines(tb testing.TB) []map[string]any {
-	tb.Helper()
-	c.mu.Lock()
-	text := c.buf.String()
-	c.mu.Unlock()
-	var out []map[string]any
-	for l := range strings.SplitSeq(strings.TrimSpace(text), "\n") {
-		if l == "" {
-			continue
-		}
-		if k := duplicateKey(l); k != "" {
-			tb.Errorf("log line with the key %q twice: %s", k, l)
-		}
-		var m map[string]any
-		if err := json.Unmarshal([]byte(l), &m); err != nil {
-			tb.Fatalf("log line %q: %v", l, err)
-		}
-		out = append(out, m)
-	}
-	return out
-}
+func (c *logCapture) lines(tb testing.TB) []map[string]any { return c.Lines(tb) }
 
 // find returns the first captured line at level or above whose message
 // contains msg, nil if none.
@@ -65,32 +31,6 @@ func (c *logCapture) find(tb testing.TB, level slog.Level, msg string) map[strin
 		}
 	}
 	return nil
-}
-
-// duplicateKey returns a key that occurs twice at the top level of the
-// JSON object line, "" if none does.
-func duplicateKey(line string) string {
-	dec := json.NewDecoder(strings.NewReader(line))
-	if t, err := dec.Token(); err != nil || t != json.Delim('{') {
-		return ""
-	}
-	seen := map[string]bool{}
-	for dec.More() {
-		t, err := dec.Token()
-		if err != nil {
-			return ""
-		}
-		k, _ := t.(string)
-		if seen[k] {
-			return k
-		}
-		seen[k] = true
-		var v json.RawMessage
-		if dec.Decode(&v) != nil {
-			return ""
-		}
-	}
-	return ""
 }
 
 // A member whose -cluster-key differs from the tier's, or that has none,

@@ -6,9 +6,10 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
+
+	"github.com/edgepush/edgepush/internal/testlog"
 )
 
 func TestConfigFileAndFlags(t *testing.T) {
@@ -150,23 +151,6 @@ func TestConfigWarnings(t *testing.T) {
 }
 
 // logCapture is a JSON logger's output, for a test to read.
-type logCapture struct {
-	mu  sync.Mutex
-	buf strings.Builder
-}
+type logCapture struct{ testlog.Buffer }
 
-func (c *logCapture) Write(p []byte) (int, error) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.buf.Write(p)
-}
-
-func (c *logCapture) String() string {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.buf.String()
-}
-
-func (c *logCapture) logger() *slog.Logger {
-	return slog.New(slog.NewJSONHandler(c, &slog.HandlerOptions{Level: slog.LevelInfo}))
-}
+func (c *logCapture) logger() *slog.Logger { return c.Logger(slog.LevelInfo) }
