@@ -52,12 +52,7 @@ func run(args, environ []string, stdout, stderr io.Writer) int {
 	withDemo := fs.Bool("demo", false, "run the built-in demo origin (used when -origin is not set)")
 	showVersion := fs.Bool("version", false, "print the version and exit")
 	checkOnly := fs.Bool("check-config", false, "check the settings as starting would, print what is wrong and exit (0: valid, 2: not); nothing listens")
-	fail := func(code int, err error) int {
-		for l := range strings.SplitSeq(err.Error(), "\n") {
-			fmt.Fprintln(stderr, "edgepush: "+l)
-		}
-		return code
-	}
+	fail := func(code int, err error) int { return printError(stderr, code, err) }
 
 	switch err := fs.Parse(args); {
 	case errors.Is(err, flag.ErrHelp):
@@ -173,13 +168,19 @@ func checkConfig(cfg node.Config, demoOrigin bool, loader *node.Loader, warnings
 		}
 	}
 	if err != nil {
-		for l := range strings.SplitSeq(annotate(err, loader).Error(), "\n") {
-			fmt.Fprintln(stderr, "edgepush: "+l)
-		}
-		return exitUsage
+		return printError(stderr, exitUsage, annotate(err, loader))
 	}
 	fmt.Fprintln(stdout, "edgepush: configuration OK")
 	return exitOK
+}
+
+// printError writes err to w, each of its lines as "edgepush: LINE",
+// and returns code.
+func printError(w io.Writer, code int, err error) int {
+	for l := range strings.SplitSeq(err.Error(), "\n") {
+		fmt.Fprintln(w, "edgepush: "+l)
+	}
+	return code
 }
 
 // flagError rewrites the flag package's parse errors: an unknown flag is
