@@ -8,10 +8,11 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
-	"io"
 	"log"
 	"net"
+	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -40,16 +41,33 @@ type Cluster struct {
 
 	mu    sync.Mutex
 	peers map[string]*peer
+	// members is every member as its latest event showed it, this one
+	// included: copies, unlike memberlist's Members, whose Nodes
+	// memberlist keeps writing to.
+	members map[string]memberlist.Node
+
+	// localAddr is LocalAddr, read once: memberlist rewrites the local
+	// node when its metadata changes (Leave).
+	localAddr string
+
+	// mlLog receives memberlist's own log lines.
+	mlLog *memberlistLog
 
 	received, duplicates atomic.Uint64
 	shutdown             sync.Once
-	left, closed         atomic.Bool
+	leaving, left        atomic.Bool // leaving: in NodeMeta, from Leave on
+	closed               atomic.Bool
 }
 
 // meta is what a member tells the others about itself.
 type meta struct {
 	Control string `json:"control"`
 	Version string `json:"version"`
+	// Leaving is set by a member that leaves gracefully (Leave), just
+	// before it leaves: the others then log it as left, not failed.
+	// memberlist's leave event does not say which (its Node.State is
+	// never updated).
+	Leaving bool `json:"leaving,omitempty"`
 }
 
 // New checks cfg and creates the memberlist (bound, not joined).
@@ -63,18 +81,26 @@ func New(cfg Config) (*Cluster, error) {
 		return nil, fmt.Errorf("cluster: %w", err)
 	}
 	c.ml = ml
+	c.localAddr = ml.LocalNode().Address()
 	return c, nil
 }
 
 // newCluster is New without memberlist, for a checked cfg: enough for
 // Receive and the op log.
 func newCluster(cfg Config) *Cluster {
+	// Each line says which part wrote it, once: memberlist's lines are
+	// not the cluster's.
+	base := cfg.Log
+	cfg.Log = base.With("component", "cluster")
 	c := &Cluster{
+		mlLog:  newMemberlistLog(base.With("component", "memberlist")),
 		cfg:    cfg,
 		inc:    time.Now().UnixNano(),
 		events: make(chan memberlist.NodeEvent, 1024),
 		stop:   make(chan struct{}),
 		peers:  map[string]*peer{},
+
+		members: map[string]memberlist.Node{},
 	}
 	c.log = newOpLog(&c.cfg)
 	return c
@@ -104,7 +130,7 @@ func (c *Cluster) memberlistConfig() *memberlist.Config {
 	mc.Label = c.cfg.Label
 	mc.Delegate = delegate{c}
 	mc.Events = &memberlist.ChannelEventDelegate{Ch: c.events}
-	mc.Logger = log.New(logWriter{c.cfg.Log}, "", 0)
+	mc.Logger = log.New(c.mlLog, "", 0)
 	if c.cfg.Tune != nil {
 		c.cfg.Tune(mc)
 	}
@@ -137,16 +163,17 @@ func (c *Cluster) Start() {
 	}
 }
 
-// join tries the seeds until one of them answers.
+// join tries the seeds until one of them answers; failures are logged
+// at warn now and then (logJoinFailure).
 func (c *Cluster) join() {
 	defer c.wg.Done()
-	for {
+	for attempt := 1; ; attempt++ {
 		n, err := c.ml.Join(c.cfg.Join)
 		if n > 0 {
-			c.cfg.Log.Info("joined the tier", "contacted", n)
+			c.cfg.Log.Info("joined the tier", "contacted", n, "attempts", attempt)
 			return
 		}
-		c.cfg.Log.Debug("join failed, retrying", "err", err)
+		logJoinFailure(c.cfg.Log, attempt, c.cfg.Join, err)
 		select {
 		case <-c.stop:
 			return
@@ -171,15 +198,21 @@ func (c *Cluster) watch() {
 
 func (c *Cluster) onEvent(ev memberlist.NodeEvent) {
 	n := ev.Node
-	if n.Name == c.cfg.Name {
-		return
-	}
 	var m meta
 	json.Unmarshal(n.Meta, &m)
 	c.mu.Lock()
 	if c.closed.Load() {
 		// Shutdown has stopped the peers (this event waited for the
 		// lock meanwhile): a peer started now would never be stopped.
+		c.mu.Unlock()
+		return
+	}
+	if ev.Event == memberlist.NodeLeave {
+		delete(c.members, n.Name)
+	} else {
+		c.members[n.Name] = *n
+	}
+	if n.Name == c.cfg.Name {
 		c.mu.Unlock()
 		return
 	}
@@ -204,22 +237,22 @@ func (c *Cluster) onEvent(ev memberlist.NodeEvent) {
 	if ev.Event == memberlist.NodeLeave {
 		// Its queue is dropped: it left or was declared dead; it gets
 		// operations again when it rejoins.
-		c.cfg.Log.Info("tier member left", "node", n.Name, "state", stateName(n.State))
+		if m.Leaving {
+			c.cfg.Log.Info("tier member left", "node", n.Name, "state", "left")
+		} else {
+			c.cfg.Log.Warn("tier member failed: declared dead, it did not answer probes", "node", n.Name, "state", "failed")
+		}
 	}
 }
 
-func stateName(s memberlist.NodeStateType) string {
-	switch s {
-	case memberlist.StateAlive:
-		return "alive"
-	case memberlist.StateSuspect:
-		return "suspect"
-	case memberlist.StateDead:
-		return "dead"
-	case memberlist.StateLeft:
+// memberState is a member's state for Stats, "alive" or "left" (it is
+// leaving): memberlist's Node.State is never updated (always alive), and
+// a member is in Stats until it has left or been declared dead.
+func memberState(m meta) string {
+	if m.Leaving {
 		return "left"
 	}
-	return "unknown"
+	return "alive"
 }
 
 // Broadcast sends an operation of kind with data to every other alive
@@ -344,7 +377,8 @@ type Member struct {
 type Stats struct {
 	// Node is this member's name.
 	Node string `json:"node"`
-	// Members lists the members memberlist knows, this one included.
+	// Members lists the members memberlist knows, this one included, by
+	// name, as its membership events last showed them.
 	Members []Member `json:"members"`
 	// Received counts operations applied from peers' batches.
 	Received uint64 `json:"ops_received"`
@@ -364,16 +398,17 @@ type Stats struct {
 func (c *Cluster) Stats() Stats {
 	st := Stats{Node: c.cfg.Name, Received: c.received.Load(), Duplicates: c.duplicates.Load(),
 		Replayed: c.log.replayed.Load(), Logged: c.log.len()}
-	for _, n := range c.ml.Members() {
+	c.mu.Lock()
+	for _, n := range c.members {
 		var m meta
 		json.Unmarshal(n.Meta, &m)
-		st.Members = append(st.Members, Member{Name: n.Name, Addr: n.Address(), Control: m.Control, Version: m.Version, State: stateName(n.State)})
+		st.Members = append(st.Members, Member{Name: n.Name, Addr: n.Address(), Control: m.Control, Version: m.Version, State: memberState(m)})
 	}
-	c.mu.Lock()
 	for _, p := range c.peers {
 		st.Peers = append(st.Peers, p.stats())
 	}
 	c.mu.Unlock()
+	slices.SortFunc(st.Members, func(a, b Member) int { return strings.Compare(a.Name, b.Name) })
 	return st
 }
 
@@ -381,14 +416,28 @@ func (c *Cluster) Stats() Stats {
 func (c *Cluster) NumMembers() int { return c.ml.NumMembers() }
 
 // LocalAddr is the memberlist address others join (host:port).
-func (c *Cluster) LocalAddr() string { return c.ml.LocalNode().Address() }
+func (c *Cluster) LocalAddr() string { return c.localAddr }
 
-// Leave tells the tier this node is going, waiting up to timeout.
+// Leave tells the tier this node is going, waiting up to timeout (zero or
+// negative: as long as it takes): first its metadata says it is leaving
+// (so that the others log it as left, not failed), then it leaves.
 func (c *Cluster) Leave(timeout time.Duration) error {
 	if c.closed.Load() || c.left.Swap(true) {
 		return nil // memberlist panics on Leave after Shutdown
 	}
-	return c.ml.Leave(timeout)
+	c.leaving.Store(true)
+	if timeout <= 0 {
+		if err := c.ml.UpdateNode(0); err != nil {
+			c.cfg.Log.Debug("telling the tier this member is leaving", "err", err)
+		}
+		return c.ml.Leave(0)
+	}
+	deadline := time.Now().Add(timeout)
+	if err := c.ml.UpdateNode(timeout / 2); err != nil {
+		c.cfg.Log.Debug("telling the tier this member is leaving", "err", err)
+	}
+	// memberlist waits forever for a zero timeout: never pass one.
+	return c.ml.Leave(max(time.Until(deadline), time.Millisecond))
 }
 
 // Shutdown stops delivery and memberlist. It is idempotent; call Leave
@@ -403,6 +452,7 @@ func (c *Cluster) Shutdown() error {
 			p.close()
 			delete(c.peers, name)
 		}
+		clear(c.members)
 		c.mu.Unlock()
 		err = c.ml.Shutdown()
 		c.wg.Wait()
@@ -414,7 +464,7 @@ func (c *Cluster) Shutdown() error {
 type delegate struct{ c *Cluster }
 
 func (d delegate) NodeMeta(limit int) []byte {
-	b, _ := json.Marshal(meta{Control: d.c.cfg.ControlAddr, Version: d.c.cfg.Version})
+	b, _ := json.Marshal(meta{Control: d.c.cfg.ControlAddr, Version: d.c.cfg.Version, Leaving: d.c.leaving.Load()})
 	if len(b) > limit {
 		return nil
 	}
@@ -426,15 +476,3 @@ func (d delegate) LocalState(join bool) []byte                { return d.c.log.s
 func (d delegate) MergeRemoteState(buf []byte, join bool) {
 	d.c.log.merge(buf, d.c.cfg.Name, d.c.cfg.Handler.HandleOp)
 }
-
-// logWriter routes memberlist's log lines to slog at debug level.
-type logWriter struct {
-	log interface{ Debug(string, ...any) }
-}
-
-func (w logWriter) Write(p []byte) (int, error) {
-	w.log.Debug(string(p), "component", "memberlist")
-	return len(p), nil
-}
-
-var _ io.Writer = logWriter{}

@@ -76,7 +76,10 @@ type Config struct {
 	Local bool
 	// Tune, if set, adjusts the memberlist configuration last.
 	Tune func(*memberlist.Config)
-	// Log receives membership events; nil: no logging.
+	// Log receives membership events, join failures and memberlist's own
+	// lines (at the level each names: see memberlistLog), each with a
+	// "component" attribute, "cluster" or "memberlist": Log must not
+	// carry one already. Nil: no logging.
 	Log *slog.Logger
 }
 

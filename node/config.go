@@ -1,12 +1,11 @@
 package node
 
 import (
-	"bufio"
 	"errors"
 	"flag"
 	"fmt"
 	"net"
-	"os"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -17,9 +16,15 @@ import (
 type Config struct {
 	// Listen is the client listener address. Default ":7999".
 	Listen string
-	// Control is the control API listener (publish, status). Default
-	// "127.0.0.1:5561".
+	// Control is the control API listener (publish, purge, status,
+	// metrics, health). Default "127.0.0.1:5561".
 	Control string
+	// MetricsListen, when set, is a listener serving only GET /healthz,
+	// /readyz and /metrics (the latter with the publish key if
+	// MetricsAuth): for probes and scrapers on a network the control API
+	// must not be reachable from (a container's). Empty: none (they are on
+	// Control).
+	MetricsListen string
 	// Origin is the origin's base URL, e.g. "http://127.0.0.1:8080": the
 	// catch-all route, taking what no route in Routes takes. Required
 	// unless Routes is set.
@@ -324,18 +329,19 @@ func DefaultConfig() Config {
 // names.
 func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.Listen, "listen", c.Listen, "client listener `address`")
-	fs.StringVar(&c.Control, "control", c.Control, "control API listener `address` (publish, status)")
+	fs.StringVar(&c.Control, "control", c.Control, "control API listener `address` (publish, purge, status, metrics, health)")
+	fs.StringVar(&c.MetricsListen, "metrics-listen", c.MetricsListen, "listener `address` serving only /healthz, /readyz and /metrics (empty: none)")
 	fs.StringVar(&c.Origin, "origin", c.Origin, "origin base `URL`, e.g. http://127.0.0.1:8080: the catch-all route")
 	fs.StringVar(&c.SigKey, "sig-key", c.SigKey, "Grip-Sig signing `key` (base64:... for binary); empty: a random key")
 	fs.StringVar(&c.SigIss, "sig-iss", c.SigIss, "Grip-Sig issuer")
 	fs.StringVar(&c.PublishKey, "publish-key", c.PublishKey, "`key` required on the control API; empty: no auth")
-	fs.DurationVar(&c.PublishJWTMaxLifetime, "publish-jwt-max-lifetime", c.PublishJWTMaxLifetime, "longest validity of a publish-key JWT: its exp (required) at most this after now and after iat (0: default)")
-	fs.DurationVar(&c.OriginTimeout, "origin-timeout", c.OriginTimeout, "origin request timeout")
-	fs.DurationVar(&c.OriginDialTimeout, "origin-dial-timeout", c.OriginDialTimeout, "origin connect timeout")
-	fs.IntVar(&c.OriginMaxBody, "origin-max-body", c.OriginMaxBody, "origin response body limit in `bytes`")
-	fs.IntVar(&c.OriginRetries, "origin-retries", c.OriginRetries, "retries of an idempotent origin request (0-2)")
-	fs.IntVar(&c.OriginMaxConns, "origin-max-conns", c.OriginMaxConns, "connections to the origin")
-	fs.IntVar(&c.OriginMaxHeaderBytes, "origin-max-header-bytes", c.OriginMaxHeaderBytes, "origin response header limit in `bytes`")
+	fs.Var(durationFlag(&c.PublishJWTMaxLifetime), "publish-jwt-max-lifetime", "longest validity of a publish-key JWT: its exp (required) at most this after now and after iat (0: default)")
+	fs.Var(durationFlag(&c.OriginTimeout), "origin-timeout", "origin request timeout")
+	fs.Var(durationFlag(&c.OriginDialTimeout), "origin-dial-timeout", "origin connect timeout")
+	fs.Var(sizeFlag(&c.OriginMaxBody), "origin-max-body", "origin response body limit (`size`: bytes, or 64KiB, 10MB, …)")
+	fs.Var(intFlag(&c.OriginRetries), "origin-retries", "retries of an idempotent origin request (0-2)")
+	fs.Var(intFlag(&c.OriginMaxConns), "origin-max-conns", "connections to the origin")
+	fs.Var(sizeFlag(&c.OriginMaxHeaderBytes), "origin-max-header-bytes", "origin response header limit (`size`: bytes, or 64KiB, 10MB, …)")
 	fs.StringVar(&c.ControlHosts, "control-hosts", c.ControlHosts, "host `names` the control API answers to without -publish-key (besides IPs and localhost)")
 	fs.Var(&c.Routes, "route", "a `route`: \"host=H path=/p/ origin=URL[,URL] ...\" (repeat; see README)")
 	fs.StringVar(&c.TrustXFF, "trust-xff", c.TrustXFF, "`CIDRs` of proxies whose X-Forwarded-For is appended to (others': replaced)")
@@ -343,120 +349,82 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.OriginCAFile, "origin-ca-file", c.OriginCAFile, "PEM `file` of the CAs of HTTPS origins (default: the system's)")
 	fs.StringVar(&c.OriginClientCert, "origin-client-cert", c.OriginClientCert, "PEM `file`: client certificate for HTTPS origins")
 	fs.StringVar(&c.OriginClientKey, "origin-client-key", c.OriginClientKey, "PEM `file`: key of -origin-client-cert")
-	fs.IntVar(&c.MaxConns, "max-conns", c.MaxConns, "client connections (held ones included); over it: 503")
-	fs.IntVar(&c.MaxHeaderBytes, "max-header-bytes", c.MaxHeaderBytes, "client request header limit in `bytes`")
-	fs.IntVar(&c.MaxBody, "max-body", c.MaxBody, "client request body limit in `bytes`")
-	fs.DurationVar(&c.ReadTimeout, "read-timeout", c.ReadTimeout, "time to read a client request")
-	fs.DurationVar(&c.IdleTimeout, "idle-timeout", c.IdleTimeout, "idle keep-alive client connection timeout")
-	fs.IntVar(&c.MaxChannels, "max-channels", c.MaxChannels, "channels per connection")
-	fs.IntVar(&c.MaxQueueBytes, "max-queue-bytes", c.MaxQueueBytes, "`bytes` a held connection may fall behind once its socket stops taking data, before it is dropped as a slow consumer")
-	fs.IntVar(&c.MaxPendingBytes, "max-pending-bytes", c.MaxPendingBytes, "`bytes` queued per held connection in any case, waiting for the node's writers included (0: 16 × -max-queue-bytes)")
-	fs.DurationVar(&c.WriteTimeout, "write-timeout", c.WriteTimeout, "give up on a held connection that accepts nothing for this long")
-	fs.IntVar(&c.MaxPublishBody, "max-publish-body", c.MaxPublishBody, "control API request body limit in `bytes`")
-	fs.IntVar(&c.WSReadLimit, "ws-read-limit", c.WSReadLimit, "largest WebSocket message from a client, in `bytes`")
-	fs.DurationVar(&c.WSPingInterval, "ws-ping-interval", c.WSPingInterval, "WebSocket ping interval")
-	fs.IntVar(&c.WSMaxPending, "ws-max-pending", c.WSMaxPending, "`bytes` of client WebSocket messages waiting for the origin")
-	fs.IntVar(&c.WSOriginRetries, "ws-origin-retries", c.WSOriginRetries, "retries of a failed WebSocket-over-HTTP request")
-	fs.BoolVar(&c.WSCompression, "ws-compression", c.WSCompression, "negotiate WebSocket permessage-deflate")
+	fs.Var(intFlag(&c.MaxConns), "max-conns", "client connections (held ones included); over it: 503")
+	fs.Var(sizeFlag(&c.MaxHeaderBytes), "max-header-bytes", "client request header limit (`size`: bytes, or 64KiB, 10MB, …)")
+	fs.Var(sizeFlag(&c.MaxBody), "max-body", "client request body limit (`size`: bytes, or 64KiB, 10MB, …)")
+	fs.Var(durationFlag(&c.ReadTimeout), "read-timeout", "time to read a client request")
+	fs.Var(durationFlag(&c.IdleTimeout), "idle-timeout", "idle keep-alive client connection timeout")
+	fs.Var(intFlag(&c.MaxChannels), "max-channels", "channels per connection")
+	fs.Var(sizeFlag(&c.MaxQueueBytes), "max-queue-bytes", "`size` a held connection may fall behind once its socket stops taking data, before it is dropped as a slow consumer")
+	fs.Var(sizeFlag(&c.MaxPendingBytes), "max-pending-bytes", "`size` queued per held connection in any case, waiting for the node's writers included (0: 16 × -max-queue-bytes)")
+	fs.Var(durationFlag(&c.WriteTimeout), "write-timeout", "give up on a held connection that accepts nothing for this long")
+	fs.Var(sizeFlag(&c.MaxPublishBody), "max-publish-body", "control API request body limit (`size`: bytes, or 64KiB, 10MB, …)")
+	fs.Var(sizeFlag(&c.WSReadLimit), "ws-read-limit", "largest WebSocket message from a client (`size`: bytes, or 64KiB, 10MB, …)")
+	fs.Var(durationFlag(&c.WSPingInterval), "ws-ping-interval", "WebSocket ping interval")
+	fs.Var(sizeFlag(&c.WSMaxPending), "ws-max-pending", "`size` of client WebSocket messages waiting for the origin")
+	fs.Var(intFlag(&c.WSOriginRetries), "ws-origin-retries", "retries of a failed WebSocket-over-HTTP request")
+	fs.Var(boolFlag(&c.WSCompression), "ws-compression", "negotiate WebSocket permessage-deflate")
 	fs.StringVar(&c.WSAllowedOrigins, "ws-allowed-origins", c.WSAllowedOrigins, "comma-separated WebSocket Origin values allowed (handshakes without Origin, from non-browser clients, are let through); empty: any")
-	fs.BoolVar(&c.CacheOff, "cache-off", c.CacheOff, "turn the edge cache off")
-	fs.Int64Var(&c.CacheMaxBytes, "cache-max-bytes", c.CacheMaxBytes, "edge cache memory limit in `bytes`")
-	fs.DurationVar(&c.StaleIfError, "stale-if-error", c.StaleIfError, "serve cached responses this long past freshness while the origin fails (0: never), unless the response says")
-	fs.IntVar(&c.OriginFailures, "origin-failures", c.OriginFailures, "consecutive origin failures that open the circuit breaker (negative: never)")
+	fs.Var(boolFlag(&c.CacheOff), "cache-off", "turn the edge cache off")
+	fs.Var(sizeFlag(&c.CacheMaxBytes), "cache-max-bytes", "edge cache memory limit (`size`: bytes, or 64KiB, 10MB, …)")
+	fs.Var(durationFlag(&c.StaleIfError), "stale-if-error", "serve cached responses this long past freshness while the origin fails (0: never), unless the response says")
+	fs.Var(intFlag(&c.OriginFailures), "origin-failures", "consecutive origin failures that open the circuit breaker (negative: never)")
 	fs.StringVar(&c.OriginProbePath, "origin-probe-path", c.OriginProbePath, "path the breaker probes the origin with")
-	fs.DurationVar(&c.OriginProbeMaxPause, "origin-probe-max-pause", c.OriginProbeMaxPause, "longest pause between origin probes")
-	fs.DurationVar(&c.PurgeInterval, "purge-interval", c.PurgeInterval, "per-key purge rate limit (0: none)")
-	fs.IntVar(&c.HistorySize, "history-size", c.HistorySize, "recent messages kept per channel for replay (0: none)")
-	fs.DurationVar(&c.HistoryAge, "history-age", c.HistoryAge, "how long channel history is kept")
-	fs.Int64Var(&c.HistoryMaxBytes, "history-max-bytes", c.HistoryMaxBytes, "memory limit in `bytes` of all channels' history together (oldest messages dropped first)")
-	fs.DurationVar(&c.PublishIDTTL, "publish-id-ttl", c.PublishIDTTL, "drop a published item whose id was seen on its channel within this long (0: no deduplication)")
-	fs.DurationVar(&c.SequenceWait, "sequence-wait", c.SequenceWait, "how long an item waits for the item its prev-id names before it is delivered anyway (0: never waits)")
+	fs.Var(durationFlag(&c.OriginProbeMaxPause), "origin-probe-max-pause", "longest pause between origin probes")
+	fs.Var(durationFlag(&c.PurgeInterval), "purge-interval", "per-key purge rate limit (0: none)")
+	fs.Var(intFlag(&c.HistorySize), "history-size", "recent messages kept per channel for replay (0: none)")
+	fs.Var(durationFlag(&c.HistoryAge), "history-age", "how long channel history is kept")
+	fs.Var(sizeFlag(&c.HistoryMaxBytes), "history-max-bytes", "memory limit (`size`: bytes, or 64KiB, 10MB, …) of all channels' history together (oldest messages dropped first)")
+	fs.Var(durationFlag(&c.PublishIDTTL), "publish-id-ttl", "drop a published item whose id was seen on its channel within this long (0: no deduplication)")
+	fs.Var(durationFlag(&c.SequenceWait), "sequence-wait", "how long an item waits for the item its prev-id names before it is delivered anyway (0: never waits)")
 	fs.StringVar(&c.ClusterBind, "cluster-bind", c.ClusterBind, "memberlist `host:port`: join a tier of nodes (empty: single node)")
 	fs.StringVar(&c.ClusterAdvertise, "cluster-advertise", c.ClusterAdvertise, "memberlist `host:port` other members use")
 	fs.StringVar(&c.Join, "join", c.Join, "tier members to join, `host:port,...` (retried until one answers)")
 	fs.StringVar(&c.NodeName, "node-name", c.NodeName, "unique node name in the tier (default: hostname)")
 	fs.StringVar(&c.ClusterKey, "cluster-key", c.ClusterKey, "tier encryption `key` (16, 24 or 32 bytes, base64:... for binary)")
 	fs.StringVar(&c.ClusterLabel, "cluster-label", c.ClusterLabel, "tier label, keeps tiers on one network apart")
-	fs.BoolVar(&c.ClusterLocal, "cluster-local", c.ClusterLocal, "fast memberlist timings for a tier on one host")
-	fs.DurationVar(&c.ClusterPushPull, "cluster-push-pull", c.ClusterPushPull, "how often tier members exchange state (0: memberlist's default)")
+	fs.Var(boolFlag(&c.ClusterLocal), "cluster-local", "fast memberlist timings for a tier on one host")
+	fs.Var(durationFlag(&c.ClusterPushPull), "cluster-push-pull", "how often tier members exchange state (0: memberlist's default)")
 	fs.StringVar(&c.LogLevel, "log-level", c.LogLevel, "log level: debug, info, warn, error")
 	fs.StringVar(&c.AccessLog, "access-log", c.AccessLog, "access log `file` (JSON lines, appended; - for stderr; empty: off)")
-	fs.BoolVar(&c.MetricsAuth, "metrics-auth", c.MetricsAuth, "require the publish key on GET /metrics too")
-	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", c.ShutdownTimeout, "how long a graceful shutdown may take after the drain")
+	fs.Var(boolFlag(&c.MetricsAuth), "metrics-auth", "require the publish key on GET /metrics too")
+	fs.Var(durationFlag(&c.ShutdownTimeout), "shutdown-timeout", "how long a graceful shutdown may take after the drain")
 	fs.StringVar(&c.TLSListen, "tls-listen", c.TLSListen, "HTTPS client listener `address` (empty: none)")
 	fs.Var(&c.TLSCert, "tls-cert", "TLS certificate `file` (repeat for several, paired with -tls-key by position; chosen by SNI)")
 	fs.Var(&c.TLSKey, "tls-key", "TLS private key `file` (repeat, paired with -tls-cert)")
-	fs.DurationVar(&c.DrainDelay, "drain-delay", c.DrainDelay, "on shutdown, keep accepting this long after /readyz turns 503")
-	fs.DurationVar(&c.DrainPeriod, "drain-period", c.DrainPeriod, "on shutdown, end held connections spread over this long")
+	fs.Var(durationFlag(&c.DrainDelay), "drain-delay", "on shutdown, keep accepting this long after /readyz turns 503")
+	fs.Var(durationFlag(&c.DrainPeriod), "drain-period", "on shutdown, end held connections spread over this long")
 }
 
-// LoadConfigFile sets, on fs, every setting found in the file at path that
-// was not given on the command line (explicit flags win). The file holds
-// one "name = value" (or "name value") per line, names as the flags without
-// the dash; blank lines and lines starting with # are ignored.
-func LoadConfigFile(fs *flag.FlagSet, path string) error {
-	f, err := os.Open(path)
+// Check reports what New would refuse in c (the same errors, but for
+// those only parsing the keys and opening the certificates and the access
+// log finds) and the settings that do nothing as given (warnings, which
+// New logs and does not refuse).
+func (c Config) Check() (warnings []string, err error) {
+	c, warnings, err = c.withDefaults()
 	if err != nil {
-		return fmt.Errorf("config: %w", err)
+		return warnings, err
 	}
-	defer f.Close()
-	explicit := map[string]bool{}
-	fs.Visit(func(fl *flag.Flag) { explicit[fl.Name] = true })
-	sc := bufio.NewScanner(f)
-	for line := 1; sc.Scan(); line++ {
-		name, value, ok := parseConfigLine(sc.Text())
-		if !ok {
-			continue
-		}
-		if fs.Lookup(name) == nil || name == "config" {
-			return fmt.Errorf("config: %s:%d: unknown setting %q", path, line, name)
-		}
-		if explicit[name] {
-			continue
-		}
-		if err := fs.Set(name, value); err != nil {
-			return fmt.Errorf("config: %s:%d: %s: %w", path, line, name, err)
-		}
-	}
-	if err := sc.Err(); err != nil {
-		return fmt.Errorf("config: %s: %w", path, err)
-	}
-	return nil
-}
-
-func parseConfigLine(s string) (name, value string, ok bool) {
-	s = strings.TrimSpace(s)
-	if s == "" || strings.HasPrefix(s, "#") {
-		return "", "", false
-	}
-	if i := strings.IndexAny(s, "= \t"); i >= 0 {
-		name, value = s[:i], strings.TrimSpace(s[i:])
-		value = strings.TrimSpace(strings.TrimPrefix(value, "="))
-	} else {
-		name = s
-	}
-	return strings.TrimPrefix(name, "-"), unquote(value), true
-}
-
-func unquote(s string) string {
-	if len(s) >= 2 && (s[0] == '"' && s[len(s)-1] == '"' || s[0] == '\'' && s[len(s)-1] == '\'') {
-		return s[1 : len(s)-1]
-	}
-	return s
+	_, err = newRouteTable(c, []byte("check"))
+	return warnings, err
 }
 
 // withDefaults returns c with zero fields set to their defaults and checks
-// it.
-func (c Config) withDefaults() (Config, error) {
+// it: errors for settings that are invalid or that would do nothing where
+// the intent is plain (a tier member, an HTTPS listener), warnings for
+// settings that only do nothing. Each message starts with "config: -NAME".
+func (c Config) withDefaults() (Config, []string, error) {
 	d := DefaultConfig()
 	var errs []error
+	var warnings []string
+	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf("config: "+format, args...)) }
+	warn := func(format string, args ...any) { warnings = append(warnings, fmt.Sprintf("config: "+format, args...)) }
+
+	// Zero: the default.
 	setDefault(&c.Listen, d.Listen)
 	setDefault(&c.Control, d.Control)
 	setDefault(&c.SigIss, d.SigIss)
 	setDefault(&c.PublishJWTMaxLifetime, d.PublishJWTMaxLifetime)
-	if c.PublishJWTMaxLifetime < 0 {
-		errs = append(errs, fmt.Errorf("config: -publish-jwt-max-lifetime %v is negative", c.PublishJWTMaxLifetime))
-	}
 	setDefault(&c.LogLevel, d.LogLevel)
 	setDefault(&c.OriginTimeout, d.OriginTimeout)
 	setDefault(&c.OriginDialTimeout, d.OriginDialTimeout)
@@ -474,62 +442,202 @@ func (c Config) withDefaults() (Config, error) {
 	setDefault(&c.MaxPublishBody, d.MaxPublishBody)
 	setDefault(&c.ShutdownTimeout, d.ShutdownTimeout)
 	setDefault(&c.DrainPeriod, d.DrainPeriod)
-	if c.DrainDelay < 0 {
-		errs = append(errs, fmt.Errorf("config: -drain-delay %v is negative", c.DrainDelay))
-	}
-	if len(c.TLSCert) != len(c.TLSKey) {
-		errs = append(errs, fmt.Errorf("config: %d -tls-cert files but %d -tls-key files", len(c.TLSCert), len(c.TLSKey)))
-	}
-	if c.TLSListen != "" && len(c.TLSCert) == 0 {
-		errs = append(errs, errors.New("config: -tls-listen needs -tls-cert and -tls-key"))
-	}
 	setDefault(&c.WSReadLimit, d.WSReadLimit)
 	setDefault(&c.WSPingInterval, d.WSPingInterval)
 	setDefault(&c.WSMaxPending, d.WSMaxPending)
 	setDefault(&c.WSOriginRetries, d.WSOriginRetries)
-	c.WSOriginRetries = max(c.WSOriginRetries, 0)
 	setDefault(&c.CacheMaxBytes, d.CacheMaxBytes)
 	setDefault(&c.HistoryAge, d.HistoryAge)
 	setDefault(&c.HistoryMaxBytes, d.HistoryMaxBytes)
-	if c.PurgeInterval < 0 || c.HistorySize < 0 || c.HistoryMaxBytes < 0 || c.MaxPendingBytes < 0 {
-		errs = append(errs, errors.New("config: -purge-interval, -history-size, -history-max-bytes and -max-pending-bytes must not be negative"))
-	}
-	if c.PublishIDTTL < 0 || c.SequenceWait < 0 {
-		errs = append(errs, fmt.Errorf("config: -publish-id-ttl %v and -sequence-wait %v must not be negative", c.PublishIDTTL, c.SequenceWait))
-	}
 	setDefault(&c.OriginFailures, d.OriginFailures)
 	setDefault(&c.OriginProbePath, d.OriginProbePath)
 	setDefault(&c.OriginProbeMaxPause, d.OriginProbeMaxPause)
-	if c.StaleIfError < 0 {
-		errs = append(errs, fmt.Errorf("config: -stale-if-error %v is negative", c.StaleIfError))
-	}
-	if !strings.HasPrefix(c.OriginProbePath, "/") {
-		errs = append(errs, fmt.Errorf("config: -origin-probe-path %q must start with /", c.OriginProbePath))
-	}
 	setDefault(&c.CDNLoop, d.CDNLoop)
-	if !validCDNLoopToken(c.CDNLoop) {
-		errs = append(errs, fmt.Errorf("config: -cdn-loop %q: want a token (letters, digits, -._~) or host:port", c.CDNLoop))
-	}
-	if _, err := parseTrusted(c.TrustXFF); err != nil {
-		errs = append(errs, fmt.Errorf("config: -trust-xff: %w", err))
-	}
-	if c.Origin == "" && len(c.Routes) == 0 {
-		errs = append(errs, errors.New("config: -origin is required (or at least one -route)"))
-	}
-	if _, err := originPath([]string{c.Origin}); c.Origin != "" && err != nil {
-		errs = append(errs, fmt.Errorf("config: -origin %q: want http://host:port or https://host:port", c.Origin))
+
+	// Numbers: negative means nothing, but where documented otherwise
+	// (-origin-retries, -ws-origin-retries, -origin-failures,
+	// -drain-period: none or never).
+	for _, n := range []struct {
+		name string
+		v    int64
+	}{
+		{"origin-max-body", int64(c.OriginMaxBody)}, {"origin-max-conns", int64(c.OriginMaxConns)},
+		{"origin-max-header-bytes", int64(c.OriginMaxHeaderBytes)}, {"max-conns", int64(c.MaxConns)},
+		{"max-header-bytes", int64(c.MaxHeaderBytes)}, {"max-body", int64(c.MaxBody)},
+		{"max-channels", int64(c.MaxChannels)}, {"max-queue-bytes", int64(c.MaxQueueBytes)},
+		{"max-pending-bytes", int64(c.MaxPendingBytes)}, {"max-publish-body", int64(c.MaxPublishBody)},
+		{"ws-read-limit", int64(c.WSReadLimit)}, {"ws-max-pending", int64(c.WSMaxPending)},
+		{"cache-max-bytes", c.CacheMaxBytes}, {"history-size", int64(c.HistorySize)},
+		{"history-max-bytes", c.HistoryMaxBytes},
+	} {
+		if n.v < 0 {
+			bad("-%s %d: must not be negative", n.name, n.v)
+		}
 	}
 	if c.OriginRetries > 2 {
-		errs = append(errs, fmt.Errorf("config: -origin-retries %d: at most 2", c.OriginRetries))
+		bad("-origin-retries %d: at most 2", c.OriginRetries)
 	}
+	c.WSOriginRetries = max(c.WSOriginRetries, 0)
+	for _, v := range []struct {
+		name string
+		d    time.Duration
+	}{
+		{"publish-jwt-max-lifetime", c.PublishJWTMaxLifetime}, {"origin-timeout", c.OriginTimeout},
+		{"origin-dial-timeout", c.OriginDialTimeout}, {"read-timeout", c.ReadTimeout},
+		{"idle-timeout", c.IdleTimeout}, {"write-timeout", c.WriteTimeout},
+		{"ws-ping-interval", c.WSPingInterval}, {"stale-if-error", c.StaleIfError},
+		{"origin-probe-max-pause", c.OriginProbeMaxPause}, {"purge-interval", c.PurgeInterval},
+		{"history-age", c.HistoryAge}, {"publish-id-ttl", c.PublishIDTTL},
+		{"sequence-wait", c.SequenceWait}, {"cluster-push-pull", c.ClusterPushPull},
+		{"shutdown-timeout", c.ShutdownTimeout}, {"drain-delay", c.DrainDelay},
+	} {
+		if v.d < 0 {
+			bad("-%s %v: must not be negative", v.name, v.d)
+		}
+	}
+
+	// Addresses.
+	listeners := map[string]string{} // address → flag, for clashes
+	for _, a := range []struct{ name, addr string }{
+		{"listen", c.Listen}, {"control", c.Control}, {"tls-listen", c.TLSListen}, {"metrics-listen", c.MetricsListen},
+	} {
+		if a.addr == "" {
+			continue
+		}
+		if err := checkHostPort(a.addr, true); err != nil {
+			bad("-%s %q: %v", a.name, a.addr, err)
+			continue
+		}
+		if _, port, _ := net.SplitHostPort(a.addr); port != "0" {
+			if other, ok := listeners[a.addr]; ok {
+				bad("-%s %s: -%s listens there already", a.name, a.addr, other)
+			}
+			listeners[a.addr] = a.name
+		}
+	}
+	if c.Control != "" && !loopbackAddr(c.Control) && c.PublishKey == "" {
+		warn("-control %s is not a loopback address and there is no -publish-key: whoever reaches it can publish and purge", c.Control)
+	}
+
+	// Origins.
+	if c.Origin == "" && len(c.Routes) == 0 {
+		bad("-origin is required (or at least one -route)")
+	}
+	if c.Origin != "" {
+		if _, err := originPath([]string{c.Origin}); err != nil {
+			bad("-origin %v", err)
+		}
+	}
+	if !strings.HasPrefix(c.OriginProbePath, "/") {
+		bad("-origin-probe-path %q must start with /", c.OriginProbePath)
+	}
+	if c.OriginFailures < 0 && (c.OriginProbePath != d.OriginProbePath || c.OriginProbeMaxPause != d.OriginProbeMaxPause) {
+		warn("-origin-probe-path and -origin-probe-max-pause do nothing with -origin-failures %d (no circuit breaker, no probes)", c.OriginFailures)
+	}
+	if !validCDNLoopToken(c.CDNLoop) {
+		bad("-cdn-loop %q: want a token (letters, digits, -._~) or host:port", c.CDNLoop)
+	}
+	if _, err := parseTrusted(c.TrustXFF); err != nil {
+		bad("-trust-xff: %v", err)
+	}
+
+	// The cache.
+	caching := !c.CacheOff
+	for _, r := range c.Routes {
+		caching = caching || r.Cache != nil && *r.Cache
+	}
+	if !caching && (c.CacheMaxBytes != d.CacheMaxBytes || c.StaleIfError != d.StaleIfError) {
+		warn("-cache-max-bytes and -stale-if-error do nothing with -cache-off (and no route with cache=on)")
+	}
+
+	// The control API.
+	if c.PublishKey == "" {
+		if c.MetricsAuth {
+			warn("-metrics-auth does nothing without -publish-key (there is no key to require)")
+		}
+		if c.PublishJWTMaxLifetime != d.PublishJWTMaxLifetime {
+			warn("-publish-jwt-max-lifetime does nothing without -publish-key")
+		}
+	} else if c.ControlHosts != "" {
+		warn("-control-hosts does nothing with -publish-key (it restricts the Host names of an open control API)")
+	}
+
+	// HTTPS.
+	if len(c.TLSCert) != len(c.TLSKey) {
+		bad("-tls-cert and -tls-key: %d -tls-cert files but %d -tls-key files (they pair by position)", len(c.TLSCert), len(c.TLSKey))
+	}
+	switch {
+	case c.TLSListen != "" && len(c.TLSCert) == 0:
+		bad("-tls-listen needs -tls-cert and -tls-key")
+	case c.TLSListen == "" && len(c.TLSCert)+len(c.TLSKey) > 0:
+		bad("-tls-cert and -tls-key are given without -tls-listen: no HTTPS listener would use them (add -tls-listen :443)")
+	}
+
+	// The tier.
+	if c.ClusterBind != "" {
+		if err := checkHostPort(c.ClusterBind, true); err != nil {
+			bad("-cluster-bind %q: %v", c.ClusterBind, err)
+		} else if host, _, _ := net.SplitHostPort(c.ClusterBind); host != "" && net.ParseIP(host) == nil {
+			bad("-cluster-bind %q: the host must be an IP address (or empty for every interface)", c.ClusterBind)
+		}
+		if c.ClusterAdvertise != "" {
+			if err := checkHostPort(c.ClusterAdvertise, false); err != nil {
+				bad("-cluster-advertise %q: %v", c.ClusterAdvertise, err)
+			}
+		}
+		for _, j := range strings.Split(c.Join, ",") {
+			if j = strings.TrimSpace(j); j != "" {
+				if err := checkHostPort(j, false); err != nil {
+					bad("-join %q: %v", j, err)
+				}
+			}
+		}
+		if c.ClusterKey == "" && !loopbackAddr(c.ClusterBind) {
+			bad("-cluster-bind %s is not a loopback address: a tier on a network needs -cluster-key "+
+				"(it encrypts membership and authenticates forwarded operations; without it any host could join)", c.ClusterBind)
+		}
+	} else {
+		for _, s := range []struct{ name, v string }{
+			{"join", c.Join}, {"cluster-key", c.ClusterKey}, {"cluster-advertise", c.ClusterAdvertise},
+		} {
+			if s.v != "" {
+				bad("-%s needs -cluster-bind: without it the node runs alone and never joins a tier", s.name)
+			}
+		}
+		if c.ClusterLabel != "" || c.ClusterLocal || c.ClusterPushPull != 0 {
+			warn("-cluster-label, -cluster-local and -cluster-push-pull do nothing without -cluster-bind")
+		}
+	}
+
 	if _, err := parseLevel(c.LogLevel); err != nil {
 		errs = append(errs, err)
 	}
-	if c.ClusterBind != "" && c.ClusterKey == "" && !loopbackAddr(c.ClusterBind) {
-		errs = append(errs, fmt.Errorf("config: -cluster-bind %s is not a loopback address: a tier on a network needs -cluster-key "+
-			"(it encrypts membership and authenticates forwarded operations; without it any host could join)", c.ClusterBind))
+	return c, warnings, errors.Join(errs...)
+}
+
+// checkHostPort checks a host:port (an empty host: every interface, for a
+// listener). The port is a number, 1-65535, or 0 for a listener (the
+// system picks one).
+func checkHostPort(addr string, listener bool) error {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return errors.New("want host:port, e.g. 127.0.0.1:7999 or :7999")
 	}
-	return c, errors.Join(errs...)
+	if strings.ContainsAny(host, " \t/") {
+		return fmt.Errorf("bad host %q", host)
+	}
+	p, err := strconv.Atoi(port)
+	switch {
+	case err != nil:
+		return fmt.Errorf("port %q is not a number", port)
+	case p < 0 || p > 65535:
+		return fmt.Errorf("port %d is out of range (1-65535)", p)
+	case p == 0 && !listener:
+		return errors.New("port 0: want the port it listens on")
+	case host == "" && !listener:
+		return errors.New("missing host")
+	}
+	return nil
 }
 
 func setDefault[T comparable](v *T, d T) {

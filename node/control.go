@@ -46,19 +46,9 @@ func (s *Server) serveControl(ctx *fasthttp.RequestCtx) {
 		}
 		s.tier.ServeOps(ctx)
 	case "/healthz":
-		// Liveness: the process is up and serving its control API.
-		ctx.SetContentType("text/plain")
-		ctx.SetBodyString("ok\n")
+		serveHealthz(ctx)
 	case "/readyz":
-		// Readiness: not while draining, so load balancers move new
-		// clients elsewhere first.
-		ctx.SetContentType("text/plain")
-		if s.draining.Load() {
-			ctx.SetStatusCode(fasthttp.StatusServiceUnavailable)
-			ctx.SetBodyString("draining\n")
-			return
-		}
-		ctx.SetBodyString("ready\n")
+		s.serveReadyz(ctx)
 	case "/status":
 		if !s.authorized(ctx) {
 			controlError(ctx, fasthttp.StatusUnauthorized, "missing or invalid publish key")
@@ -74,6 +64,43 @@ func (s *Server) serveControl(ctx *fasthttp.RequestCtx) {
 	default:
 		controlError(ctx, fasthttp.StatusNotFound, "no such endpoint: "+string(ctx.Path()))
 	}
+}
+
+// serveMonitoring serves the -metrics-listen listener: /healthz, /readyz
+// and /metrics only, never what changes anything or shows more than the
+// metrics do. It answers to any Host (scrapers and probes name nodes as
+// they like; nothing here can be misused through DNS rebinding).
+func (s *Server) serveMonitoring(ctx *fasthttp.RequestCtx) {
+	defer recoverLog(s.log, "metrics listener request")
+	switch string(ctx.Path()) {
+	case "/healthz":
+		serveHealthz(ctx)
+	case "/readyz":
+		s.serveReadyz(ctx)
+	case "/metrics":
+		s.serveMetrics(ctx)
+	default:
+		controlError(ctx, fasthttp.StatusNotFound, "no such endpoint: "+string(ctx.Path())+
+			" (this listener serves /healthz, /readyz and /metrics; the control API is on -control)")
+	}
+}
+
+// serveHealthz is liveness: the process is up and serving.
+func serveHealthz(ctx *fasthttp.RequestCtx) {
+	ctx.SetContentType("text/plain")
+	ctx.SetBodyString("ok\n")
+}
+
+// serveReadyz is readiness: not while draining, so load balancers move
+// new clients elsewhere first.
+func (s *Server) serveReadyz(ctx *fasthttp.RequestCtx) {
+	ctx.SetContentType("text/plain")
+	if s.draining.Load() {
+		ctx.SetStatusCode(fasthttp.StatusServiceUnavailable)
+		ctx.SetBodyString("draining\n")
+		return
+	}
+	ctx.SetBodyString("ready\n")
 }
 
 // controlHostAllowed reports whether a Host header names this control

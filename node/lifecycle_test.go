@@ -98,7 +98,7 @@ func TestStartFailsJoiningTier(t *testing.T) {
 
 func TestNewChecksClusterKey(t *testing.T) {
 	cfg := lifecycleConfig()
-	cfg.ClusterKey = "change-me-16bytes" // 17 bytes
+	cfg.ClusterBind, cfg.ClusterKey = "127.0.0.1:0", "change-me-16bytes" // 17 bytes
 	if _, err := New(cfg, nil); err == nil || !strings.Contains(err.Error(), "-cluster-key: 17 bytes") {
 		t.Fatalf("New with a 17-byte cluster key: %v", err)
 	}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/netip"
 	"net/url"
+	"strconv"
 	"strings"
 	"time"
 	"unicode"
@@ -128,7 +129,7 @@ func (r *RouteConfig) set(key, value string) error {
 		r.Cache, err = parseOnOff(value)
 	case "stale-if-error":
 		var d time.Duration
-		if d, err = time.ParseDuration(value); err == nil && d < 0 {
+		if d, err = parseDuration(value); err == nil && d < 0 {
 			err = errors.New("negative")
 		}
 		r.StaleIfError = &d
@@ -243,8 +244,11 @@ func originPath(origins []string) (string, error) {
 	var path string
 	for i, o := range origins {
 		u, err := url.Parse(o)
-		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.RawQuery != "" {
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 			return "", fmt.Errorf("%q: want http://host:port or https://host:port", o)
+		}
+		if err := checkOriginURL(u); err != nil {
+			return "", fmt.Errorf("%q: %w", o, err)
 		}
 		p := strings.TrimSuffix(u.Path, "/")
 		if i > 0 && p != path {
@@ -253,6 +257,34 @@ func originPath(origins []string) (string, error) {
 		path = p
 	}
 	return path, nil
+}
+
+// checkOriginURL checks what url.Parse lets through and no request to
+// the origin could use: a port out of range, no host, user info, a query
+// or a fragment.
+func checkOriginURL(u *url.URL) error {
+	if u.Hostname() == "" {
+		return errors.New("missing host")
+	}
+	if strings.ContainsAny(u.Hostname(), " \t") {
+		return fmt.Errorf("bad host %q", u.Hostname())
+	}
+	if p := u.Port(); p != "" {
+		if n, err := strconv.Atoi(p); err != nil || n < 1 || n > 65535 {
+			return fmt.Errorf("port %s is out of range (1-65535)", p)
+		}
+	} else if strings.HasSuffix(u.Host, ":") {
+		return errors.New("empty port")
+	}
+	switch {
+	case u.User != nil:
+		return errors.New("user info in an origin URL is not sent: remove it")
+	case u.RawQuery != "" || u.ForceQuery:
+		return errors.New("an origin URL has no query")
+	case u.Fragment != "":
+		return errors.New("an origin URL has no fragment")
+	}
+	return nil
 }
 
 // parseOnOff reads on/off (or true/false, yes/no, 1/0).

@@ -30,7 +30,7 @@ func testRouteTable(tb testing.TB, origin string, routes ...string) *routeTable 
 			tb.Fatalf("route %q: %v", r, err)
 		}
 	}
-	cfg, err := cfg.withDefaults()
+	cfg, _, err := cfg.withDefaults()
 	if err != nil {
 		tb.Fatal(err)
 	}

@@ -62,9 +62,11 @@ type Server struct {
 
 	client, control     *fasthttp.Server
 	clientLn, controlLn net.Listener
-	tlsLn               net.Listener // nil: no HTTPS listener
-	certs               *certStore   // nil: no HTTPS listener
-	draining            atomic.Bool  // /readyz answers 503
+	tlsLn               net.Listener     // nil: no HTTPS listener
+	monitor             *fasthttp.Server // -metrics-listen's
+	monitorLn           net.Listener     // nil: no -metrics-listen
+	certs               *certStore       // nil: no HTTPS listener
+	draining            atomic.Bool      // /readyz answers 503
 	serving             sync.WaitGroup
 	started             time.Time
 
@@ -79,14 +81,19 @@ type Server struct {
 	shutdownError error
 }
 
-// New checks cfg and builds a Server; log may be nil (no logging).
+// New checks cfg and builds a Server; log may be nil (no logging). It
+// refuses invalid settings (Config.Check, then keys, certificates and the
+// access log) and logs, at warn, the settings that do nothing.
 func New(cfg Config, log *slog.Logger) (*Server, error) {
-	cfg, err := cfg.withDefaults()
+	cfg, warnings, err := cfg.withDefaults()
 	if err != nil {
 		return nil, err
 	}
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
+	}
+	for _, w := range warnings {
+		log.Warn(w)
 	}
 	s := &Server{
 		cfg:  cfg,
@@ -175,6 +182,17 @@ func New(cfg Config, log *slog.Logger) (*Server, error) {
 		CloseOnShutdown:       true,
 		Logger:                fasthttpLogger{log},
 	}
+	s.monitor = &fasthttp.Server{
+		Handler:               s.serveMonitoring,
+		Name:                  "edgepush",
+		NoDefaultServerHeader: true,
+		MaxRequestBodySize:    4 << 10, // GETs
+		ErrorHandler:          requestError,
+		ReadTimeout:           cfg.ReadTimeout,
+		IdleTimeout:           cfg.IdleTimeout,
+		CloseOnShutdown:       true,
+		Logger:                fasthttpLogger{log},
+	}
 	return s, nil
 }
 
@@ -197,8 +215,13 @@ func (s *Server) Start() error {
 		tlsAddr = s.tlsLn.Addr().String()
 	}
 	s.serve(s.control, s.controlLn)
+	metricsAddr := ""
+	if s.monitorLn != nil {
+		s.serve(s.monitor, s.monitorLn)
+		metricsAddr = s.monitorLn.Addr().String()
+	}
 	s.log.Info("edgepush node started", "listen", s.clientLn.Addr().String(), "tls", tlsAddr,
-		"control", s.controlLn.Addr().String(), "origin", s.cfg.Origin, "routes", len(s.routes.all))
+		"control", s.controlLn.Addr().String(), "metrics", metricsAddr, "origin", s.cfg.Origin, "routes", len(s.routes.all))
 	return nil
 }
 
@@ -216,6 +239,11 @@ func (s *Server) open() error {
 	s.clientLn = strictListener{ln}
 	if s.controlLn, err = net.Listen("tcp", s.cfg.Control); err != nil {
 		return fmt.Errorf("control listen %s: %w", s.cfg.Control, err)
+	}
+	if s.cfg.MetricsListen != "" {
+		if s.monitorLn, err = net.Listen("tcp", s.cfg.MetricsListen); err != nil {
+			return fmt.Errorf("metrics listen %s: %w", s.cfg.MetricsListen, err)
+		}
 	}
 	if s.certs != nil {
 		ln, err := net.Listen("tcp", s.cfg.TLSListen)
@@ -239,7 +267,7 @@ func (s *Server) open() error {
 // background work; it runs last in Shutdown and when Start fails.
 func (s *Server) teardown() {
 	s.bgCancel()
-	for _, ln := range []net.Listener{s.clientLn, s.tlsLn, s.controlLn} {
+	for _, ln := range []net.Listener{s.clientLn, s.tlsLn, s.controlLn, s.monitorLn} {
 		if ln != nil {
 			ln.Close()
 		}
@@ -276,6 +304,10 @@ func (s *Server) TLSAddr() net.Addr { return addrOf(s.tlsLn) }
 
 // ControlAddr is the control listener's address (after Start; nil before).
 func (s *Server) ControlAddr() net.Addr { return addrOf(s.controlLn) }
+
+// MetricsAddr is the -metrics-listen listener's address (after Start),
+// nil without one.
+func (s *Server) MetricsAddr() net.Addr { return addrOf(s.monitorLn) }
 
 // TierAddr is the memberlist address other members join (after Start);
 // "" outside a tier.
@@ -330,9 +362,14 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		}
 		errControl := s.control.ShutdownWithContext(ctx)
 		s.controlLn.Close()
+		var errMonitor error
+		if s.monitorLn != nil { // up to the end: probes see /readyz 503 while the node drains
+			errMonitor = s.monitor.ShutdownWithContext(ctx)
+			s.monitorLn.Close()
+		}
 		s.serving.Wait()
 		s.teardown()
-		s.shutdownError = errors.Join(errClient, errControl)
+		s.shutdownError = errors.Join(errClient, errControl, errMonitor)
 		s.log.Info("edgepush node stopped")
 	})
 	return s.shutdownError

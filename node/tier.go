@@ -41,7 +41,7 @@ func (s *Server) startTier() error {
 		LogMax:      4096,
 		LogAge:      s.cfg.HistoryAge + 48*time.Hour,
 		Local:       s.cfg.ClusterLocal,
-		Log:         s.log.With("component", "cluster"),
+		Log:         s.log, // lines carry component=cluster or component=memberlist
 	})
 	if err != nil {
 		return err

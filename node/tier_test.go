@@ -228,7 +228,7 @@ func TestTierEncryption(t *testing.T) {
 	})
 	// The intruder retries joining until it succeeds: two failed
 	// attempts, and the membership is looked at only then.
-	waitFor(t, "two join attempts to fail", func() bool { return rec.count("join failed, retrying") >= 2 })
+	waitFor(t, "two join attempts to fail", func() bool { return rec.count("cannot join the tier, retrying every second") >= 2 })
 	if n := nodes[0].tier.NumMembers(); n != 2 {
 		t.Fatalf("a node with the wrong key joined: %d members", n)
 	}

@@ -8,8 +8,10 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -37,13 +39,32 @@ const waitTimeout = 20 * time.Second
 
 // proc is one running edgepush process.
 type proc struct {
-	cmd                  *exec.Cmd
-	listen, tls, control string
+	cmd                           *exec.Cmd
+	listen, tls, control, metrics string
+
+	mu   sync.Mutex
+	logs []string // its stderr, line by line
 }
 
+// logLines returns what the process wrote to stderr so far, by line.
+func (p *proc) logLines() []string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return slices.Clone(p.logs)
+}
+
+// startProc starts edgepush with args on loopback ports of its own
+// choosing and waits until it has started.
 func startProc(t *testing.T, bin string, args ...string) *proc {
 	t.Helper()
+	return startProcEnv(t, bin, nil, args...)
+}
+
+// startProcEnv is startProc with env added to the process's environment.
+func startProcEnv(t *testing.T, bin string, env []string, args ...string) *proc {
+	t.Helper()
 	cmd := exec.Command(bin, append([]string{"-listen", "127.0.0.1:0", "-control", "127.0.0.1:0"}, args...)...)
+	cmd.Env = append(os.Environ(), env...)
 	stderr, _ := cmd.StderrPipe()
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -55,9 +76,12 @@ func startProc(t *testing.T, bin string, args ...string) *proc {
 		sc := bufio.NewScanner(stderr)
 		once := sync.Once{}
 		for sc.Scan() {
-			var line struct{ Msg, Listen, TLS, Control string }
+			p.mu.Lock()
+			p.logs = append(p.logs, sc.Text())
+			p.mu.Unlock()
+			var line struct{ Msg, Listen, TLS, Control, Metrics string }
 			if json.Unmarshal(sc.Bytes(), &line) == nil && line.Msg == "edgepush node started" {
-				p.listen, p.tls, p.control = line.Listen, line.TLS, line.Control
+				p.listen, p.tls, p.control, p.metrics = line.Listen, line.TLS, line.Control, line.Metrics
 				once.Do(func() { close(started) })
 			}
 		}
@@ -65,7 +89,7 @@ func startProc(t *testing.T, bin string, args ...string) *proc {
 	select {
 	case <-started:
 	case <-time.After(waitTimeout):
-		t.Fatal("edgepush did not start")
+		t.Fatalf("edgepush did not start: %s", strings.Join(p.logLines(), "\n"))
 	}
 	return p
 }
