@@ -56,6 +56,7 @@ type nodeMetrics struct {
 	opened [len(heldTransports)]*metrics.Counter
 
 	originLatency  *metrics.PrometheusHistogram
+	originTime     durationSum // the same requests, for /status (the histogram has no getter)
 	originErrors   [len(originErrorKinds)]*metrics.Counter
 	originRejected *metrics.Counter // not sent: the circuit breaker is open
 	cacheGaps      *metrics.Counter // held from a copy too old to bring up to date (origin down)
@@ -102,7 +103,9 @@ func (m *nodeMetrics) transports() map[string]TransportStats {
 // originDone records one origin request that took since start: its
 // latency and, if it failed or answered 5xx, the kind of error.
 func (m *nodeMetrics) originDone(start time.Time, err error, status int) {
-	m.originLatency.UpdateDuration(start)
+	d := time.Since(start)
+	m.originLatency.Update(d.Seconds())
+	m.originTime.add(d)
 	if k := originErrorKind(err, status); k >= 0 {
 		m.originErrors[k].Inc()
 	}
