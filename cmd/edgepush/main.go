@@ -6,17 +6,13 @@ package main
 
 import (
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
-	"log/slog"
 	"net"
-	"net/http"
 	"os"
 	"os/signal"
 	"syscall"
-	"time"
 
 	"github.com/edgepush/edgepush/demo"
 	"github.com/edgepush/edgepush/node"
@@ -53,13 +49,14 @@ func run(args []string, stderr io.Writer) int {
 		fmt.Fprintln(stderr, err)
 		return 2
 	}
+	var dm *demo.Demo
 	if *withDemo {
-		stop, err := startDemo(&cfg, log)
-		if err != nil {
+		if dm, err = demo.Listen(log); err != nil {
 			log.Error("demo origin", "err", err)
 			return 1
 		}
-		defer stop()
+		defer dm.Close()
+		dm.Configure(&cfg)
 	}
 	srv, err := node.New(cfg, log)
 	if err != nil {
@@ -74,6 +71,15 @@ func run(args []string, stderr io.Writer) int {
 	if err := srv.Start(); err != nil {
 		log.Error("start", "err", err)
 		return 1
+	}
+	if dm != nil {
+		// The demo publishes to the control listener, whose address is
+		// known now (-control may say port 0).
+		if err := dm.Serve(demo.Config{PublishURL: demo.PublishURL(srv.ControlAddr()), PurgeKeys: true, PublishKey: cfg.PublishKey}); err != nil {
+			log.Error("demo origin", "err", err)
+			return 1
+		}
+		log.Info("demo started", "open", "http://localhost"+portOf(srv.Addr().String())+"/")
 	}
 	for sig := range sigs {
 		if sig != syscall.SIGHUP {
@@ -107,46 +113,6 @@ func run(args []string, stderr io.Writer) int {
 		return 1
 	}
 	return 0
-}
-
-// startDemo runs the demo origin on a loopback port and, when no origin
-// is configured, points the node at it.
-func startDemo(cfg *node.Config, log *slog.Logger) (stop func(), err error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return nil, err
-	}
-	controlHost, controlPort, err := net.SplitHostPort(cfg.Control)
-	if err != nil {
-		ln.Close()
-		return nil, fmt.Errorf("-control %q: %w", cfg.Control, err)
-	}
-	if controlHost == "" || controlHost == "0.0.0.0" || controlHost == "::" {
-		controlHost = "127.0.0.1"
-	}
-	origin := demo.New(demo.Config{
-		PublishURL: "http://" + net.JoinHostPort(controlHost, controlPort) + "/purge-publish/",
-		PurgeKeys:  true,
-		PublishKey: cfg.PublishKey,
-	})
-	hs := &http.Server{Handler: origin, ReadHeaderTimeout: 10 * time.Second}
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		if err := hs.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			log.Error("demo origin", "err", err)
-		}
-	}()
-	if cfg.Origin == "" {
-		cfg.Origin = "http://" + ln.Addr().String()
-	}
-	log.Info("demo origin started", "addr", ln.Addr().String(), "open", "http://localhost"+portOf(cfg.Listen)+"/")
-	return func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		hs.Shutdown(ctx)
-		<-done
-	}, nil
 }
 
 func portOf(addr string) string {
