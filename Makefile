@@ -24,7 +24,7 @@ interop-deps:
 		cd $(INTEROP) && npm install --no-package-lock --no-audit --no-fund --silent; \
 	else echo "npm not found: the interop test will be skipped"; fi
 
-# browser-deps: install playwright-core for the status-page browser test (needs npm; Chromium
+# browser-deps: install playwright-core for the browser tests of the status and demo pages (needs npm; Chromium
 # comes from Debian: apt-get install chromium, as .ci/run does).
 browser-deps:
 	@if command -v npm >/dev/null; then \

@@ -4,6 +4,7 @@ import (
 	"context"
 	_ "embed"
 	"encoding/json"
+	"errors"
 	"io"
 	"net/http"
 	"slices"
@@ -35,8 +36,15 @@ const (
 )
 
 // cacheControl lets the node's shared cache keep the GRIP instructions and the
-// initial value briefly; publishes carry the updates.
-const cacheControl = "s-maxage=10"
+// initial value briefly (publishes carry the updates), and serve them for a
+// day while the origin is down (stale-if-error, whatever the node's
+// -stale-if-error): new connections still open, from the cache.
+const cacheControl = "s-maxage=10, stale-if-error=86400"
+
+// pageCacheControl makes browsers ask for the page every time (max-age=0)
+// while the node caches it like the counters, so that a new tab opens while
+// the origin is down.
+const pageCacheControl = "max-age=0, " + cacheControl
 
 // Config configures the demo origin.
 type Config struct {
@@ -115,7 +123,7 @@ func (o *Origin) withName(h func(http.ResponseWriter, *http.Request, string)) ht
 func (o *Origin) servePage(w http.ResponseWriter, r *http.Request) {
 	h := w.Header()
 	h.Set("Content-Type", "text/html; charset=utf-8")
-	h.Set("Cache-Control", "no-cache")
+	h.Set("Cache-Control", pageCacheControl)
 	_, _ = w.Write(pageHTML)
 }
 
@@ -219,26 +227,40 @@ func (o *Origin) serveValue(w http.ResponseWriter, r *http.Request, name string)
 // to the client's request context: once counted, the update should reach the
 // other subscribers even if this client goes away.
 func (o *Origin) serveIncrement(w http.ResponseWriter, r *http.Request, name string) {
-	c := o.counter(name)
-	if c == nil {
-		writeError(w, http.StatusTooManyRequests, "demo: too many counters (max "+strconv.Itoa(MaxCounters)+")")
-		return
-	}
-	c.pubMu.Lock()
-	v := c.value.Add(1)
-	update := counterUpdate(name, v)
-	if o.cfg.PurgeKeys {
-		update.Purge = &purgeSpec{Keys: []string{channel(name)}}
-	}
-	err := o.publish(context.WithoutCancel(r.Context()), update)
-	c.pubMu.Unlock()
+	v, err := o.increment(context.WithoutCancel(r.Context()), name)
 	w.Header().Set("Cache-Control", "no-store")
-	if err != nil {
+	switch {
+	case errors.Is(err, errTooManyCounters):
+		writeError(w, http.StatusTooManyRequests, err.Error())
+		return
+	case err != nil:
 		writeError(w, http.StatusBadGateway, "publish: "+err.Error())
 		return
 	}
 	w.Header().Set("Content-Type", "application/json")
 	_, _ = w.Write([]byte(valueJSON(name, v)))
+}
+
+// errTooManyCounters is increment's error when MaxCounters counters exist
+// and name is not one of them.
+var errTooManyCounters = errors.New("demo: too many counters (max " + strconv.Itoa(MaxCounters) + ")")
+
+// increment adds one to the counter and publishes (with PurgeKeys, purges
+// and publishes) the new value, which it returns. The increment stands even
+// if the publish fails.
+func (o *Origin) increment(ctx context.Context, name string) (int64, error) {
+	c := o.counter(name)
+	if c == nil {
+		return 0, errTooManyCounters
+	}
+	c.pubMu.Lock()
+	defer c.pubMu.Unlock()
+	v := c.value.Add(1)
+	update := counterUpdate(name, v)
+	if o.cfg.PurgeKeys {
+		update.Purge = &purgeSpec{Keys: []string{channel(name)}}
+	}
+	return v, o.publish(ctx, update)
 }
 
 // value returns the counter's current value; counters never incremented are 0

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/edgepush/edgepush/internal/nodetest"
 	"github.com/edgepush/edgepush/node"
 )
 
@@ -71,23 +72,10 @@ func TestRunWSRefused(t *testing.T) {
 // configure adjusts its configuration.
 func startNode(t *testing.T, originURL string, configure ...func(*node.Config)) (client, control string) {
 	t.Helper()
-	cfg := node.DefaultConfig()
-	cfg.Listen, cfg.Control, cfg.Origin = "127.0.0.1:0", "127.0.0.1:0", originURL
-	for _, f := range configure {
-		f(&cfg)
-	}
-	s, err := node.New(cfg, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := s.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		if err := s.Shutdown(ctx); err != nil {
-			t.Errorf("node shutdown: %v", err)
+	s := nodetest.Start(t, func(cfg *node.Config) {
+		cfg.Origin = originURL
+		for _, f := range configure {
+			f(cfg)
 		}
 	})
 	return s.Addr().String(), s.ControlAddr().String()

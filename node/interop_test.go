@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/edgepush/edgepush/internal/browsertest"
 	"github.com/fasthttp/websocket"
 )
 
@@ -28,13 +29,7 @@ import (
 
 func requireTool(t *testing.T, what string, ok bool) {
 	t.Helper()
-	if ok {
-		return
-	}
-	if os.Getenv("EDGEPUSH_REQUIRE_INTEROP") != "" {
-		t.Fatalf("%s is required (EDGEPUSH_REQUIRE_INTEROP is set)", what)
-	}
-	t.Skipf("%s not available", what)
+	browsertest.Require(t, what, ok)
 }
 
 const interopDir = "testdata/interop"

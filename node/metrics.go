@@ -63,10 +63,11 @@ type nodeMetrics struct {
 
 	// origins, series and rejected cover every origin and route: the
 	// route table is fixed at start, so they are read without locks.
-	origins   map[*routeOrigin]*originMetrics
-	series    []*originMetrics          // each (route, origin) label pair once, in configuration order
-	rejected  map[*route]*atomic.Uint64 // not sent: every breaker of the route is open
-	cacheGaps *atomicCounter            // held from a copy too old to bring up to date (origin down)
+	origins    map[*routeOrigin]*originMetrics
+	series     []*originMetrics          // each (route, origin) label pair once, in configuration order
+	rejected   map[*route]*atomic.Uint64 // not sent: every breaker of the route is open
+	cacheGaps  *atomicCounter            // held from a copy too old to bring up to date (origin down)
+	originTime durationSum               // every origin request's duration, for /status's mean latency
 }
 
 // originMetrics is what is counted of one origin of one route: one set of
@@ -146,7 +147,9 @@ func (m *nodeMetrics) transports() map[string]TransportStats {
 // error.
 func (m *nodeMetrics) originDone(o *routeOrigin, start time.Time, err error, status int) {
 	om := m.origins[o]
-	om.latency.Observe(time.Since(start).Seconds())
+	d := time.Since(start)
+	om.latency.Observe(d.Seconds())
+	m.originTime.add(d)
 	if k := originErrorKind(err, status); k >= 0 {
 		om.errors[k].Add(1)
 	}

@@ -50,11 +50,18 @@ type OriginStatus struct {
 	Requests            uint64 `json:"requests"`
 	Errors              uint64 `json:"errors"`
 	InvalidInstructions uint64 `json:"invalid_instructions"`
+	// DurationCount and DurationSeconds are the count and the summed
+	// duration of the requests timed by
+	// edgepush_origin_request_duration_seconds (its _count and _sum): the
+	// status page charts the mean latency from them.
+	DurationCount   uint64  `json:"duration_count"`
+	DurationSeconds float64 `json:"duration_seconds"`
 }
 
 // Status returns a snapshot of the node's counters.
 func (s *Server) Status() Status {
 	originRequests, originErrors := s.routes.originTotals()
+	timed, seconds := s.metrics.originTime.load()
 	return Status{
 		Node:      s.nodeName(),
 		Version:   Version,
@@ -68,6 +75,8 @@ func (s *Server) Status() Status {
 			Requests:            originRequests,
 			Errors:              originErrors,
 			InvalidInstructions: s.badInstructs.Load(),
+			DurationCount:       timed,
+			DurationSeconds:     seconds,
 		},
 		Hub:        s.hub.Stats(),
 		Pool:       s.pool.Stats(),

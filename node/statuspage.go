@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/valyala/fasthttp"
@@ -128,6 +129,27 @@ func (e *statusEvents) next() error {
 	e.pending = append(e.buf, "\n\n"...)
 	e.buf = e.pending
 	return nil
+}
+
+// durationSum counts and sums durations: the origin requests' for the
+// status page's latency chart (Status.OriginReqs).
+type durationSum struct {
+	count atomic.Uint64
+	nanos atomic.Int64
+}
+
+// add counts one duration.
+func (d *durationSum) add(x time.Duration) {
+	d.nanos.Add(int64(x))
+	d.count.Add(1)
+}
+
+// load returns the count and the sum in seconds. The two are read one
+// after the other: a duration added in between may be in the sum and not
+// yet in the count.
+func (d *durationSum) load() (uint64, float64) {
+	n := d.count.Load()
+	return n, time.Duration(d.nanos.Load()).Seconds()
 }
 
 // nodeName is the node's name: -node-name, or the host name (as the tier

@@ -6,12 +6,11 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/edgepush/edgepush/internal/browsertest"
 )
 
 // getWith GETs url with header name/value pairs.
@@ -126,69 +125,27 @@ func TestStatusPageNeedsTheKey(t *testing.T) {
 	}
 }
 
-const (
-	browserDir = "testdata/browser"
-	chromium   = "/usr/bin/chromium"
-)
-
 // TestStatusPageInBrowser loads the status page in headless Chromium
-// (check.js, with playwright-core) and checks that it shows the node and
-// that its numbers follow a stream opened and a publish made meanwhile.
+// (check.js, with playwright-core) and checks that it shows the node, that
+// its numbers follow a stream opened and a publish made meanwhile, and
+// that its charts draw and move with them and with a cache miss and hit.
 func TestStatusPageInBrowser(t *testing.T) {
-	_, err := exec.LookPath("node")
-	requireTool(t, "node", err == nil)
-	_, err = os.Stat(chromium)
-	requireTool(t, "Chromium ("+chromium+", Debian package chromium)", err == nil)
-	_, err = os.Stat(filepath.Join(browserDir, "node_modules", "playwright-core"))
-	requireTool(t, "npm packages (make browser-deps)", err == nil)
-
 	n := startNode(t, metricsOrigin(), func(c *Config) { c.NodeName = "edge-browser" })
-	ctx, cancel := context.WithTimeout(context.Background(), 45*time.Second)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, "node", "check.js", n.ctl+"/", "edge-browser")
-	cmd.Dir = browserDir
-	cmd.Env = append(os.Environ(), "CHROMIUM="+chromium)
-	var stderr strings.Builder
-	cmd.Stderr = &stderr
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	lines := make(chan string)
-	go func() {
-		defer close(lines)
-		sc := bufio.NewScanner(stdout)
-		for sc.Scan() {
-			lines <- sc.Text()
-		}
-	}()
-	expect := func(want string) {
-		t.Helper()
-		for line := range lines {
-			t.Logf("check.js: %s", line)
-			if line == want {
-				return
-			}
-		}
-		cmd.Wait()
-		t.Fatalf("check.js ended before %q: %v\n%s", want, cmd.ProcessState, stderr.String())
-	}
-	expect("ready") // the page shows the node, 0 held streams
+	script := browsertest.Start(t, "testdata/browser", "check.js", 60*time.Second, n.ctl+"/", "edge-browser")
+	script.Expect("ready") // the page shows the node, 0 held streams, flat charts
 
 	c := dialRaw(t, n.Addr())
-	body := bufio.NewReader(c.get(t, "/stream").Body)
+	body := bufio.NewReader(c.get(t, "/stream").Body) // a miss: the origin is asked
 	readLine(t, body)
+	for range 2 { // a miss, then a hit
+		resp := getWith(t, n.url+"/plain")
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+	}
 	n.waitSubscribers(t, "m", 1)
 	n.publish(t, streamItem("m", "live\n"))
 	readLine(t, body)
 
-	expect("ok") // the page showed 1 held stream and 1 published message
-	for range lines {
-	}
-	if err := cmd.Wait(); err != nil {
-		t.Fatalf("check.js: %v\n%s", err, stderr.String())
-	}
+	script.Expect("ok") // the page showed 1 held stream and 1 published message, the charts moved
+	script.End()
 }

@@ -10,14 +10,11 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"log/slog"
 	"net"
-	"net/http"
 	"os"
 	"os/signal"
 	"strings"
 	"syscall"
-	"time"
 
 	"github.com/edgepush/edgepush/demo"
 	"github.com/edgepush/edgepush/node"
@@ -97,12 +94,13 @@ func run(args, environ []string, stdout, stderr io.Writer) int {
 	for _, w := range warnings {
 		log.Warn(w)
 	}
+	var dm *demo.Demo
 	if demoOrigin {
-		stop, err := startDemo(&cfg, log)
-		if err != nil {
+		if dm, err = demo.Listen(log); err != nil {
 			return fail(exitFailure, fmt.Errorf("demo origin: %w", err))
 		}
-		defer stop()
+		defer dm.Close()
+		dm.Configure(&cfg)
 	}
 	srv, err := node.New(cfg, log)
 	if err != nil {
@@ -115,6 +113,14 @@ func run(args, environ []string, stdout, stderr io.Writer) int {
 	defer signal.Stop(sigs)
 	if err := srv.Start(); err != nil {
 		return fail(exitFailure, err)
+	}
+	if dm != nil {
+		// The demo publishes to the control listener, whose address is
+		// known now (-control may say port 0).
+		if err := dm.Serve(demo.Config{PublishURL: demo.PublishURL(srv.ControlAddr()), PurgeKeys: true, PublishKey: cfg.PublishKey}); err != nil {
+			return fail(exitFailure, fmt.Errorf("demo origin: %w", err))
+		}
+		log.Info("demo started", "open", "http://localhost"+portOf(srv.Addr().String())+"/")
 	}
 	for sig := range sigs {
 		if sig != syscall.SIGHUP {
@@ -250,46 +256,6 @@ error, 1 when the node could not start otherwise (an address in use).
 Flags:
 `, node.EnvPrefix, node.EnvVar("max-conns"))
 	node.PrintFlags(w, fs)
-}
-
-// startDemo runs the demo origin on a loopback port and, when no origin
-// is configured, points the node at it.
-func startDemo(cfg *node.Config, log *slog.Logger) (stop func(), err error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return nil, err
-	}
-	controlHost, controlPort, err := net.SplitHostPort(cfg.Control)
-	if err != nil {
-		ln.Close()
-		return nil, fmt.Errorf("-control %q: %w", cfg.Control, err)
-	}
-	if controlHost == "" || controlHost == "0.0.0.0" || controlHost == "::" {
-		controlHost = "127.0.0.1"
-	}
-	origin := demo.New(demo.Config{
-		PublishURL: "http://" + net.JoinHostPort(controlHost, controlPort) + "/purge-publish/",
-		PurgeKeys:  true,
-		PublishKey: cfg.PublishKey,
-	})
-	hs := &http.Server{Handler: origin, ReadHeaderTimeout: 10 * time.Second}
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		if err := hs.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			log.Error("demo origin", "err", err)
-		}
-	}()
-	if cfg.Origin == "" {
-		cfg.Origin = "http://" + ln.Addr().String()
-	}
-	log.Info("demo origin started", "addr", ln.Addr().String(), "open", "http://localhost"+portOf(cfg.Listen)+"/")
-	return func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		hs.Shutdown(ctx)
-		<-done
-	}, nil
 }
 
 func portOf(addr string) string {

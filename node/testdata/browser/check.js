@@ -1,9 +1,12 @@
 // check.js URL NODE_NAME: loads the edgepush status page in headless
 // Chromium (Debian's, at $CHROMIUM) and checks it. Prints "ready" once the
-// page is live and shows the node with no held stream, then "ok" once the
-// page has shown, without a reload, one held stream and a published
-// message (the Go test opens and publishes in between). Exits non-zero on
-// any failure or page error. SCREENSHOT=file.png saves the final page.
+// page is live and shows the node with no held stream and its four charts
+// drawn, flat; then "ok" once the page has shown, without a reload, one
+// held stream and a published message, and the charts have moved: a held
+// stream, a delivery, a cache hit ratio and an origin latency (the Go test
+// opens a stream, makes a cache miss and a hit and publishes in between).
+// Exits non-zero on any failure or page error. SCREENSHOT=file.png saves
+// the final page.
 import { chromium } from "playwright-core";
 
 const [url, nodeName] = process.argv.slice(2);
@@ -33,6 +36,24 @@ try {
   if (shown.node !== nodeName || shown.stream !== "0" || shown.held !== "0") {
     throw new Error("page shows " + JSON.stringify(shown) + ", want node " + nodeName + " and no held connection");
   }
+  const charts = ["chart-held", "chart-deliveries", "chart-hits", "chart-latency"];
+  const chartState = () => page.evaluate((ids) => ids.map((id) => {
+    const el = document.getElementById(id);
+    return {
+      id, now: el.dataset.now, peak: el.dataset.peak, text: el.querySelector(".now").textContent,
+      paths: [...el.querySelectorAll("svg path.series")].map((p) => p.getAttribute("d") || ""),
+    };
+  }), charts);
+  // Two events drawn: the held chart has a line.
+  await page.waitForFunction(() => /L/.test(document.querySelector("#chart-held path.series").getAttribute("d") || ""),
+    null, { timeout: 10000 });
+  const before = await chartState();
+  const flat = { "chart-held": "0,0,0", "chart-deliveries": "0", "chart-hits": "", "chart-latency": "" };
+  for (const c of before) {
+    if (c.now !== flat[c.id] || c.paths.length !== (c.id === "chart-held" ? 3 : 1)) {
+      throw new Error("before any activity: " + JSON.stringify(c));
+    }
+  }
   console.log("ready");
 
   await page.waitForFunction(
@@ -40,6 +61,19 @@ try {
       Number(document.getElementById("published").textContent) >= 1 &&
       document.title.includes("1 held"),
     null, { timeout: 15000 });
+  // The charts moved: one held stream, a delivery, a hit ratio and an
+  // origin latency, all drawn.
+  await page.waitForFunction(() => {
+    const data = (id) => document.getElementById(id).dataset;
+    const drawn = (id) => document.querySelector("#" + id + " path.series").getTotalLength() > 0;
+    return data("chart-held").now.startsWith("1,") && drawn("chart-held") &&
+      Number(data("chart-deliveries").peak) > 0 && drawn("chart-deliveries") &&
+      Number(data("chart-hits").now) > 0 && drawn("chart-hits") &&
+      Number(data("chart-latency").now) > 0 && drawn("chart-latency");
+  }, null, { timeout: 15000 });
+  const after = await chartState();
+  if (after[0].paths[0] === before[0].paths[0]) throw new Error("held chart did not move: " + after[0].paths[0]);
+  console.log("charts: " + after.map((c) => c.id + " " + c.text).join("; "));
   if (process.env.SCREENSHOT) await page.screenshot({ path: process.env.SCREENSHOT, fullPage: true });
   if (problems.length) throw new Error(problems.join("\n"));
   console.log("ok");
