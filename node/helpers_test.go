@@ -162,11 +162,34 @@ func gripOrigin(body string, headers ...string) http.Handler {
 	})
 }
 
+// gripProxy is a GRIP proxy in front of a test origin, as the scenarios
+// that run on both an edgepush node and Pushpin (pushpin_compare_test.go)
+// see it: where clients connect, how to publish, and how many
+// subscriptions a channel has.
+type gripProxy interface {
+	Addr() net.Addr
+	publish(tb testing.TB, items ...map[string]any)
+	subscribers(channel string) int
+}
+
+// waitSubscribed waits until channel has want subscribers on p.
+func waitSubscribed(tb testing.TB, p gripProxy, channel string, want int) {
+	tb.Helper()
+	waitFor(tb, fmt.Sprintf("%d subscribers on %q", want, channel), func() bool { return p.subscribers(channel) == want })
+}
+
 // publish posts a Pushpin publish body to the node and checks for 200.
 func (n *testNode) publish(tb testing.TB, items ...map[string]any) {
 	tb.Helper()
+	postPublish(tb, n.ctl+"/publish/", items...)
+}
+
+// postPublish posts a Pushpin publish body to url (a node's or Pushpin's
+// /publish/) and checks for Pushpin's 200 answer.
+func postPublish(tb testing.TB, url string, items ...map[string]any) {
+	tb.Helper()
 	b, _ := json.Marshal(map[string]any{"items": items})
-	resp, err := http.Post(n.ctl+"/publish/", "application/json", strings.NewReader(string(b)))
+	resp, err := http.Post(url, "application/json", strings.NewReader(string(b)))
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -203,10 +226,13 @@ func waitForUpTo(tb testing.TB, d time.Duration, what string, cond func() bool) 
 	}
 }
 
+// subscribers returns how many connections channel has on the node.
+func (n *testNode) subscribers(channel string) int { return n.hub.Subscribers(channel) }
+
 // waitSubscribers waits until channel has n subscribers.
 func (n *testNode) waitSubscribers(tb testing.TB, channel string, want int) {
 	tb.Helper()
-	waitFor(tb, fmt.Sprintf("%d subscribers on %q", want, channel), func() bool { return n.hub.Subscribers(channel) == want })
+	waitSubscribed(tb, n, channel, want)
 }
 
 // rawConn is a client on a plain TCP connection, to see exact bytes.

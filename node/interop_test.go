@@ -316,6 +316,10 @@ func TestInteropGripReliableStream(t *testing.T) {
 	if got := readLine(t, body); got != "reliable open\n" {
 		t.Fatalf("initial %q", got)
 	}
+	// The channel's first subscriber fetches its next link a second later.
+	if got := readLine(t, body); got != "recovered after rel; last-id=1\n" {
+		t.Fatalf("first-subscription update %q", got)
+	}
 	n.waitSubscribers(t, "rel", 1)
 	publishJS(t, append(jwtEnv, "PUBLISH_ID=2", "PUBLISH_PREV_ID=1"), n.ctl+"/", "rel", "http-stream", "two\n")
 	if got := readLine(t, body); got != "two\n" {

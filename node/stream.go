@@ -29,6 +29,10 @@ const (
 	// recoverDelay is how long a connection that saw a gap waits before
 	// fetching its next link (Pushpin's low-priority update: ~0.5-1 s).
 	recoverDelay = 500 * time.Millisecond
+	// firstSubscriptionDelay is how long after a channel's first
+	// subscription on this node its connection fetches its next link
+	// (Pushpin: 1 s).
+	firstSubscriptionDelay = time.Second
 	// sessionQueueMax bounds the messages queued while a next link is
 	// fetched (Pushpin's PUBLISH_QUEUE_MAX); more are dropped, and the
 	// sequenced ones recovered through the next link.
@@ -86,22 +90,23 @@ func (ss *streamSession) started(fc *fanout.Conn, paging bool) {
 		return
 	}
 	ss.armRefresh()
-	var tracked []string
-	for name, c := range ss.subs.chans {
-		if c.tracked {
-			tracked = append(tracked, name)
-		}
+	names := make([]string, 0, len(ss.subs.chans))
+	for name := range ss.subs.chans {
+		names = append(names, name)
 	}
 	ss.mu.Unlock()
-	// As Pushpin: a connection that starts behind its channel's last
-	// published id (the replay could not bring it there) recovers at
-	// once. The hub is asked without ss.mu (lock order).
-	last := make(map[string]string, len(tracked))
-	for _, name := range tracked {
+	// The hub is asked without ss.mu (lock order).
+	last := make(map[string]string, len(names))
+	first := false
+	for _, name := range names {
 		last[name] = ss.s.hub.LastID(name)
+		first = first || ss.s.hub.Subscribers(name) == 1
 	}
 	ss.mu.Lock()
 	defer ss.mu.Unlock()
+	// As Pushpin: a connection that starts behind its channel's last
+	// published id (the replay could not bring it there) recovers at
+	// once.
 	for name, id := range last {
 		if c := ss.subs.chans[name]; c != nil && c.tracked && id != "" && id != c.lastID {
 			ss.s.log.Debug("stream: behind its channel's last id, recovering", "channel", name,
@@ -109,6 +114,12 @@ func (ss *streamSession) started(fc *fanout.Conn, paging bool) {
 			ss.update(recoverDelay)
 			return
 		}
+	}
+	// As Pushpin (update_on_first_subscription): the first subscriber of
+	// a channel on this node fetches its next link a moment later, for
+	// what was published before the subscription took effect.
+	if first {
+		ss.update(firstSubscriptionDelay)
 	}
 }
 

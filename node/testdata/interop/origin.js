@@ -31,8 +31,9 @@
 //   GET  /reliable?ch=c&prev=1&upto=4   a sequenced stream built with @fanoutio/grip's
 //                                       Channel(ch, prev) and setNextLink, meta user=alice:
 //                                       body "reliable open\n". Its next link (same route,
-//                                       with Grip-Last) answers "recovered after <Grip-Last>\n"
-//                                       and prev-id=upto.
+//                                       with Grip-Last) answers "recovered after <Grip-Last>\n",
+//                                       the first time with the prev-id unchanged, then
+//                                       with prev-id=upto.
 //   POST /ws?ch=test                    WebSocket-over-HTTP: accept OPEN, subscribe ch,
 //                                       send "welcome", echo TEXT as "echo: <text>",
 //                                       echo BINARY unchanged, answer CLOSE with CLOSE.
@@ -92,12 +93,17 @@ function handleHold(req, res, url, kind, sig) {
 }
 
 function handleReliable(req, res, url) {
+    // The first next-link request (the proxy's fetch after the channel's
+    // first subscription) keeps the prev-id; later ones jump to upto.
     const ch = url.searchParams.get('ch') || 'test';
     const upto = url.searchParams.get('upto') || '';
     const last = req.headers['grip-last'];
+    const lastId = last ? last.split('last-id=')[1] : null;
+    const step = url.searchParams.get('step');
     const instruct = res.grip.startInstruct();
-    instruct.addChannel(new Channel(ch, last ? upto : url.searchParams.get('prev')));
-    instruct.setNextLink(`/reliable?ch=${encodeURIComponent(ch)}&upto=${encodeURIComponent(upto)}`);
+    instruct.addChannel(new Channel(ch, !last ? url.searchParams.get('prev') : step === 'keep' ? lastId : upto));
+    const nextStep = !last ? 'keep' : 'jump';
+    instruct.setNextLink(`/reliable?ch=${encodeURIComponent(ch)}&upto=${encodeURIComponent(upto)}&step=${nextStep}`);
     instruct.meta = { user: 'alice' };
     instruct.setHoldStream();
     send(res, 200, 'text/plain', last ? `recovered after ${last}\n` : 'reliable open\n');
