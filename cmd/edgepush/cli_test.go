@@ -70,12 +70,7 @@ type runResult struct {
 func runEdgepush(t *testing.T, env []string, args ...string) runResult {
 	t.Helper()
 	cmd := exec.Command(edgepushBinary(t), args...)
-	for _, kv := range os.Environ() {
-		if !strings.HasPrefix(kv, node.EnvPrefix) {
-			cmd.Env = append(cmd.Env, kv)
-		}
-	}
-	cmd.Env = append(cmd.Env, env...)
+	cmd.Env = cleanEnv(env...)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	if err := cmd.Start(); err != nil {
@@ -99,6 +94,18 @@ func runEdgepush(t *testing.T, env []string, args ...string) runResult {
 		t.Fatal(err)
 	}
 	return runResult{code, stdout.String(), stderr.String()}
+}
+
+// cleanEnv is the test's environment without its EDGEPUSH_ variables,
+// plus env.
+func cleanEnv(env ...string) []string {
+	var clean []string
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, node.EnvPrefix) {
+			clean = append(clean, kv)
+		}
+	}
+	return append(clean, env...)
 }
 
 // Usage and configuration errors: plain text on stderr, each line

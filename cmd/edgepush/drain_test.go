@@ -21,11 +21,11 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
 
-	"github.com/edgepush/edgepush/grip"
 	"github.com/edgepush/edgepush/node"
 )
 
@@ -180,16 +180,8 @@ func TestDeployExampleConfigs(t *testing.T) {
 	if err != nil || len(files) != 3 {
 		t.Fatalf("example configs: %v %v", files, err)
 	}
-	var sigKey string
-	origin := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if _, err := grip.VerifyHS256(r.Header.Get("Grip-Sig"), []byte(sigKey), time.Now()); err != nil {
-			http.Error(w, "bad Grip-Sig: "+err.Error(), http.StatusForbidden)
-			return
-		}
-		w.Header().Set("Grip-Hold", "stream")
-		w.Header().Set("Grip-Channel", "deploy")
-		io.WriteString(w, "open\n")
-	}))
+	var sigKey atomic.Value
+	origin := httptest.NewServer(gripOrigin(&sigKey, "deploy"))
 	defer origin.Close()
 	dir := t.TempDir()
 	tierAddr := map[string]string{} // 10.0.0.N → the started member's memberlist address
@@ -206,7 +198,8 @@ func TestDeployExampleConfigs(t *testing.T) {
 			cfg.PublishKey == "" || cfg.SigKey == "" || cfg.ClusterKey == "" {
 			t.Fatalf("%s lacks a setting of a tier member: %+v", f, cfg)
 		}
-		sigKey, publishKey = cfg.SigKey, cfg.PublishKey
+		sigKey.Store(cfg.SigKey)
+		publishKey = cfg.PublishKey
 		bindHost, _, _ := net.SplitHostPort(cfg.ClusterBind)
 		var join []string
 		for _, j := range strings.Split(cfg.Join, ",") {
