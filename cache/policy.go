@@ -31,6 +31,11 @@ type Response struct {
 	// whatever its headers say: it carries per-user state the cache
 	// cannot see (e.g. WebSocket-over-HTTP meta set for one connection).
 	NoStore bool
+	// Reparse, set by a Revalidator on a 304 Not Modified answer,
+	// computes Value (and Compress, NoStore) again for the stored
+	// response the 304 refreshed: the 304 may change headers Value was
+	// parsed from. Nil: the stored Value is kept.
+	Reparse func(refreshed *Response)
 }
 
 // Get returns the first value of header name (case-insensitive).
@@ -138,7 +143,8 @@ func unstorableStatus(code int) bool {
 // policyFor applies RFC 9111 §3 and §4.2 as a shared cache, with
 // CDN-Cache-Control (RFC 9213) in place of Cache-Control when present,
 // plus Surrogate-Control, which a CDN obeys before either. A response is
-// stored only with explicit freshness. It is never stored when it sets a
+// stored only with explicit freshness, or with no-cache (stale at once,
+// revalidated on every use). It is never stored when it sets a
 // cookie (Set-Cookie) or the caller marks it NoStore (per-user state the
 // cache cannot see), and for a request with credentials only when the
 // response says it is shared (public, s-maxage, must-revalidate) or
@@ -174,12 +180,8 @@ func policyFor(resp *Response, req *Request, now time.Time, defaultStaleIfError 
 		p.freshFor = cc.sMaxAge
 	case cc.hasMaxAge:
 		p.freshFor = cc.maxAge
-	default:
-		exp := resp.Get("Expires")
-		if exp == "" {
-			return p // no explicit freshness: not stored
-		}
-		t, err := parseHTTPDate(exp)
+	case resp.Get("Expires") != "":
+		t, err := parseHTTPDate(resp.Get("Expires"))
 		if err != nil || len(headerLines(resp, "Expires")) > 1 {
 			return policy{storable: true} // invalid Expires: already stale (RFC 9111 §5.3)
 		}
@@ -188,6 +190,11 @@ func policyFor(resp *Response, req *Request, now time.Time, defaultStaleIfError 
 			date = d
 		}
 		p.freshFor = min(max(t.Sub(date), 0), maxDeltaSeconds*time.Second)
+	case cc.noCache:
+		// Stored without freshness, to be revalidated on every use
+		// (kept only with a validator, see Cache.storeEntry).
+	default:
+		return p // no explicit freshness: not stored
 	}
 	if cc.noCache {
 		p.freshFor = 0

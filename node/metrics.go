@@ -176,6 +176,7 @@ func (s *Server) writeStatsMetrics(w io.Writer) {
 	counter(w, `edgepush_cache_stale_total{reason="revalidating"}`, c.StaleRevalidating)
 	counter(w, `edgepush_cache_stale_total{reason="origin_error"}`, c.StaleOnError)
 	counter(w, "edgepush_cache_coalesced_total", c.Coalesced)
+	counter(w, "edgepush_cache_revalidations_total", c.Revalidations)
 	counter(w, "edgepush_cache_bypass_total", c.Bypass)
 	counter(w, "edgepush_cache_stores_total", c.Stores)
 	counter(w, "edgepush_cache_rejected_total", c.Rejected)
