@@ -78,7 +78,7 @@ func (s *Server) fetchOrigin(rt *route, req *fasthttp.Request) (*cache.Response,
 	r := &cache.Response{
 		Status: resp.StatusCode(),
 		Reason: string(resp.Header.StatusMessage()),
-		Header: originHeaders(resp),
+		Header: withDate(originHeaders(resp)),
 		Body:   bytes.Clone(resp.Body()),
 	}
 	s.parse(r, since)

@@ -243,8 +243,10 @@ func responseFor(code int, reason string, headers []grip.Header, body []byte, in
 	return hr
 }
 
-// relay answers the client with a response that is not held.
+// relay answers the client with a response that is not held, with its
+// own Date (a stored response's is the one it was stored with), or now.
 func relay(ctx *fasthttp.RequestCtx, hr heldResponse) {
+	setDate(&ctx.Response.Header, headerValue(hr.headers, "Date"))
 	ctx.SetStatusCode(hr.code)
 	if hr.reason != grip.StatusText(hr.code) {
 		ctx.Response.Header.SetStatusMessage([]byte(hr.reason))

@@ -153,6 +153,7 @@ func New(cfg Config, log *slog.Logger) (*Server, error) {
 		Handler:               s.serveClient,
 		Name:                  "edgepush",
 		NoDefaultServerHeader: true,
+		NoDefaultDate:         true, // a stored Date is served as stored (relay sets it: setDate)
 		ReadBufferSize:        cfg.MaxHeaderBytes,
 		MaxRequestBodySize:    cfg.MaxBody,
 		ReadTimeout:           cfg.ReadTimeout,
