@@ -2,6 +2,7 @@ package node
 
 import (
 	"errors"
+	"slices"
 	"sync"
 	"time"
 )
@@ -10,17 +11,19 @@ import (
 var errCircuitOpen = errors.New("origin is failing; requests paused while it is probed")
 
 // breaker stops sending every request to a dead origin: after Failures
-// consecutive failures (transport errors or 5xx) it opens, requests fail
-// at once (and the cache serves stale entries), and a background prober
-// asks the origin with growing pauses until it answers again.
+// failures in a row (the origin unreachable, or not answering requests
+// for several URLs: see originHealth) it opens, requests fail at once
+// (and the cache serves stale entries), and a background prober asks the
+// origin with growing pauses until it answers again.
 type breaker struct {
 	failures int           // threshold; 0 disables the breaker
 	minPause time.Duration // first pause before a probe
 	maxPause time.Duration
 
 	mu     sync.Mutex
-	count  int  // consecutive failures
-	open   bool // requests fail fast
+	count  int      // failures in the current run
+	keys   []string // the requests that failed in the run, for failures counted once per request
+	open   bool     // requests fail fast
 	opened chan struct{}
 }
 
@@ -38,17 +41,29 @@ func (b *breaker) allow() bool {
 	return !b.open
 }
 
-// record counts one origin outcome; the failure that crosses the
-// threshold opens the breaker and wakes the prober.
-func (b *breaker) record(ok bool) {
+// record counts one origin outcome: ok (an answer) ends the run of
+// failures, a failure counts toward the threshold, and the one that
+// reaches it opens the breaker and wakes the prober. A failure with a
+// key (the request it happened to) counts once per key in a run: one URL
+// failing again and again does not open the breaker by itself, failures
+// across URLs with no answer in between do.
+func (b *breaker) record(ok bool, key string) {
 	if b.failures <= 0 {
 		return
 	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if ok {
-		b.count = 0
+		b.count, b.keys = 0, b.keys[:0]
 		return
+	}
+	if key != "" {
+		if slices.Contains(b.keys, key) {
+			return
+		}
+		if len(b.keys) < b.failures {
+			b.keys = append(b.keys, key)
+		}
 	}
 	b.count++
 	if !b.open && b.count >= b.failures {
@@ -63,7 +78,7 @@ func (b *breaker) record(ok bool) {
 // close ends an open period: the origin answered a probe.
 func (b *breaker) close() {
 	b.mu.Lock()
-	b.open, b.count = false, 0
+	b.open, b.count, b.keys = false, 0, b.keys[:0]
 	b.mu.Unlock()
 }
 

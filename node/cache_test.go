@@ -394,10 +394,11 @@ func TestThousandConcurrentMissesOneFetch(t *testing.T) {
 }
 
 // TestCircuitBreakerPausesAndProbes: after -origin-failures failures in a
-// row the breaker opens: requests fail at once without reaching the
-// origin, while probes (GET -origin-probe-path, a path of their own here,
-// so the dead origin can tell them from requests) ask whether it is
-// back; one that finds it back closes the breaker.
+// row (requests for as many URLs: the dead origin resets connections)
+// the breaker opens: requests fail at once without reaching the origin,
+// while probes (GET -origin-probe-path, a path of their own here, so the
+// dead origin can tell them from requests) ask whether it is back; one
+// that finds it back closes the breaker.
 func TestCircuitBreakerPausesAndProbes(t *testing.T) {
 	o := newRestartableOrigin(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		io.WriteString(w, "up")
@@ -406,8 +407,8 @@ func TestCircuitBreakerPausesAndProbes(t *testing.T) {
 		c.Origin, c.OriginFailures, c.OriginProbeMaxPause, c.OriginProbePath = o.url(), 3, time.Second, "/probe"
 	})
 	o.stop()
-	for range 3 {
-		resp, err := http.Get(n.url + "/x")
+	for i := range 3 {
+		resp, err := http.Get(fmt.Sprintf("%s/x%d", n.url, i))
 		if err != nil {
 			t.Fatal(err)
 		}

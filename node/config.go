@@ -160,10 +160,13 @@ type Config struct {
 	// served while the origin fails, unless the response says
 	// (stale-if-error=N). Zero disables it; DefaultConfig sets 24h.
 	StaleIfError time.Duration
-	// OriginFailures is how many consecutive origin failures (transport
-	// errors, 5xx) open the circuit breaker: requests then fail at once
-	// (stale entries are served) while the origin is probed in the
-	// background. Default 5; negative: no breaker.
+	// OriginFailures is how many consecutive origin failures (connections
+	// refused or timing out, answers not coming in time) open the circuit
+	// breaker: requests then fail at once (stale entries are served) while
+	// the origin is probed in the background. Any answer, 5xx included,
+	// ends a run of failures; a failure of one request alone (a connection
+	// cut, an answer too large or malformed) counts for nothing. Default 5;
+	// negative: no breaker.
 	OriginFailures int
 	// OriginProbePath is what the breaker's probe GETs. Default "/".
 	OriginProbePath string
@@ -362,7 +365,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.BoolVar(&c.CacheOff, "cache-off", c.CacheOff, "turn the edge cache off")
 	fs.Int64Var(&c.CacheMaxBytes, "cache-max-bytes", c.CacheMaxBytes, "edge cache memory limit in `bytes`")
 	fs.DurationVar(&c.StaleIfError, "stale-if-error", c.StaleIfError, "serve cached responses this long past freshness while the origin fails (0: never), unless the response says")
-	fs.IntVar(&c.OriginFailures, "origin-failures", c.OriginFailures, "consecutive origin failures that open the circuit breaker (negative: never)")
+	fs.IntVar(&c.OriginFailures, "origin-failures", c.OriginFailures, "consecutive origin failures (refused or timed out; answers, 5xx included, do not count) that open the circuit breaker (negative: never)")
 	fs.StringVar(&c.OriginProbePath, "origin-probe-path", c.OriginProbePath, "path the breaker probes the origin with")
 	fs.DurationVar(&c.OriginProbeMaxPause, "origin-probe-max-pause", c.OriginProbeMaxPause, "longest pause between origin probes")
 	fs.DurationVar(&c.PurgeInterval, "purge-interval", c.PurgeInterval, "per-key purge rate limit (0: none)")
