@@ -12,20 +12,28 @@ var errCircuitOpen = errors.New("origin is failing; requests paused while it is 
 
 // breaker stops sending every request to a dead origin: after Failures
 // failures in a row (the origin unreachable, or not answering requests
-// for several URLs: see originHealth) it opens, requests fail at once
-// (and the cache serves stale entries), and a background prober asks the
-// origin with growing pauses until it answers again.
+// for several URLs: see originHealth) over at least minFailingFor with no
+// answer in between, it opens, requests fail at once (and the cache
+// serves stale entries), and a background prober asks the origin with
+// growing pauses until it answers again.
 type breaker struct {
 	failures int           // threshold; 0 disables the breaker
 	minPause time.Duration // first pause before a probe
 	maxPause time.Duration
 
 	mu     sync.Mutex
-	count  int      // failures in the current run
-	keys   []string // the requests that failed in the run, for failures counted once per request
-	open   bool     // requests fail fast
+	count  int       // failures in the current run
+	since  time.Time // the run's first failure
+	keys   []string  // the requests that failed in the run, for failures counted once per request
+	open   bool      // requests fail fast
 	opened chan struct{}
 }
+
+// minFailingFor is how long a run of failures must last before it opens
+// the breaker: a burst of failures at one moment (requests for several
+// URLs cut at once) is not an origin gone, an origin that has answered
+// nothing for a second while they failed is.
+const minFailingFor = time.Second
 
 func newBreaker(failures int, minPause, maxPause time.Duration) *breaker {
 	return &breaker{failures: failures, minPause: minPause, maxPause: maxPause, opened: make(chan struct{}, 1)}
@@ -42,11 +50,11 @@ func (b *breaker) allow() bool {
 }
 
 // record counts one origin outcome: ok (an answer) ends the run of
-// failures, a failure counts toward the threshold, and the one that
-// reaches it opens the breaker and wakes the prober. A failure with a
-// key (the request it happened to) counts once per key in a run: one URL
-// failing again and again does not open the breaker by itself, failures
-// across URLs with no answer in between do.
+// failures, a failure counts toward the threshold, and one that finds it
+// reached, the run minFailingFor old, opens the breaker and wakes the
+// prober. A failure with a key (the request it happened to) counts once
+// per key in a run: one URL failing again and again does not open the
+// breaker by itself, failures across URLs with no answer in between do.
 func (b *breaker) record(ok bool, key string) {
 	if b.failures <= 0 {
 		return
@@ -57,16 +65,17 @@ func (b *breaker) record(ok bool, key string) {
 		b.count, b.keys = 0, b.keys[:0]
 		return
 	}
-	if key != "" {
-		if slices.Contains(b.keys, key) {
-			return
-		}
-		if len(b.keys) < b.failures {
+	now := time.Now()
+	if b.count == 0 {
+		b.since = now
+	}
+	if key == "" || !slices.Contains(b.keys, key) {
+		b.count++
+		if key != "" && len(b.keys) < b.failures {
 			b.keys = append(b.keys, key)
 		}
 	}
-	b.count++
-	if !b.open && b.count >= b.failures {
+	if !b.open && b.count >= b.failures && now.Sub(b.since) >= minFailingFor {
 		b.open = true
 		select {
 		case b.opened <- struct{}{}:

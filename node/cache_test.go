@@ -395,7 +395,8 @@ func TestThousandConcurrentMissesOneFetch(t *testing.T) {
 
 // TestCircuitBreakerPausesAndProbes: after -origin-failures failures in a
 // row (requests for as many URLs: the dead origin resets connections)
-// the breaker opens: requests fail at once without reaching the origin,
+// over a second the breaker opens: requests fail at once without
+// reaching the origin,
 // while probes (GET -origin-probe-path, a path of their own here, so the
 // dead origin can tell them from requests) ask whether it is back; one
 // that finds it back closes the breaker.
@@ -407,14 +408,16 @@ func TestCircuitBreakerPausesAndProbes(t *testing.T) {
 		c.Origin, c.OriginFailures, c.OriginProbeMaxPause, c.OriginProbePath = o.url(), 3, time.Second, "/probe"
 	})
 	o.stop()
-	for i := range 3 {
-		resp, err := http.Get(fmt.Sprintf("%s/x%d", n.url, i))
+	i := 0
+	waitFor(t, "breaker to open", func() bool {
+		resp, err := http.Get(fmt.Sprintf("%s/x%d", n.url, i%3))
 		if err != nil {
 			t.Fatal(err)
 		}
 		resp.Body.Close()
-	}
-	waitFor(t, "breaker to open", n.breaker.isOpen)
+		i++
+		return n.breaker.isOpen()
+	})
 	// requests counts what reached the dead origin, probes aside.
 	requests := func() (k int) {
 		for _, p := range o.refusedPaths() {
