@@ -37,17 +37,33 @@ func (s *Server) fetcher(rt *route, req *fasthttp.Request) cache.Fetcher {
 	return func() (*cache.Response, error) { return s.fetchOrigin(rt, req) }
 }
 
+// clientFetcher is fetcher for the request of ctx, whose client gets the
+// origin's interim responses (interim.go). It must be called before the
+// handler of ctx returns.
+func (s *Server) clientFetcher(ctx *fasthttp.RequestCtx, rt *route, req *fasthttp.Request) cache.Fetcher {
+	return func() (*cache.Response, error) {
+		s.interim.relay(req, ctx)
+		defer s.interim.forget(req)
+		return s.fetchOrigin(rt, req)
+	}
+}
+
 // revalidator asks rt's origin for req conditionally: the validators of
 // the stale stored response are added to a copy of req (the client's own
 // validators never reach the origin for a cacheable request: see
-// conditionalHeaders).
-func (s *Server) revalidator(rt *route, req *fasthttp.Request) cache.Revalidator {
+// conditionalHeaders). When ctx is not nil, its client gets the origin's
+// interim responses, as with clientFetcher.
+func (s *Server) revalidator(ctx *fasthttp.RequestCtx, rt *route, req *fasthttp.Request) cache.Revalidator {
 	return func(validators []cache.Field) (*cache.Response, error) {
 		cond := fasthttp.AcquireRequest()
 		defer fasthttp.ReleaseRequest(cond)
 		req.CopyTo(cond)
 		for _, v := range validators {
 			cond.Header.Set(v.Name, v.Value)
+		}
+		if ctx != nil {
+			s.interim.relay(cond, ctx)
+			defer s.interim.forget(cond)
 		}
 		return s.fetchOrigin(rt, cond)
 	}
@@ -61,7 +77,7 @@ func (s *Server) detachedFetch(rt *route, req *fasthttp.Request) func() (func(st
 	return func() (func(string) string, cache.Fetcher, cache.Revalidator) {
 		own := &fasthttp.Request{}
 		req.CopyTo(own)
-		return joinedHeader(&own.Header), s.fetcher(rt, own), s.revalidator(rt, own)
+		return joinedHeader(&own.Header), s.fetcher(rt, own), s.revalidator(nil, rt, own)
 	}
 }
 

@@ -45,9 +45,9 @@ func (s *Server) serveClient(ctx *fasthttp.RequestCtx) {
 	cacheable := s.cacheable(ctx, rt)
 	s.originRequest(ctx, oreq, rt, cacheable)
 	creq := s.cacheRequest(ctx, rt, "", joinedHeader(&oreq.Header), s.detachedFetch(rt, oreq))
-	creq.SetRevalidator(s.revalidator(rt, oreq))
+	creq.SetRevalidator(s.revalidator(ctx, rt, oreq))
 	creq.Outdated = s.outdated
-	e, result, err := s.cacheGet(rt, creq, s.fetcher(rt, oreq))
+	e, result, err := s.cacheGet(rt, creq, s.clientFetcher(ctx, rt, oreq))
 	s.access.noteCache(ctx, result)
 	if err != nil {
 		s.originFailure(ctx, err)
