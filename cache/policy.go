@@ -318,16 +318,29 @@ func variesOnAll(vary, names []string) bool {
 }
 
 // parseHTTPDate parses an HTTP-date strictly (RFC 9110 §5.6.7): one of
-// the three formats exactly as written, two-digit hours and single
-// spaces; Go's parser alone accepts variants a cache must treat as
-// invalid.
+// the three formats as written, two-digit hours and single spaces, GMT
+// for the two that name a zone; Go's parser alone accepts variants a
+// cache must treat as invalid. Letter case and the day-name (which
+// recipients may ignore: the date names the day) do not matter.
 func parseHTTPDate(v string) (time.Time, error) {
+	if n := len(v); n > 4 && strings.EqualFold(v[n-4:], " GMT") {
+		v = v[:n-3] + "GMT" // Go's parser matches the layout's literal GMT exactly
+	}
 	for _, layout := range []string{http.TimeFormat, time.RFC850, time.ANSIC} {
-		if t, err := time.Parse(layout, v); err == nil && t.Format(layout) == v {
+		t, err := time.Parse(layout, v)
+		if err != nil || layout != time.ANSIC && !strings.HasSuffix(v, " GMT") {
+			continue
+		}
+		if strings.EqualFold(afterDayName(t.Format(layout)), afterDayName(v)) {
 			return t, nil
 		}
 	}
 	return time.Time{}, fmt.Errorf("cache: invalid HTTP-date %q", v)
+}
+
+// afterDayName is an HTTP-date without its leading day-name.
+func afterDayName(v string) string {
+	return strings.TrimLeft(v, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz")
 }
 
 // headerLines returns the raw values of every line of header name.

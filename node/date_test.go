@@ -65,3 +65,26 @@ func TestDateIsServedAsStored(t *testing.T) {
 		t.Fatalf("node's own error: %d, Date %q", resp.StatusCode, resp.Header.Get("Date"))
 	}
 }
+
+// TestIfModifiedSinceWithoutLastModified: a client's If-Modified-Since
+// is compared with the response's Date when it has no Last-Modified
+// (RFC 9111 §4.3.2): 304 when not older, else the response.
+func TestIfModifiedSinceWithoutLastModified(t *testing.T) {
+	n := startNode(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Cache-Control", "max-age=3600")
+		w.Header().Set("Date", "Wed, 01 Jan 2025 00:00:00 GMT")
+		w.Write([]byte("ok"))
+	}))
+	for _, tc := range []struct {
+		ims  string
+		code int
+	}{
+		{"Thu, 02 Jan 2025 00:00:00 GMT", 304},
+		{"Wed, 01 Jan 2025 00:00:00 GMT", 304},
+		{"Tue, 31 Dec 2024 00:00:00 GMT", 200},
+	} {
+		if resp, _ := n.getWith(t, "/d", "If-Modified-Since", tc.ims); resp.StatusCode != tc.code {
+			t.Errorf("If-Modified-Since %s: %d, want %d", tc.ims, resp.StatusCode, tc.code)
+		}
+	}
+}

@@ -317,7 +317,8 @@ func isWebSocketUpgrade(ctx *fasthttp.RequestCtx) bool {
 
 // notModified reports whether the client's conditional GET (or HEAD)
 // is answered by hr, a complete 200 response, with 304 (RFC 9110 §13.2.2:
-// If-None-Match first, else If-Modified-Since).
+// If-None-Match first, else If-Modified-Since, compared with
+// Last-Modified or, without one, Date: RFC 9111 §4.3.2).
 func notModified(req *fasthttp.RequestHeader, hr heldResponse) bool {
 	if hr.code != fasthttp.StatusOK {
 		return false
@@ -327,6 +328,9 @@ func notModified(req *fasthttp.RequestHeader, hr heldResponse) bool {
 		return etag != "" && etagListMatches(string(inm), etag)
 	}
 	ims, lm := req.Peek("If-Modified-Since"), headerValue(hr.headers, "Last-Modified")
+	if lm == "" {
+		lm = headerValue(hr.headers, "Date")
+	}
 	if len(ims) == 0 || lm == "" {
 		return false
 	}
