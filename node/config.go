@@ -160,14 +160,14 @@ type Config struct {
 	// served while the origin fails, unless the response says
 	// (stale-if-error=N). Zero disables it; DefaultConfig sets 24h.
 	StaleIfError time.Duration
-	// OriginFailures is how many origin failures in a row, over at least a
-	// second, open the circuit breaker: requests then fail at once (stale
-	// entries are served) while the origin is probed in the background.
-	// Connections refused count; requests that get no answer (timed out,
-	// dropped before it) count once per URL in the run; any answer, 5xx
-	// included, ends a run; a failure of one answer (cut mid-answer, too
-	// large, malformed) counts for nothing. Default 5; negative: no
-	// breaker.
+	// OriginFailures is how many origin failures in a row open the circuit
+	// breaker: requests then fail at once (stale entries are served) while
+	// the origin is probed in the background. Connections refused count;
+	// requests that get no answer (timed out, dropped before it) count
+	// once per URL in the run, which must then have lasted a second; any
+	// answer, 5xx included, ends a run; a failure of one answer (cut
+	// mid-answer, too large, malformed) counts for nothing. Default 5;
+	// negative: no breaker.
 	OriginFailures int
 	// OriginProbePath is what the breaker's probe GETs. Default "/".
 	OriginProbePath string
