@@ -16,6 +16,7 @@
 //	proxy.go      a client request: route → origin request → cache → relay or hold
 //	routes.go     the route table and route lookup (host, path prefix, loops, dot-segments)
 //	headers.go    every header rule: client → origin, node → origin, origin → client
+//	ranges.go     a client's Range, answered from the whole response
 //	cached.go     what the node hands the cache: requests, the origin fetcher and revalidator, parsed answers
 //	origin.go     the origin client: requests, retries, breakers (breaker.go), probes
 //	interim.go    the origin's interim (1xx) responses, passed on to the client waiting

@@ -72,9 +72,15 @@ func (s *Server) serveClient(ctx *fasthttp.RequestCtx) {
 	paging := hold == grip.HoldNone && in.NextLink != nil && !ctx.IsHead()
 	switch {
 	case (hold == grip.HoldNone && !paging) || ctx.IsHead():
-		hr = withAge(encoded(ctx, e, hr), e, result)
+		notMod := cacheable && notModified(&ctx.Request.Header, hr) // before Range (RFC 9110 §13.2.2)
+		if r, ok := ranged(&ctx.Request.Header, e, hr); cacheable && !notMod && ok {
+			hr = r
+		} else {
+			hr = encoded(ctx, e, hr)
+		}
+		hr = withAge(hr, e, result)
 		hr.headers = append(hr.headers, grip.Header{Name: "X-Cache", Value: cacheStatus(result)})
-		if cacheable && notModified(&ctx.Request.Header, hr) {
+		if notMod {
 			hr = notModifiedResponse(hr)
 		}
 		relay(ctx, hr)
