@@ -1,8 +1,8 @@
 package cache
 
 import (
+	"fmt"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -58,6 +58,19 @@ func (o *validatingOrigin) lastAsked() []Field {
 		return nil
 	}
 	return o.asked[len(o.asked)-1]
+}
+
+// staleAfterStoring stores, for url, the response o is set to answer
+// with body and headers, then lets 20 s pass: a max-age=10 entry is then
+// stale.
+func staleAfterStoring(t *testing.T, url, body string, headers ...string) (*Cache, *clock, *validatingOrigin) {
+	t.Helper()
+	c, clk := newCache(t)
+	o := &validatingOrigin{}
+	o.set(body, headers...)
+	get(t, c, &o.origin, condReq(url, o))
+	clk.add(20 * time.Second)
+	return c, clk, o
 }
 
 // condReq is a GET that revalidates through o.
@@ -132,11 +145,7 @@ func TestRevalidationRefreshesStoredEntry(t *testing.T) {
 // request replaces the entry; a 304 whose ETag is not the stored one's
 // does not refresh it: the entry is fetched in full.
 func TestRevalidationAnsweredInFullReplaces(t *testing.T) {
-	c, clk := newCache(t)
-	o := &validatingOrigin{}
-	o.set("v1", "Cache-Control", "max-age=10", "ETag", `"e1"`)
-	get(t, c, &o.origin, condReq("http://h/f", o))
-	clk.add(20 * time.Second)
+	c, clk, o := staleAfterStoring(t, "http://h/f", "v1", "Cache-Control", "max-age=10", "ETag", `"e1"`)
 	o.set("v2", "Cache-Control", "max-age=10", "ETag", `"e2"`)
 	if body, res := get(t, c, &o.origin, condReq("http://h/f", o)); body != "v2" || res != Miss {
 		t.Fatalf("changed: %q %v", body, res)
@@ -253,11 +262,7 @@ func TestSoftPurgeRevalidates(t *testing.T) {
 // asks conditionally with the detached request's revalidator, and the
 // 304 refreshes the entry.
 func TestBackgroundRefreshRevalidates(t *testing.T) {
-	c, clk := newCache(t)
-	o := &validatingOrigin{}
-	o.set("v1", "Cache-Control", "max-age=10, stale-while-revalidate=60", "ETag", `"e1"`, "X-Version", "1")
-	get(t, c, &o.origin, condReq("http://h/b", o))
-	clk.add(20 * time.Second)
+	c, _, o := staleAfterStoring(t, "http://h/b", "v1", "Cache-Control", "max-age=10, stale-while-revalidate=60", "ETag", `"e1"`, "X-Version", "1")
 	o.notModified = []Field{{"X-Version", "2"}}
 	var detached atomic.Int64
 	req := greq("http://h/b")
@@ -287,33 +292,18 @@ func TestBackgroundRefreshRevalidates(t *testing.T) {
 // TestConcurrentRevalidationsCoalesce: concurrent requests for a stale
 // entry make one conditional request, and all get the refreshed entry.
 func TestConcurrentRevalidationsCoalesce(t *testing.T) {
-	c, clk := newCache(t)
-	o := &validatingOrigin{}
-	o.set("v1", "Cache-Control", "max-age=10", "ETag", `"e1"`)
-	get(t, c, &o.origin, condReq("http://h/cc", o))
-	clk.add(20 * time.Second)
+	c, _, o := staleAfterStoring(t, "http://h/cc", "v1", "Cache-Control", "max-age=10", "ETag", `"e1"`)
 	o.gate = make(chan struct{})
 	const n = 8
-	var wg sync.WaitGroup
-	results := make(chan Result, n)
-	for range n {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			e, res, err := c.Get(condReq("http://h/cc", o), o.fetch)
-			if err != nil || string(e.Response.Body) != "v1" {
-				t.Errorf("%v %v", res, err)
-			}
-			results <- res
-		}()
+	answers := make([]<-chan answer, n)
+	for i := range answers {
+		answers[i] = goGet(c, condReq("http://h/cc", o), o.fetch)
 	}
 	waitWaiting(t, c, n-1)
 	close(o.gate)
-	wg.Wait()
-	close(results)
-	for res := range results {
-		if res != Revalidated {
-			t.Errorf("result %v, want revalidated", res)
+	for i, ch := range answers {
+		if a := await(t, fmt.Sprint("request ", i), ch); a.body != "v1" || a.res != Revalidated {
+			t.Errorf("request %d: %q %v, want the revalidated entry", i, a.body, a.res)
 		}
 	}
 	if o.not.Load() != 1 || o.fetches.Load() != 1 {

@@ -274,17 +274,8 @@ func TestVaryAndAuthorizationIsolation(t *testing.T) {
 		fmt.Fprintf(w, "user=%s auth=%s", r.Header.Get("X-User"), r.Header.Get("Authorization"))
 	}))
 	get := func(path string, headers ...string) (string, string) {
-		req, _ := http.NewRequest("GET", n.url+path, nil)
-		for i := 0; i+1 < len(headers); i += 2 {
-			req.Header.Set(headers[i], headers[i+1])
-		}
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		b, _ := io.ReadAll(resp.Body)
-		return string(b), resp.Header.Get("X-Cache")
+		resp, body := n.getWith(t, path, headers...)
+		return body, resp.Header.Get("X-Cache")
 	}
 	if b, x := get("/vary", "X-User", "alice"); b != "user=alice auth=" || x != "MISS" {
 		t.Fatalf("alice: %q %s", b, x)

@@ -57,16 +57,7 @@ func TestRangesFromTheWholeResponse(t *testing.T) {
 		{"whole, compressed", "/big", []string{"Accept-Encoding", "zstd"}, 200, "", "", "zstd"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			req, _ := http.NewRequest("GET", n.url+tc.path, nil)
-			for i := 0; i+1 < len(tc.headers); i += 2 {
-				req.Header.Set(tc.headers[i], tc.headers[i+1])
-			}
-			resp, err := http.DefaultTransport.RoundTrip(req) // no transparent decompression
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer resp.Body.Close()
-			b, _ := io.ReadAll(resp.Body)
+			resp, b := n.getWith(t, tc.path, tc.headers...) // Accept-Encoding set: no transparent decompression
 			if resp.StatusCode != tc.code || tc.encoding == "" && string(b) != tc.body ||
 				resp.Header.Get("Content-Range") != tc.cr || resp.Header.Get("Content-Encoding") != tc.encoding {
 				t.Fatalf("%d %q, Content-Range %q, Content-Encoding %q", resp.StatusCode, b,

@@ -35,7 +35,7 @@ log() { printf '%s cache-tests: %s\n' "$(date +%T)" "$*" >&2; }
 cleanup() {
   local rc=$?
   trap - EXIT INT TERM
-  (( ${#started[@]} )) && stop_pids "${started[@]}"
+  stop_started
   if [[ ${KEEP:-0} == 1 ]]; then log "work dir kept: $work"; else rm -rf "$work"; fi
   exit "$rc"
 }
