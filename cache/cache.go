@@ -512,16 +512,30 @@ func variantKey(primary string, names []string, header func(string) string) stri
 		b.WriteString(n)
 		b.WriteString("=")
 		if header != nil {
-			b.WriteString(normalizeVaryValue(header(n)))
+			b.WriteString(normalizeVaryValue(n, header(n)))
 		}
 	}
 	return b.String()
 }
 
-// normalizeVaryValue folds whitespace differences that do not change a
-// header's meaning.
-func normalizeVaryValue(v string) string {
-	return strings.Join(strings.Fields(v), " ")
+// normalizeVaryValue puts the value of name, a request header a response
+// varies on, in the form keys are built from, folding differences that
+// do not change its meaning: runs of whitespace are one space, the
+// whitespace around a list's commas goes (RFC 9110 §5.6.1), and language
+// ranges (Accept-Language) are compared without case (RFC 4647 §2).
+func normalizeVaryValue(name, v string) string {
+	out := strings.Join(strings.Fields(v), " ")
+	if strings.Contains(out, ",") {
+		parts := strings.Split(out, ",")
+		for i, p := range parts {
+			parts[i] = strings.TrimSpace(p)
+		}
+		out = strings.Join(parts, ",")
+	}
+	if strings.EqualFold(name, "Accept-Language") {
+		out = strings.ToLower(out)
+	}
+	return out
 }
 
 // varySpecs remembers, per primary key, which request headers the stored

@@ -43,7 +43,7 @@ func newEntry(resp *Response, req *Request, primary string, now time.Time, seq u
 		e.varyNames = append(e.varyNames, name)
 		val := ""
 		if req.Header != nil {
-			val = normalizeVaryValue(req.Header(name))
+			val = normalizeVaryValue(name, req.Header(name))
 		}
 		e.varyValues = append(e.varyValues, val)
 	}
@@ -66,7 +66,7 @@ func (e *Entry) matches(req *Request) bool {
 	for i, n := range e.varyNames {
 		v := ""
 		if req.Header != nil {
-			v = normalizeVaryValue(req.Header(n))
+			v = normalizeVaryValue(n, req.Header(n))
 		}
 		if v != e.varyValues[i] {
 			return false

@@ -68,6 +68,7 @@ func (r *Response) values(name string) []string {
 // directives that matter to a shared cache.
 type directives struct {
 	noStore, private, noCache, public, mustRevalidate bool
+	mustUnderstand                                    bool
 	maxAge, sMaxAge                                   time.Duration
 	hasMaxAge, hasSMaxAge                             bool
 	staleIfError, staleWhileRevalidate                time.Duration
@@ -103,6 +104,8 @@ func parseDirectives(values []string) directives {
 			d.public = true
 		case "must-revalidate", "proxy-revalidate":
 			d.mustRevalidate = true
+		case "must-understand":
+			d.mustUnderstand = true
 		case "max-age":
 			d.maxAge, d.hasMaxAge = secs()
 		case "s-maxage":
@@ -140,6 +143,12 @@ func unstorableStatus(code int) bool {
 	return code >= 500 || code < 200
 }
 
+// understoodStatus reports whether the cache knows the caching rules of
+// status code (for must-understand): the final statuses HTTP defines.
+func understoodStatus(code int) bool {
+	return code >= 200 && code < 600 && http.StatusText(code) != ""
+}
+
 // policyFor applies RFC 9111 §3 and §4.2 as a shared cache, with
 // CDN-Cache-Control (RFC 9213) in place of Cache-Control when present,
 // plus Surrogate-Control, which a CDN obeys before either. A response is
@@ -159,6 +168,12 @@ func policyFor(resp *Response, req *Request, now time.Time, defaultStaleIfError 
 		cc = parseDirectives(cdn)
 	}
 	sc := parseDirectives(resp.values("Surrogate-Control"))
+	if cc.mustUnderstand {
+		// RFC 9111 §5.2.2.3: stored only if the cache understands the
+		// status code, and then no-store (sent for caches that do not
+		// know must-understand) does not apply.
+		cc.noStore = !understoodStatus(resp.Status)
+	}
 	var p policy
 	if cc.noStore || cc.private || sc.noStore || unstorableStatus(resp.Status) ||
 		resp.NoStore || resp.Get("Set-Cookie") != "" {
