@@ -41,11 +41,13 @@ cleanup() {
 }
 trap cleanup EXIT INT TERM
 
-# free_port: a 127.0.0.1 port nothing listens on now (bounded tries).
+# free_port: a 127.0.0.1 port nothing listens on now (bounded tries),
+# below the usual ephemeral range (32768 and up), which connections of
+# other programs may take meanwhile.
 free_port() {
   local p
   for _ in $(seq 100); do
-    p=$(( 20000 + RANDOM % 30000 ))
+    p=$(( 20000 + RANDOM % 12000 ))
     if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then echo "$p"; return; fi
   done
   echo "no free port found" >&2
@@ -119,23 +121,32 @@ for (const impl of published) {
 }
 EOF
 
-origin_port=$(free_port)
-node_port=$(free_port)
-control_port=$(free_port)
+# Each is started up to three times, on other ports if one was taken
+# between free_port and its listen.
+for try in 1 2 3; do
+  origin_port=$(free_port)
+  log "suite server on 127.0.0.1:$origin_port"
+  (cd "$suite" && exec env npm_config_protocol=http npm_config_port="$origin_port" npm_config_pidfile="$work/server.pid" \
+    node --require "$work/loopback.cjs" test-engine/server/server.mjs) >"$work/server.log" 2>&1 &
+  server_pid=$!
+  started+=("$server_pid")
+  wait_listening "$server_pid" "$origin_port" && break
+  stop_pids "$server_pid"
+  (( try < 3 )) || { log "the suite's server did not start:"; cat "$work/server.log" >&2; exit 1; }
+done
 
-log "suite server on 127.0.0.1:$origin_port"
-(cd "$suite" && exec env npm_config_protocol=http npm_config_port="$origin_port" npm_config_pidfile="$work/server.pid" \
-  node --require "$work/loopback.cjs" test-engine/server/server.mjs) >"$work/server.log" 2>&1 &
-server_pid=$!
-started+=("$server_pid")
-wait_listening "$server_pid" "$origin_port" || { log "the suite's server did not start:"; cat "$work/server.log" >&2; exit 1; }
-
-log "edgepush on 127.0.0.1:$node_port (control :$control_port), flags: ${*:-(defaults)}"
-"$work/edgepush" -listen "127.0.0.1:$node_port" -control "127.0.0.1:$control_port" \
-  -origin "http://127.0.0.1:$origin_port" "$@" >"$work/edgepush.log" 2>&1 &
-node_pid=$!
-started+=("$node_pid")
-wait_listening "$node_pid" "$node_port" || { log "edgepush did not start:"; cat "$work/edgepush.log" >&2; exit 1; }
+for try in 1 2 3; do
+  node_port=$(free_port)
+  control_port=$(free_port)
+  log "edgepush on 127.0.0.1:$node_port (control :$control_port), flags: ${*:-(defaults)}"
+  "$work/edgepush" -listen "127.0.0.1:$node_port" -control "127.0.0.1:$control_port" \
+    -origin "http://127.0.0.1:$origin_port" "$@" >"$work/edgepush.log" 2>&1 &
+  node_pid=$!
+  started+=("$node_pid")
+  wait_listening "$node_pid" "$node_port" && break
+  stop_pids "$node_pid"
+  (( try < 3 )) || { log "edgepush did not start:"; cat "$work/edgepush.log" >&2; exit 1; }
+done
 
 log "running the suite (about a minute)"
 (cd "$suite" && exec env npm_config_base="http://127.0.0.1:$node_port" npm_config_id= npm_package_config_id= \
