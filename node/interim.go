@@ -114,7 +114,9 @@ func (t interimTransport) RoundTrip(hc *fasthttp.HostClient, req *fasthttp.Reque
 	hc.ReleaseReader(br)
 	if err != nil {
 		hc.CloseConn(cc)
-		return !errors.Is(err, fasthttp.ErrBodyTooLarge), err
+		// As fasthttp's: retried, but not when the answer would be the
+		// same again.
+		return !errors.Is(err, fasthttp.ErrBodyTooLarge) && !errors.Is(err, errTooManyInterims), err
 	}
 	if req.ConnectionClose() || resp.ConnectionClose() {
 		hc.CloseConn(cc)

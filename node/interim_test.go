@@ -93,3 +93,29 @@ func TestInterimResponsesOfRequestsForNoClient(t *testing.T) {
 		}
 	}
 }
+
+// TestTooManyInterimResponses: an origin that sends interim responses
+// without end gets its request failed (502) after maxInterims of them,
+// which the client got.
+func TestTooManyInterimResponses(t *testing.T) {
+	n := startNode(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		for range maxInterims + 5 {
+			w.WriteHeader(http.StatusProcessing)
+		}
+		io.WriteString(w, "never")
+	}))
+	c := dialRaw(t, n.Addr())
+	resp := c.get(t, "/endless")
+	for i := 0; resp.StatusCode == 102; i++ {
+		if i > maxInterims {
+			t.Fatalf("more than %d interim responses passed on", maxInterims)
+		}
+		var err error
+		if resp, err = http.ReadResponse(c.r, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if resp.StatusCode != 502 {
+		t.Fatalf("final response %d, want 502", resp.StatusCode)
+	}
+}
