@@ -121,32 +121,46 @@ for (const impl of published) {
 }
 EOF
 
-# Each is started up to three times, on other ports if one was taken
-# between free_port and its listen.
-for try in 1 2 3; do
-  origin_port=$(free_port)
-  log "suite server on 127.0.0.1:$origin_port"
-  (cd "$suite" && exec env npm_config_protocol=http npm_config_port="$origin_port" npm_config_pidfile="$work/server.pid" \
-    node --require "$work/loopback.cjs" test-engine/server/server.mjs) >"$work/server.log" 2>&1 &
-  server_pid=$!
-  started+=("$server_pid")
-  wait_listening "$server_pid" "$origin_port" && break
-  stop_pids "$server_pid"
-  (( try < 3 )) || { log "the suite's server did not start:"; cat "$work/server.log" >&2; exit 1; }
-done
+# start_listening WHAT LOG LAUNCH: runs LAUNCH PORT on a free port (it
+# starts a process in the background and sets launched), and waits until
+# the process listens there; on other ports if one was taken between
+# free_port and its listen, up to three times. Sets port and pid.
+start_listening() {
+  local what=$1 logf=$2 launch=$3
+  for _ in 1 2 3; do
+    port=$(free_port)
+    "$launch" "$port"
+    pid=$launched
+    started+=("$pid")
+    wait_listening "$pid" "$port" && return 0
+    stop_pids "$pid"
+  done
+  log "$what did not start:"
+  cat "$logf" >&2
+  exit 1
+}
 
-for try in 1 2 3; do
-  node_port=$(free_port)
+launch_server() {
+  log "suite server on 127.0.0.1:$1"
+  (cd "$suite" && exec env npm_config_protocol=http npm_config_port="$1" npm_config_pidfile="$work/server.pid" \
+    node --require "$work/loopback.cjs" test-engine/server/server.mjs) >"$work/server.log" 2>&1 &
+  launched=$!
+}
+
+node_flags=("$@")
+launch_node() {
+  local control_port
   control_port=$(free_port)
-  log "edgepush on 127.0.0.1:$node_port (control :$control_port), flags: ${*:-(defaults)}"
-  "$work/edgepush" -listen "127.0.0.1:$node_port" -control "127.0.0.1:$control_port" \
-    -origin "http://127.0.0.1:$origin_port" "$@" >"$work/edgepush.log" 2>&1 &
-  node_pid=$!
-  started+=("$node_pid")
-  wait_listening "$node_pid" "$node_port" && break
-  stop_pids "$node_pid"
-  (( try < 3 )) || { log "edgepush did not start:"; cat "$work/edgepush.log" >&2; exit 1; }
-done
+  log "edgepush on 127.0.0.1:$1 (control :$control_port), flags: ${node_flags[*]:-(defaults)}"
+  "$work/edgepush" -listen "127.0.0.1:$1" -control "127.0.0.1:$control_port" \
+    -origin "http://127.0.0.1:$origin_port" "${node_flags[@]}" >"$work/edgepush.log" 2>&1 &
+  launched=$!
+}
+
+start_listening "the suite's server" "$work/server.log" launch_server
+origin_port=$port server_pid=$pid
+start_listening edgepush "$work/edgepush.log" launch_node
+node_port=$port node_pid=$pid
 
 log "running the suite (about a minute)"
 (cd "$suite" && exec env npm_config_base="http://127.0.0.1:$node_port" npm_config_id= npm_package_config_id= \
