@@ -384,13 +384,59 @@ func TestThousandConcurrentMissesOneFetch(t *testing.T) {
 	}
 }
 
+// TestCoalescedPlainMisses: concurrent misses for a plain (not held)
+// response share the one stored answer, and each writes its own response
+// headers (X-Cache, Age) without touching the shared ones (the race
+// detector watches them: X-Cache was appended to the stored slice).
+func TestCoalescedPlainMisses(t *testing.T) {
+	const clients = 8
+	arrived := make(chan struct{})
+	var fetches atomic.Int64
+	n := startNode(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		fetches.Add(1)
+		select {
+		case <-arrived:
+		case <-time.After(waitTimeout): // the test fails on its own
+		}
+		w.Header().Set("Cache-Control", "max-age=60")
+		io.WriteString(w, "plain")
+	}))
+	var wg sync.WaitGroup
+	errs := make(chan error, clients)
+	for range clients {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			resp, err := http.Get(n.url + "/plain")
+			if err != nil {
+				errs <- err
+				return
+			}
+			defer resp.Body.Close()
+			b, _ := io.ReadAll(resp.Body)
+			if string(b) != "plain" || len(resp.Header.Values("X-Cache")) != 1 {
+				errs <- fmt.Errorf("%q, X-Cache %q", b, resp.Header.Values("X-Cache"))
+			}
+		}()
+	}
+	waitFor(t, "every request to reach the cache", func() bool { return n.cache.Stats().Gets >= clients || len(errs) > 0 })
+	close(arrived)
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	if f := fetches.Load(); f != 1 {
+		t.Fatalf("%d origin fetches, want 1", f)
+	}
+}
+
 // TestCircuitBreakerPausesAndProbes: after -origin-failures failures in a
 // row (requests for as many URLs: the dead origin resets connections)
 // over a second the breaker opens: requests fail at once without
-// reaching the origin,
-// while probes (GET -origin-probe-path, a path of their own here, so the
-// dead origin can tell them from requests) ask whether it is back; one
-// that finds it back closes the breaker.
+// reaching the origin, while probes (GET -origin-probe-path, a path of
+// their own here, so the dead origin can tell them from requests) ask
+// whether it is back; one that finds it back closes the breaker.
 func TestCircuitBreakerPausesAndProbes(t *testing.T) {
 	o := newRestartableOrigin(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		io.WriteString(w, "up")

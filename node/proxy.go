@@ -79,7 +79,9 @@ func (s *Server) serveClient(ctx *fasthttp.RequestCtx) {
 			hr = encoded(ctx, e, hr)
 		}
 		hr = withAge(hr, e, result)
-		hr.headers = append(hr.headers, grip.Header{Name: "X-Cache", Value: cacheStatus(result)})
+		// A copy: hr.headers may still be the stored response's, which
+		// concurrent requests share.
+		hr.headers = append(hr.headers[:len(hr.headers):len(hr.headers)], grip.Header{Name: "X-Cache", Value: cacheStatus(result)})
 		if notMod {
 			hr = notModifiedResponse(hr)
 		}
