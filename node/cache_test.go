@@ -330,54 +330,31 @@ func TestPrivateAndNoStoreAreNeverStored(t *testing.T) {
 // arrive.
 func TestThousandConcurrentMissesOneFetch(t *testing.T) {
 	const clients = 1000
-	var fetches atomic.Int64
-	var n *testNode
-	arrived := make(chan struct{})
-	n = startNode(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		fetches.Add(1)
-		select {
-		case <-arrived:
-		case <-time.After(waitTimeout): // the test fails on its own
-		}
+	n, fetches := missTogether(t, clients, func(w http.ResponseWriter) {
 		w.Header().Set("Cache-Control", "max-age=60")
 		w.Header().Set("Grip-Hold", "stream")
 		w.Header().Set("Grip-Channel", "crowd")
 		io.WriteString(w, "hello crowd\n")
-	}))
-	var wg sync.WaitGroup
-	errs := make(chan error, clients)
-	for range clients {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			c, err := net.Dial("tcp", n.Addr().String())
-			if err != nil {
-				errs <- err
-				return
-			}
-			defer c.Close()
-			c.SetDeadline(time.Now().Add(2 * waitTimeout))
-			io.WriteString(c, "GET /crowd HTTP/1.1\r\nHost: test\r\n\r\n")
-			resp, err := http.ReadResponse(bufio.NewReader(c), nil)
-			if err != nil {
-				errs <- err
-				return
-			}
-			line, err := bufio.NewReader(resp.Body).ReadString('\n')
-			if err != nil || line != "hello crowd\n" {
-				errs <- fmt.Errorf("read %q: %v", line, err)
-			}
-		}()
-	}
-	waitFor(t, "every request to reach the cache", func() bool { return n.cache.Stats().Gets >= clients || len(errs) > 0 })
-	close(arrived)
-	wg.Wait()
-	close(errs)
-	for err := range errs {
-		t.Fatal(err)
-	}
-	if f := fetches.Load(); f != 1 {
-		t.Fatalf("%d concurrent new connections made %d origin fetches, want 1", clients, f)
+	}, func(n *testNode) error {
+		c, err := net.Dial("tcp", n.Addr().String())
+		if err != nil {
+			return err
+		}
+		defer c.Close()
+		c.SetDeadline(time.Now().Add(2 * waitTimeout))
+		io.WriteString(c, "GET /crowd HTTP/1.1\r\nHost: test\r\n\r\n")
+		resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+		if err != nil {
+			return err
+		}
+		line, err := bufio.NewReader(resp.Body).ReadString('\n')
+		if err != nil || line != "hello crowd\n" {
+			return fmt.Errorf("read %q: %v", line, err)
+		}
+		return nil
+	})
+	if fetches != 1 {
+		t.Fatalf("%d concurrent new connections made %d origin fetches, want 1", clients, fetches)
 	}
 	if st := n.cache.Stats(); st.Coalesced+st.Hits != clients-1 {
 		t.Fatalf("cache stats %+v: want every request but one to wait for the flight or find its entry", st)
@@ -389,17 +366,41 @@ func TestThousandConcurrentMissesOneFetch(t *testing.T) {
 // headers (X-Cache, Age) without touching the shared ones (the race
 // detector watches them: X-Cache was appended to the stored slice).
 func TestCoalescedPlainMisses(t *testing.T) {
-	const clients = 8
-	arrived := make(chan struct{})
+	_, fetches := missTogether(t, 8, func(w http.ResponseWriter) {
+		w.Header().Set("Cache-Control", "max-age=60")
+		io.WriteString(w, "plain")
+	}, func(n *testNode) error {
+		resp, err := http.Get(n.url + "/plain")
+		if err != nil {
+			return err
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		if string(b) != "plain" || len(resp.Header.Values("X-Cache")) != 1 {
+			return fmt.Errorf("%q, X-Cache %q", b, resp.Header.Values("X-Cache"))
+		}
+		return nil
+	})
+	if fetches != 1 {
+		t.Fatalf("%d origin fetches, want 1", fetches)
+	}
+}
+
+// missTogether starts a node whose origin answers (with answer) only once
+// clients requests have reached the cache, runs request that many times
+// at once, fails the test on their errors, and returns the node and how
+// many requests reached the origin.
+func missTogether(t *testing.T, clients int, answer func(http.ResponseWriter), request func(*testNode) error) (*testNode, int64) {
+	t.Helper()
 	var fetches atomic.Int64
+	arrived := make(chan struct{})
 	n := startNode(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		fetches.Add(1)
 		select {
 		case <-arrived:
 		case <-time.After(waitTimeout): // the test fails on its own
 		}
-		w.Header().Set("Cache-Control", "max-age=60")
-		io.WriteString(w, "plain")
+		answer(w)
 	}))
 	var wg sync.WaitGroup
 	errs := make(chan error, clients)
@@ -407,28 +408,19 @@ func TestCoalescedPlainMisses(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			resp, err := http.Get(n.url + "/plain")
-			if err != nil {
+			if err := request(n); err != nil {
 				errs <- err
-				return
-			}
-			defer resp.Body.Close()
-			b, _ := io.ReadAll(resp.Body)
-			if string(b) != "plain" || len(resp.Header.Values("X-Cache")) != 1 {
-				errs <- fmt.Errorf("%q, X-Cache %q", b, resp.Header.Values("X-Cache"))
 			}
 		}()
 	}
-	waitFor(t, "every request to reach the cache", func() bool { return n.cache.Stats().Gets >= clients || len(errs) > 0 })
+	waitFor(t, "every request to reach the cache", func() bool { return n.cache.Stats().Gets >= uint64(clients) || len(errs) > 0 })
 	close(arrived)
 	wg.Wait()
 	close(errs)
 	for err := range errs {
 		t.Fatal(err)
 	}
-	if f := fetches.Load(); f != 1 {
-		t.Fatalf("%d origin fetches, want 1", f)
-	}
+	return n, fetches.Load()
 }
 
 // TestCircuitBreakerPausesAndProbes: after -origin-failures failures in a
