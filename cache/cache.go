@@ -21,7 +21,9 @@ type Config struct {
 	// (stale-if-error=N). Zero disables it; DefaultConfig sets 24h.
 	StaleIfError time.Duration
 	// MaxLifetime caps how long an entry is kept, fresh and stale time
-	// together. Zero: 48h.
+	// together. An entry with a validator (ETag, Last-Modified) is kept
+	// that long, so that it can be revalidated once stale (see
+	// Request.SetRevalidator). Zero: 48h.
 	MaxLifetime time.Duration
 	// CompressMin is the smallest body stored with gzip and zstd variants.
 	// Zero: 1024 bytes.
@@ -81,6 +83,11 @@ type Request struct {
 	// response stored for this request (a per-route default; the
 	// response's own stale-if-error still wins). Nil: Config.StaleIfError.
 	StaleIfError *time.Duration
+
+	// revalidate is set by SetRevalidator, and used only while
+	// revalidateOwner is the request itself (not a copy).
+	revalidate      Revalidator
+	revalidateOwner *Request
 }
 
 // primaryKey is the stored key of req before Vary: Method and URL, behind
@@ -112,9 +119,13 @@ const (
 	StaleOnError
 	// Bypass: the request is not cacheable; fetched.
 	Bypass
+	// Revalidated: a stored entry the origin confirmed (304 Not
+	// Modified to the cache's conditional request), with its headers
+	// and freshness refreshed.
+	Revalidated
 )
 
-var resultNames = [...]string{"miss", "hit", "stale-revalidating", "stale-on-error", "bypass"}
+var resultNames = [...]string{"miss", "hit", "stale-revalidating", "stale-on-error", "bypass", "revalidated"}
 
 // String returns the result's name as logged and counted.
 func (r Result) String() string { return resultNames[r] }
@@ -198,8 +209,9 @@ func cacheable(method string) bool { return method == "GET" || method == "HEAD" 
 
 // Get answers req from the cache or through fetch, applying the caching
 // rules: fresh hit; stale-while-revalidate; one fetch for concurrent
-// misses; stale-if-error when the origin fails. The returned Entry is
-// shared and must not be modified.
+// misses, conditional when a stale stored entry has a validator and req
+// a revalidator (SetRevalidator); stale-if-error when the origin fails.
+// The returned Entry is shared and must not be modified.
 func (c *Cache) Get(req *Request, fetch Fetcher) (*Entry, Result, error) {
 	if c.closed.Load() {
 		return nil, Miss, ErrClosed
@@ -234,8 +246,8 @@ func (c *Cache) Get(req *Request, fetch Fetcher) (*Entry, Result, error) {
 		res = c.fill(primary, req, fetch)
 	}
 	// Counted once the answer is known, so that the counters only grow:
-	// every Get is one of Hit, Miss (Coalesced among them),
-	// StaleRevalidating or Bypass.
+	// every Get is one of Hit, Miss (Coalesced and Revalidated among
+	// them), StaleRevalidating or Bypass.
 	if res.hit {
 		c.stats.hits.Add(1)
 		return res.entry, Hit, nil
@@ -254,6 +266,9 @@ func (c *Cache) Get(req *Request, fetch Fetcher) (*Entry, Result, error) {
 	if res.err != nil {
 		return nil, Miss, res.err
 	}
+	if res.revalidated {
+		return res.entry, Revalidated, nil
+	}
 	return res.entry, Miss, nil
 }
 
@@ -261,9 +276,10 @@ func (c *Cache) Get(req *Request, fetch Fetcher) (*Entry, Result, error) {
 func (req *Request) outdated(e *Entry) bool { return req.Outdated != nil && req.Outdated(e) }
 
 type loadResult struct {
-	entry *Entry
-	err   error
-	hit   bool // entry is a fresh stored one, found by fill's re-check
+	entry       *Entry
+	err         error
+	hit         bool // entry is a fresh stored one, found by fill's re-check
+	revalidated bool // entry is a stored one the origin confirmed (304)
 }
 
 // originFailed: a transport error or a 5xx answer.
@@ -296,33 +312,72 @@ func (r loadResult) reusableFor(req *Request) bool {
 //
 // The same holds for a stale-while-revalidate refresh whose stale hit
 // came just before another refresh stored the new entry.
+//
+// The stale entry the re-check finds is the one a conditional request
+// revalidates.
 func (c *Cache) fill(primary string, req *Request, fetch Fetcher) loadResult {
 	now := c.cfg.Now()
-	if e := c.lookup(primary, req, now); e != nil && c.freshness(e, now) == fresh && !req.outdated(e) {
+	e := c.lookup(primary, req, now)
+	if e != nil && c.freshness(e, now) == fresh && !req.outdated(e) {
 		return loadResult{entry: e, hit: true}
 	}
-	return c.load(primary, req, fetch)
+	return c.load(primary, req, fetch, e)
 }
 
-// load fetches and stores. The purge clock is read before the fetch, so
-// that a purge during the fetch makes the stored entry stale or gone.
-func (c *Cache) load(primary string, req *Request, fetch Fetcher) loadResult {
+// load fetches and stores: conditionally when stale, the stored entry
+// that may not be served as it is, has validators and req a
+// revalidator. A 304 that selects stale refreshes it; any other answer
+// replaces it. The purge clock is read before the fetch, so that a
+// purge during the fetch makes the stored entry stale or gone.
+func (c *Cache) load(primary string, req *Request, fetch Fetcher, stale *Entry) loadResult {
 	seq := c.purges.tick()
-	resp, err := fetch()
-	if err != nil {
-		return loadResult{err: err}
+	var resp *Response
+	var err error
+	revalidate := req.revalidator()
+	if v := stale.validatorsFor(revalidate); v != nil {
+		if resp, err = revalidate(v); err != nil {
+			return loadResult{err: err}
+		}
+		c.stats.fetches.Add(1)
+		if resp.Status == 304 {
+			if selects(resp, &stale.Response) {
+				c.stats.revalidations.Add(1)
+				e := c.newEntry(refreshed(&stale.Response, resp), req, primary, seq)
+				e.reuseVariants(stale)
+				c.storeEntry(e)
+				return loadResult{entry: e, revalidated: true}
+			}
+			resp = nil // not about the stored entry: ask in full
+		}
 	}
-	c.stats.fetches.Add(1)
-	now := c.cfg.Now()
+	if resp == nil {
+		if resp, err = fetch(); err != nil {
+			return loadResult{err: err}
+		}
+		c.stats.fetches.Add(1)
+	}
+	e := c.newEntry(resp, req, primary, seq)
+	c.storeEntry(e)
+	return loadResult{entry: e}
+}
+
+// validatorsFor returns the validators to revalidate e with, or nil when
+// there is no entry, no revalidator or no validator.
+func (e *Entry) validatorsFor(revalidate Revalidator) []Field {
+	if e == nil || revalidate == nil {
+		return nil
+	}
+	return e.validators()
+}
+
+// newEntry builds the entry for resp, fetched for req now; seq is the
+// purge clock when the fetch started.
+func (c *Cache) newEntry(resp *Response, req *Request, primary string, seq uint64) *Entry {
 	staleIfError := c.cfg.StaleIfError
 	if req.StaleIfError != nil {
 		staleIfError = max(*req.StaleIfError, 0)
 	}
-	e := newEntry(resp, req, primary, now, seq, staleIfError)
-	if e.pol.storable {
-		c.storeEntry(e)
-	}
-	return loadResult{entry: e}
+	return newEntry(resp, req, primary, c.cfg.Now(), seq, staleIfError)
 }
 
 // refresh starts one background fetch for a stale-while-revalidate entry.
@@ -335,27 +390,38 @@ func (c *Cache) refresh(primary string, req *Request, fetch Fetcher) {
 		return
 	}
 	// Detach runs here, before Get returns, while the caller's buffers
-	// are still valid.
-	r := *req
+	// are still valid. The detached request is used as it is (its
+	// revalidator is its own); without Detach, a copy of req keeps req's.
+	var r *Request
 	if req.Detach != nil {
-		dr, df := req.Detach()
-		r, fetch = *dr, df
+		r, fetch = req.Detach()
+	} else {
+		cp := *req
+		cp.SetRevalidator(req.revalidator())
+		r = &cp
 	}
-	r.Detach = nil
 	c.bg.Add(1)
 	go func() {
 		defer c.bg.Done()
 		defer c.flights.finish(key, f)
-		f.res = c.fill(primary, &r, fetch)
+		f.res = c.fill(primary, r, fetch)
 	}()
 }
 
+// storeEntry stores e if the caching rules allow it.
 func (c *Cache) storeEntry(e *Entry) {
-	if e.Compress {
+	if !e.pol.storable {
+		return
+	}
+	if e.Compress && !e.compressed {
 		e.gzip, e.zstd = c.enc.variants(&e.Response, c.cfg.CompressMin)
+		e.compressed = true
 	}
 	e.cost = e.size()
 	ttl := min(e.pol.freshFor+max(e.pol.staleIfError, e.pol.swr), c.cfg.MaxLifetime)
+	if e.validators() != nil {
+		ttl = c.cfg.MaxLifetime // kept to be revalidated once stale
+	}
 	if ttl <= 0 {
 		return
 	}
@@ -446,16 +512,30 @@ func variantKey(primary string, names []string, header func(string) string) stri
 		b.WriteString(n)
 		b.WriteString("=")
 		if header != nil {
-			b.WriteString(normalizeVaryValue(header(n)))
+			b.WriteString(normalizeVaryValue(n, header(n)))
 		}
 	}
 	return b.String()
 }
 
-// normalizeVaryValue folds whitespace differences that do not change a
-// header's meaning.
-func normalizeVaryValue(v string) string {
-	return strings.Join(strings.Fields(v), " ")
+// normalizeVaryValue puts the value of name, a request header a response
+// varies on, in the form keys are built from, folding differences that
+// do not change its meaning: runs of whitespace are one space, the
+// whitespace around a list's commas goes (RFC 9110 §5.6.1), and language
+// ranges (Accept-Language) are compared without case (RFC 4647 §2).
+func normalizeVaryValue(name, v string) string {
+	out := strings.Join(strings.Fields(v), " ")
+	if strings.Contains(out, ",") {
+		parts := strings.Split(out, ",")
+		for i, p := range parts {
+			parts[i] = strings.TrimSpace(p)
+		}
+		out = strings.Join(parts, ",")
+	}
+	if strings.EqualFold(name, "Accept-Language") {
+		out = strings.ToLower(out)
+	}
+	return out
 }
 
 // varySpecs remembers, per primary key, which request headers the stored

@@ -23,6 +23,7 @@ type Entry struct {
 	initialAge time.Duration
 	pol        policy
 	gzip, zstd []byte
+	compressed bool // gzip and zstd are computed (nil: not worth it)
 	cost       int64
 	// Set on a copy when a soft purge made the entry stale.
 	softPurged bool
@@ -42,7 +43,7 @@ func newEntry(resp *Response, req *Request, primary string, now time.Time, seq u
 		e.varyNames = append(e.varyNames, name)
 		val := ""
 		if req.Header != nil {
-			val = normalizeVaryValue(req.Header(name))
+			val = normalizeVaryValue(name, req.Header(name))
 		}
 		e.varyValues = append(e.varyValues, val)
 	}
@@ -65,7 +66,7 @@ func (e *Entry) matches(req *Request) bool {
 	for i, n := range e.varyNames {
 		v := ""
 		if req.Header != nil {
-			v = normalizeVaryValue(req.Header(n))
+			v = normalizeVaryValue(n, req.Header(n))
 		}
 		if v != e.varyValues[i] {
 			return false
@@ -106,6 +107,15 @@ func (e *Entry) Body(acceptEncoding string) (body []byte, encoding string) {
 		return e.gzip, "gzip"
 	}
 	return e.Response.Body, ""
+}
+
+// reuseVariants takes the compressed variants of old, the entry e
+// refreshes, when they still apply: same body, encoding and type.
+func (e *Entry) reuseVariants(old *Entry) {
+	if old.compressed && e.Compress && e.Get("Content-Encoding") == old.Get("Content-Encoding") &&
+		e.Get("Content-Type") == old.Get("Content-Type") {
+		e.gzip, e.zstd, e.compressed = old.gzip, old.zstd, true
+	}
 }
 
 // HasVariants reports whether compressed variants exist (the response

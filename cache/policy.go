@@ -31,6 +31,11 @@ type Response struct {
 	// whatever its headers say: it carries per-user state the cache
 	// cannot see (e.g. WebSocket-over-HTTP meta set for one connection).
 	NoStore bool
+	// Reparse, set by a Revalidator on a 304 Not Modified answer,
+	// computes Value (and Compress, NoStore) again for the stored
+	// response the 304 refreshed: the 304 may change headers Value was
+	// parsed from. Nil: the stored Value is kept.
+	Reparse func(refreshed *Response)
 }
 
 // Get returns the first value of header name (case-insensitive).
@@ -63,6 +68,7 @@ func (r *Response) values(name string) []string {
 // directives that matter to a shared cache.
 type directives struct {
 	noStore, private, noCache, public, mustRevalidate bool
+	mustUnderstand                                    bool
 	maxAge, sMaxAge                                   time.Duration
 	hasMaxAge, hasSMaxAge                             bool
 	staleIfError, staleWhileRevalidate                time.Duration
@@ -98,6 +104,8 @@ func parseDirectives(values []string) directives {
 			d.public = true
 		case "must-revalidate", "proxy-revalidate":
 			d.mustRevalidate = true
+		case "must-understand":
+			d.mustUnderstand = true
 		case "max-age":
 			d.maxAge, d.hasMaxAge = secs()
 		case "s-maxage":
@@ -135,10 +143,17 @@ func unstorableStatus(code int) bool {
 	return code >= 500 || code < 200
 }
 
+// understoodStatus reports whether the cache knows the caching rules of
+// status code (for must-understand): the final statuses HTTP defines.
+func understoodStatus(code int) bool {
+	return code >= 200 && code < 600 && http.StatusText(code) != ""
+}
+
 // policyFor applies RFC 9111 §3 and §4.2 as a shared cache, with
 // CDN-Cache-Control (RFC 9213) in place of Cache-Control when present,
 // plus Surrogate-Control, which a CDN obeys before either. A response is
-// stored only with explicit freshness. It is never stored when it sets a
+// stored only with explicit freshness, or with no-cache (stale at once,
+// revalidated on every use). It is never stored when it sets a
 // cookie (Set-Cookie) or the caller marks it NoStore (per-user state the
 // cache cannot see), and for a request with credentials only when the
 // response says it is shared (public, s-maxage, must-revalidate) or
@@ -153,6 +168,12 @@ func policyFor(resp *Response, req *Request, now time.Time, defaultStaleIfError 
 		cc = parseDirectives(cdn)
 	}
 	sc := parseDirectives(resp.values("Surrogate-Control"))
+	if cc.mustUnderstand {
+		// RFC 9111 §5.2.2.3: stored only if the cache understands the
+		// status code, and then no-store (sent for caches that do not
+		// know must-understand) does not apply.
+		cc.noStore = !understoodStatus(resp.Status)
+	}
 	var p policy
 	if cc.noStore || cc.private || sc.noStore || unstorableStatus(resp.Status) ||
 		resp.NoStore || resp.Get("Set-Cookie") != "" {
@@ -174,12 +195,8 @@ func policyFor(resp *Response, req *Request, now time.Time, defaultStaleIfError 
 		p.freshFor = cc.sMaxAge
 	case cc.hasMaxAge:
 		p.freshFor = cc.maxAge
-	default:
-		exp := resp.Get("Expires")
-		if exp == "" {
-			return p // no explicit freshness: not stored
-		}
-		t, err := parseHTTPDate(exp)
+	case resp.Get("Expires") != "":
+		t, err := parseHTTPDate(resp.Get("Expires"))
 		if err != nil || len(headerLines(resp, "Expires")) > 1 {
 			return policy{storable: true} // invalid Expires: already stale (RFC 9111 §5.3)
 		}
@@ -188,6 +205,11 @@ func policyFor(resp *Response, req *Request, now time.Time, defaultStaleIfError 
 			date = d
 		}
 		p.freshFor = min(max(t.Sub(date), 0), maxDeltaSeconds*time.Second)
+	case cc.noCache:
+		// Stored without freshness, to be revalidated on every use
+		// (kept only with a validator, see Cache.storeEntry).
+	default:
+		return p // no explicit freshness: not stored
 	}
 	if cc.noCache {
 		p.freshFor = 0
@@ -311,16 +333,29 @@ func variesOnAll(vary, names []string) bool {
 }
 
 // parseHTTPDate parses an HTTP-date strictly (RFC 9110 §5.6.7): one of
-// the three formats exactly as written, two-digit hours and single
-// spaces; Go's parser alone accepts variants a cache must treat as
-// invalid.
+// the three formats as written, two-digit hours and single spaces, GMT
+// for the two that name a zone; Go's parser alone accepts variants a
+// cache must treat as invalid. Letter case and the day-name (which
+// recipients may ignore: the date names the day) do not matter.
 func parseHTTPDate(v string) (time.Time, error) {
+	if n := len(v); n > 4 && strings.EqualFold(v[n-4:], " GMT") {
+		v = v[:n-3] + "GMT" // Go's parser matches the layout's literal GMT exactly
+	}
 	for _, layout := range []string{http.TimeFormat, time.RFC850, time.ANSIC} {
-		if t, err := time.Parse(layout, v); err == nil && t.Format(layout) == v {
+		t, err := time.Parse(layout, v)
+		if err != nil || layout != time.ANSIC && !strings.HasSuffix(v, " GMT") {
+			continue
+		}
+		if strings.EqualFold(afterDayName(t.Format(layout)), afterDayName(v)) {
 			return t, nil
 		}
 	}
 	return time.Time{}, fmt.Errorf("cache: invalid HTTP-date %q", v)
+}
+
+// afterDayName is an HTTP-date without its leading day-name.
+func afterDayName(v string) string {
+	return strings.TrimLeft(v, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz")
 }
 
 // headerLines returns the raw values of every line of header name.

@@ -6,6 +6,7 @@ import "sync/atomic"
 type counters struct {
 	gets, hits, misses, coalesced, fetches, bypass        atomic.Uint64
 	staleRevalidating, staleOnError, originErrors, stores atomic.Uint64
+	revalidations                                         atomic.Uint64
 	rejected, evictions, purges                           atomic.Uint64
 	entries                                               atomic.Int64 // stored and not yet gone
 }
@@ -25,6 +26,10 @@ type Stats struct {
 	Coalesced uint64 `json:"coalesced"`
 	// Fetches counts origin answers received.
 	Fetches uint64 `json:"fetches"`
+	// Revalidations counts 304 Not Modified answers to the cache's
+	// conditional requests that refreshed a stored entry (for lookups,
+	// which are then Misses, and background refreshes alike).
+	Revalidations uint64 `json:"revalidations"`
 	// Bypass counts requests that are not cacheable (methods).
 	Bypass uint64 `json:"bypass"`
 	// StaleRevalidating counts stale entries served during a background
@@ -55,7 +60,7 @@ func (c *Cache) Stats() Stats {
 	s := &c.stats
 	st := Stats{
 		Gets: s.gets.Load(), Hits: s.hits.Load(), Misses: s.misses.Load(), Coalesced: s.coalesced.Load(),
-		Fetches: s.fetches.Load(), Bypass: s.bypass.Load(), StaleRevalidating: s.staleRevalidating.Load(),
+		Fetches: s.fetches.Load(), Revalidations: s.revalidations.Load(), Bypass: s.bypass.Load(), StaleRevalidating: s.staleRevalidating.Load(),
 		StaleOnError: s.staleOnError.Load(), OriginErrors: s.originErrors.Load(), Stores: s.stores.Load(),
 		Rejected: s.rejected.Load(), Evictions: s.evictions.Load(), Purges: s.purges.Load(),
 	}

@@ -274,17 +274,8 @@ func TestVaryAndAuthorizationIsolation(t *testing.T) {
 		fmt.Fprintf(w, "user=%s auth=%s", r.Header.Get("X-User"), r.Header.Get("Authorization"))
 	}))
 	get := func(path string, headers ...string) (string, string) {
-		req, _ := http.NewRequest("GET", n.url+path, nil)
-		for i := 0; i+1 < len(headers); i += 2 {
-			req.Header.Set(headers[i], headers[i+1])
-		}
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		b, _ := io.ReadAll(resp.Body)
-		return string(b), resp.Header.Get("X-Cache")
+		resp, body := n.getWith(t, path, headers...)
+		return body, resp.Header.Get("X-Cache")
 	}
 	if b, x := get("/vary", "X-User", "alice"); b != "user=alice auth=" || x != "MISS" {
 		t.Fatalf("alice: %q %s", b, x)
@@ -339,19 +330,77 @@ func TestPrivateAndNoStoreAreNeverStored(t *testing.T) {
 // arrive.
 func TestThousandConcurrentMissesOneFetch(t *testing.T) {
 	const clients = 1000
+	n, fetches := missTogether(t, clients, func(w http.ResponseWriter) {
+		w.Header().Set("Cache-Control", "max-age=60")
+		w.Header().Set("Grip-Hold", "stream")
+		w.Header().Set("Grip-Channel", "crowd")
+		io.WriteString(w, "hello crowd\n")
+	}, func(n *testNode) error {
+		c, err := net.Dial("tcp", n.Addr().String())
+		if err != nil {
+			return err
+		}
+		defer c.Close()
+		c.SetDeadline(time.Now().Add(2 * waitTimeout))
+		io.WriteString(c, "GET /crowd HTTP/1.1\r\nHost: test\r\n\r\n")
+		resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+		if err != nil {
+			return err
+		}
+		line, err := bufio.NewReader(resp.Body).ReadString('\n')
+		if err != nil || line != "hello crowd\n" {
+			return fmt.Errorf("read %q: %v", line, err)
+		}
+		return nil
+	})
+	if fetches != 1 {
+		t.Fatalf("%d concurrent new connections made %d origin fetches, want 1", clients, fetches)
+	}
+	if st := n.cache.Stats(); st.Coalesced+st.Hits != clients-1 {
+		t.Fatalf("cache stats %+v: want every request but one to wait for the flight or find its entry", st)
+	}
+}
+
+// TestCoalescedPlainMisses: concurrent misses for a plain (not held)
+// response share the one stored answer, and each writes its own response
+// headers (X-Cache, Age) without touching the shared ones (the race
+// detector watches them: X-Cache was appended to the stored slice).
+func TestCoalescedPlainMisses(t *testing.T) {
+	_, fetches := missTogether(t, 8, func(w http.ResponseWriter) {
+		w.Header().Set("Cache-Control", "max-age=60")
+		io.WriteString(w, "plain")
+	}, func(n *testNode) error {
+		resp, err := http.Get(n.url + "/plain")
+		if err != nil {
+			return err
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		if string(b) != "plain" || len(resp.Header.Values("X-Cache")) != 1 {
+			return fmt.Errorf("%q, X-Cache %q", b, resp.Header.Values("X-Cache"))
+		}
+		return nil
+	})
+	if fetches != 1 {
+		t.Fatalf("%d origin fetches, want 1", fetches)
+	}
+}
+
+// missTogether starts a node whose origin answers (with answer) only once
+// clients requests have reached the cache, runs request that many times
+// at once, fails the test on their errors, and returns the node and how
+// many requests reached the origin.
+func missTogether(t *testing.T, clients int, answer func(http.ResponseWriter), request func(*testNode) error) (*testNode, int64) {
+	t.Helper()
 	var fetches atomic.Int64
-	var n *testNode
 	arrived := make(chan struct{})
-	n = startNode(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	n := startNode(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		fetches.Add(1)
 		select {
 		case <-arrived:
 		case <-time.After(waitTimeout): // the test fails on its own
 		}
-		w.Header().Set("Cache-Control", "max-age=60")
-		w.Header().Set("Grip-Hold", "stream")
-		w.Header().Set("Grip-Channel", "crowd")
-		io.WriteString(w, "hello crowd\n")
+		answer(w)
 	}))
 	var wg sync.WaitGroup
 	errs := make(chan error, clients)
@@ -359,45 +408,27 @@ func TestThousandConcurrentMissesOneFetch(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			c, err := net.Dial("tcp", n.Addr().String())
-			if err != nil {
+			if err := request(n); err != nil {
 				errs <- err
-				return
-			}
-			defer c.Close()
-			c.SetDeadline(time.Now().Add(2 * waitTimeout))
-			io.WriteString(c, "GET /crowd HTTP/1.1\r\nHost: test\r\n\r\n")
-			resp, err := http.ReadResponse(bufio.NewReader(c), nil)
-			if err != nil {
-				errs <- err
-				return
-			}
-			line, err := bufio.NewReader(resp.Body).ReadString('\n')
-			if err != nil || line != "hello crowd\n" {
-				errs <- fmt.Errorf("read %q: %v", line, err)
 			}
 		}()
 	}
-	waitFor(t, "every request to reach the cache", func() bool { return n.cache.Stats().Gets >= clients || len(errs) > 0 })
+	waitFor(t, "every request to reach the cache", func() bool { return n.cache.Stats().Gets >= uint64(clients) || len(errs) > 0 })
 	close(arrived)
 	wg.Wait()
 	close(errs)
 	for err := range errs {
 		t.Fatal(err)
 	}
-	if f := fetches.Load(); f != 1 {
-		t.Fatalf("%d concurrent new connections made %d origin fetches, want 1", clients, f)
-	}
-	if st := n.cache.Stats(); st.Coalesced+st.Hits != clients-1 {
-		t.Fatalf("cache stats %+v: want every request but one to wait for the flight or find its entry", st)
-	}
+	return n, fetches.Load()
 }
 
 // TestCircuitBreakerPausesAndProbes: after -origin-failures failures in a
-// row the breaker opens: requests fail at once without reaching the
-// origin, while probes (GET -origin-probe-path, a path of their own here,
-// so the dead origin can tell them from requests) ask whether it is
-// back; one that finds it back closes the breaker.
+// row (requests for as many URLs: the dead origin resets connections)
+// over a second the breaker opens: requests fail at once without
+// reaching the origin, while probes (GET -origin-probe-path, a path of
+// their own here, so the dead origin can tell them from requests) ask
+// whether it is back; one that finds it back closes the breaker.
 func TestCircuitBreakerPausesAndProbes(t *testing.T) {
 	o := newRestartableOrigin(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		io.WriteString(w, "up")
@@ -406,14 +437,16 @@ func TestCircuitBreakerPausesAndProbes(t *testing.T) {
 		c.Origin, c.OriginFailures, c.OriginProbeMaxPause, c.OriginProbePath = o.url(), 3, time.Second, "/probe"
 	})
 	o.stop()
-	for range 3 {
-		resp, err := http.Get(n.url + "/x")
+	i := 0
+	waitFor(t, "breaker to open", func() bool {
+		resp, err := http.Get(fmt.Sprintf("%s/x%d", n.url, i%3))
 		if err != nil {
 			t.Fatal(err)
 		}
 		resp.Body.Close()
-	}
-	waitFor(t, "breaker to open", n.breaker.isOpen)
+		i++
+		return n.breaker.isOpen()
+	})
 	// requests counts what reached the dead origin, probes aside.
 	requests := func() (k int) {
 		for _, p := range o.refusedPaths() {

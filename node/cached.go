@@ -11,7 +11,9 @@ import (
 
 // What the node hands the cache: a description of each client request
 // (cacheRequest), the fetcher that asks the origin on a miss
-// (fetchOrigin), and what it stores with each response (parsed).
+// (fetchOrigin), the revalidator that asks it conditionally for a stale
+// stored response (revalidator), and what it stores with each response
+// (parsed).
 
 // parsed is what the node derives from an origin response, once per
 // response: kept in cache.Response.Value and shared by every hit.
@@ -35,19 +37,53 @@ func (s *Server) fetcher(rt *route, req *fasthttp.Request) cache.Fetcher {
 	return func() (*cache.Response, error) { return s.fetchOrigin(rt, req) }
 }
 
-// detachedFetch returns a function that makes, from its own copy of
-// req (valid after the client request is over: req goes back to its
-// pool), the header lookup the cache keys on and a fetcher: for
-// background refreshes and hints.
-func (s *Server) detachedFetch(rt *route, req *fasthttp.Request) func() (func(string) string, cache.Fetcher) {
-	return func() (func(string) string, cache.Fetcher) {
-		own := &fasthttp.Request{}
-		req.CopyTo(own)
-		return joinedHeader(&own.Header), s.fetcher(rt, own)
+// clientFetcher is fetcher for the request of ctx, whose client gets the
+// origin's interim responses (interim.go). It must be called before the
+// handler of ctx returns.
+func (s *Server) clientFetcher(ctx *fasthttp.RequestCtx, rt *route, req *fasthttp.Request) cache.Fetcher {
+	return func() (*cache.Response, error) {
+		s.interim.relay(req, ctx)
+		defer s.interim.forget(req)
+		return s.fetchOrigin(rt, req)
 	}
 }
 
-// fetchOrigin asks rt's origin and parses its answer.
+// revalidator asks rt's origin for req conditionally: the validators of
+// the stale stored response are added to a copy of req (the client's own
+// validators never reach the origin for a cacheable request: see
+// conditionalHeaders). When ctx is not nil, its client gets the origin's
+// interim responses, as with clientFetcher.
+func (s *Server) revalidator(ctx *fasthttp.RequestCtx, rt *route, req *fasthttp.Request) cache.Revalidator {
+	return func(validators []cache.Field) (*cache.Response, error) {
+		cond := fasthttp.AcquireRequest()
+		defer fasthttp.ReleaseRequest(cond)
+		req.CopyTo(cond)
+		for _, v := range validators {
+			cond.Header.Set(v.Name, v.Value)
+		}
+		if ctx != nil {
+			s.interim.relay(cond, ctx)
+			defer s.interim.forget(cond)
+		}
+		return s.fetchOrigin(rt, cond)
+	}
+}
+
+// detachedFetch returns a function that makes, from its own copy of
+// req (valid after the client request is over: req goes back to its
+// pool), the header lookup the cache keys on, a fetcher and a
+// revalidator: for background refreshes and hints.
+func (s *Server) detachedFetch(rt *route, req *fasthttp.Request) func() (func(string) string, cache.Fetcher, cache.Revalidator) {
+	return func() (func(string) string, cache.Fetcher, cache.Revalidator) {
+		own := &fasthttp.Request{}
+		req.CopyTo(own)
+		return joinedHeader(&own.Header), s.fetcher(rt, own), s.revalidator(nil, rt, own)
+	}
+}
+
+// fetchOrigin asks rt's origin and parses its answer. A 304 (to a
+// revalidator's conditional request) comes with Reparse: the cache
+// parses the stored response it refreshes again, as of this request.
 func (s *Server) fetchOrigin(rt *route, req *fasthttp.Request) (*cache.Response, error) {
 	resp := fasthttp.AcquireResponse()
 	defer fasthttp.ReleaseResponse(resp)
@@ -55,24 +91,34 @@ func (s *Server) fetchOrigin(rt *route, req *fasthttp.Request) (*cache.Response,
 	if err := s.originDo(rt, req, resp); err != nil {
 		return nil, err
 	}
-	headers := originHeaders(resp)
 	r := &cache.Response{
 		Status: resp.StatusCode(),
 		Reason: string(resp.Header.StatusMessage()),
-		Header: headers,
+		Header: withDate(originHeaders(resp)),
 		Body:   bytes.Clone(resp.Body()),
 	}
-	in, err := grip.ParseInstruct(headers, r.Status, r.Body)
+	s.parse(r, since)
+	if r.Status == fasthttp.StatusNotModified {
+		r.Reparse = func(refreshed *cache.Response) { s.parse(refreshed, since) }
+	}
+	return r, nil
+}
+
+// parse sets r's Value, what the node derives from an origin response
+// (its GRIP instructions and what the client sees), and whether its body
+// is stored compressed; since is the hub position when the origin was
+// asked.
+func (s *Server) parse(r *cache.Response, since uint64) {
+	in, err := grip.ParseInstruct(r.Header, r.Status, r.Body)
 	if err == nil {
 		err = s.checkChannels(in)
 	}
 	p := &parsed{since: since, in: in, err: err}
 	if err == nil {
-		p.hr = responseFor(r.Status, r.Reason, headers, r.Body, in)
+		p.hr = responseFor(r.Status, r.Reason, r.Header, r.Body, in)
 		r.Compress = in.Hold != grip.HoldStream
 	}
 	r.Value = p
-	return r, nil
 }
 
 // cacheRequest describes a client request on route rt to the cache.
@@ -80,10 +126,11 @@ func (s *Server) fetchOrigin(rt *route, req *fasthttp.Request) (*cache.Response,
 // opens: "ws"); header looks up the headers of the request as sent to the
 // origin (what Vary'd keys are built from); detach returns a lookup and
 // fetcher that do not depend on ctx, for work after the request (a
-// background refresh, a hint). Requests with credentials (Authorization,
-// Cookie) share an answer only when the answer allows it.
+// background refresh, a hint), and a revalidator (nil: none) for the
+// detached request. Requests with credentials (Authorization, Cookie)
+// share an answer only when the answer allows it.
 func (s *Server) cacheRequest(ctx *fasthttp.RequestCtx, rt *route, namespace string, header func(string) string,
-	detach func() (func(string) string, cache.Fetcher)) *cache.Request {
+	detach func() (func(string) string, cache.Fetcher, cache.Revalidator)) *cache.Request {
 	r := &cache.Request{
 		Namespace:    namespace,
 		Method:       string(ctx.Method()),
@@ -103,8 +150,10 @@ func (s *Server) cacheRequest(ctx *fasthttp.RequestCtx, rt *route, namespace str
 	r.Detach = func() (*cache.Request, cache.Fetcher) {
 		own := *r
 		var fetch cache.Fetcher
-		own.Header, fetch = detach()
+		var revalidate cache.Revalidator
+		own.Header, fetch, revalidate = detach()
 		own.Detach = nil
+		own.SetRevalidator(revalidate)
 		return &own, fetch
 	}
 	return r
@@ -228,11 +277,13 @@ func cacheStatus(r cache.Result) string {
 		return "STALE"
 	case cache.Bypass:
 		return "BYPASS"
+	case cache.Revalidated:
+		return "REVALIDATED"
 	}
 	return "MISS"
 }
 
 // fromCache reports whether a result was answered by a stored entry.
 func fromCache(r cache.Result) bool {
-	return r == cache.Hit || r == cache.StaleOnError || r == cache.StaleRevalidating
+	return r == cache.Hit || r == cache.StaleOnError || r == cache.StaleRevalidating || r == cache.Revalidated
 }

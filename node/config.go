@@ -165,10 +165,14 @@ type Config struct {
 	// served while the origin fails, unless the response says
 	// (stale-if-error=N). Zero disables it; DefaultConfig sets 24h.
 	StaleIfError time.Duration
-	// OriginFailures is how many consecutive origin failures (transport
-	// errors, 5xx) open the circuit breaker: requests then fail at once
-	// (stale entries are served) while the origin is probed in the
-	// background. Default 5; negative: no breaker.
+	// OriginFailures is how many origin failures in a row open the circuit
+	// breaker: requests then fail at once (stale entries are served) while
+	// the origin is probed in the background. Connections refused count;
+	// requests that get no answer (timed out, dropped before it) count
+	// once per URL in the run, which must then have lasted a second; any
+	// answer, 5xx included, ends a run; a failure of one answer (cut
+	// mid-answer, too large, malformed) counts for nothing. Default 5;
+	// negative: no breaker.
 	OriginFailures int
 	// OriginProbePath is what the breaker's probe GETs. Default "/".
 	OriginProbePath string
@@ -368,7 +372,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.Var(boolFlag(&c.CacheOff), "cache-off", "turn the edge cache off")
 	fs.Var(sizeFlag(&c.CacheMaxBytes), "cache-max-bytes", "edge cache memory limit (`size`: bytes, or 64KiB, 10MB, …)")
 	fs.Var(durationFlag(&c.StaleIfError), "stale-if-error", "serve cached responses this long past freshness while the origin fails (0: never), unless the response says")
-	fs.Var(intFlag(&c.OriginFailures), "origin-failures", "consecutive origin failures that open the circuit breaker (negative: never)")
+	fs.Var(intFlag(&c.OriginFailures), "origin-failures", "consecutive origin failures (refused or timed out; answers, 5xx included, do not count) that open the circuit breaker (negative: never)")
 	fs.StringVar(&c.OriginProbePath, "origin-probe-path", c.OriginProbePath, "path the breaker probes the origin with")
 	fs.Var(durationFlag(&c.OriginProbeMaxPause), "origin-probe-max-pause", "longest pause between origin probes")
 	fs.Var(durationFlag(&c.PurgeInterval), "purge-interval", "per-key purge rate limit (0: none)")

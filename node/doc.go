@@ -16,8 +16,10 @@
 //	proxy.go      a client request: route → origin request → cache → relay or hold
 //	routes.go     the route table and route lookup (host, path prefix, loops, dot-segments)
 //	headers.go    every header rule: client → origin, node → origin, origin → client
-//	cached.go     what the node hands the cache: requests, the origin fetcher, parsed answers
+//	ranges.go     a client's Range, answered from the whole response
+//	cached.go     what the node hands the cache: requests, the origin fetcher and revalidator, parsed answers
 //	origin.go     the origin client: requests, retries, breakers (breaker.go), probes
+//	interim.go    the origin's interim (1xx) responses, passed on to the client waiting
 //	hold.go       held HTTP transports (stream, long-poll) and their framing
 //	stream.go     reliable streams: prev-id sequencing, next-link recovery, paging, refresh, hints
 //	links.go      Grip-Link requests: next links (through the cache unless Grip-Last), gone links

@@ -1,6 +1,7 @@
 package node
 
 import (
+	"bufio"
 	"bytes"
 	"net/netip"
 	"strings"
@@ -215,6 +216,37 @@ func (s *Server) setProxyHeaders(req *fasthttp.Request, rt *route, xff []byte, i
 // signRequest sets a fresh Grip-Sig, signed with rt's key.
 func signRequest(req *fasthttp.Request, rt *route) {
 	req.Header.Set("Grip-Sig", rt.signer.Token(time.Now()))
+}
+
+// withDate returns an origin response's headers with a Date, the time it
+// was received, when the origin sent none (RFC 9110 §6.6.1: a recipient
+// with a clock adds one to a response it caches or forwards). Stored
+// responses, hits included, are then served with the Date they were
+// stored with.
+func withDate(hs []grip.Header) []grip.Header {
+	if hasHeader(hs, "Date") {
+		return hs
+	}
+	return append(hs, grip.Header{Name: "Date", Value: string(fasthttp.AppendHTTPDate(nil, time.Now()))})
+}
+
+// setDate makes date (an HTTP-date; "": now) h's Date header. fasthttp's
+// setters drop Date: its server writes its own, unless NoDefaultDate, as
+// the client server is set up so that a stored Date is served as stored.
+// Only a parsed head keeps a Date of its own, so h is read from a head
+// holding the Date alone: call setDate before setting anything else on h.
+// (A response reset, as clientError does, gets the server's Date again.)
+func setDate(h *fasthttp.ResponseHeader, date string) {
+	for range 2 {
+		if date == "" {
+			date = string(fasthttp.AppendHTTPDate(nil, time.Now()))
+		}
+		head := "HTTP/1.1 200 OK\r\nContent-Length: 0\r\nDate: " + date + "\r\n\r\n"
+		if h.Read(bufio.NewReaderSize(strings.NewReader(head), len(head)+16)) == nil {
+			return
+		}
+		date = "" // not a valid header value: now instead
+	}
 }
 
 // originHeaders copies the origin response's headers.

@@ -260,6 +260,7 @@ func (c statsCollector) Collect(ch chan<- prometheus.Metric) {
 	f.add(float64(cs.StaleRevalidating), "revalidating")
 	f.add(float64(cs.StaleOnError), "origin_error")
 	e.one("edgepush_cache_coalesced_total", "Cache misses that waited for another request's fetch.", counter, float64(cs.Coalesced))
+	e.one("edgepush_cache_revalidations_total", "304 answers to the node's conditional requests that refreshed a stored entry.", counter, float64(cs.Revalidations))
 	e.one("edgepush_cache_bypass_total", "Cache lookups of requests that are not cacheable.", counter, float64(cs.Bypass))
 	e.one("edgepush_cache_stores_total", "Entries stored in the cache.", counter, float64(cs.Stores))
 	e.one("edgepush_cache_rejected_total", "Entries the cache dropped or refused.", counter, float64(cs.Rejected))

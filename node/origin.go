@@ -138,7 +138,14 @@ func (s *Server) originDo(rt *route, req *fasthttp.Request, resp *fasthttp.Respo
 		start := time.Now()
 		err = o.client.do(req, resp)
 		s.metrics.originDone(o, start, err, resp.StatusCode())
-		o.breaker.record(!originFailing(err, resp.StatusCode()))
+		switch originHealthOf(err) {
+		case originAlive:
+			o.breaker.record(true, "")
+		case originUnreachable:
+			o.breaker.record(false, "")
+		case originSilent:
+			o.breaker.record(false, string(req.Header.RequestURI()))
+		}
 		if err == nil || !isDialError(err) {
 			return err
 		}
@@ -149,20 +156,49 @@ func (s *Server) originDo(rt *route, req *fasthttp.Request, resp *fasthttp.Respo
 	return err
 }
 
-// originFailing reports whether an outcome says the origin itself is
-// failing, which is what opens its circuit breaker: it could not be
-// connected to, it dropped the connection without answering, it timed
-// out, or it answered 5xx. A failure of one request alone (an answer too
-// large or malformed, a connection cut mid-answer) does not count: one
-// client must not be able to take the origin away from everyone.
-func originFailing(err error, status int) bool {
+// originHealth is what the outcome of one origin request says of the
+// origin as a whole, for its circuit breaker.
+type originHealth int
+
+const (
+	// originAlive: it answered, whatever the status (5xx included: the
+	// origin is there, and the cache serves stale entries on a 5xx by
+	// itself). It closes the run of failures.
+	originAlive originHealth = iota
+	// originUnreachable: it could not be connected to (connection
+	// refused, dial timeout), whatever the request: it counts toward
+	// opening the breaker.
+	originUnreachable
+	// originSilent: connected, but no answer (none in time, or the
+	// connection dropped before it; a kept-alive connection found closed
+	// is retried first): the origin is hung, or dead behind a proxy that
+	// accepts for it, if it happens across URLs; or that one URL's
+	// request fails. It counts once per URL in a run of failures, so that
+	// a few URLs failing again and again cannot open the breaker, while
+	// an origin failing them all does.
+	originSilent
+	// originUnknown: a failure of one answer (cut in the middle, too
+	// large or malformed), which says nothing of the origin's others: it
+	// counts for nothing, so that one client cannot take the origin away
+	// from everyone.
+	originUnknown
+)
+
+// originHealthOf classifies an origin request's outcome (err nil: an
+// answer).
+func originHealthOf(err error) originHealth {
 	if err == nil {
-		return status >= 500
+		return originAlive
 	}
 	var ne net.Error
-	return isDialError(err) || errors.Is(err, fasthttp.ErrTimeout) || errors.Is(err, fasthttp.ErrDialTimeout) ||
-		errors.Is(err, fasthttp.ErrConnectionClosed) || errors.Is(err, syscall.ECONNRESET) ||
-		errors.As(err, &ne) && ne.Timeout()
+	switch {
+	case isDialError(err):
+		return originUnreachable
+	case errors.Is(err, fasthttp.ErrTimeout), errors.As(err, &ne) && ne.Timeout(),
+		errors.Is(err, fasthttp.ErrConnectionClosed), errors.Is(err, syscall.ECONNRESET):
+		return originSilent
+	}
+	return originUnknown
 }
 
 // isDialError reports whether err happened before anything was sent:

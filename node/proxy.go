@@ -45,8 +45,9 @@ func (s *Server) serveClient(ctx *fasthttp.RequestCtx) {
 	cacheable := s.cacheable(ctx, rt)
 	s.originRequest(ctx, oreq, rt, cacheable)
 	creq := s.cacheRequest(ctx, rt, "", joinedHeader(&oreq.Header), s.detachedFetch(rt, oreq))
+	creq.SetRevalidator(s.revalidator(ctx, rt, oreq))
 	creq.Outdated = s.outdated
-	e, result, err := s.cacheGet(rt, creq, s.fetcher(rt, oreq))
+	e, result, err := s.cacheGet(rt, creq, s.clientFetcher(ctx, rt, oreq))
 	s.access.noteCache(ctx, result)
 	if err != nil {
 		s.originFailure(ctx, err)
@@ -71,9 +72,17 @@ func (s *Server) serveClient(ctx *fasthttp.RequestCtx) {
 	paging := hold == grip.HoldNone && in.NextLink != nil && !ctx.IsHead()
 	switch {
 	case (hold == grip.HoldNone && !paging) || ctx.IsHead():
-		hr = withAge(encoded(ctx, e, hr), e, result)
-		hr.headers = append(hr.headers, grip.Header{Name: "X-Cache", Value: cacheStatus(result)})
-		if cacheable && notModified(&ctx.Request.Header, hr) {
+		notMod := cacheable && notModified(&ctx.Request.Header, hr) // before Range (RFC 9110 §13.2.2)
+		if r, ok := ranged(&ctx.Request.Header, e, hr); cacheable && !notMod && ok {
+			hr = r
+		} else {
+			hr = encoded(ctx, e, hr)
+		}
+		hr = withAge(hr, e, result)
+		// A copy: hr.headers may still be the stored response's, which
+		// concurrent requests share.
+		hr.headers = append(hr.headers[:len(hr.headers):len(hr.headers)], grip.Header{Name: "X-Cache", Value: cacheStatus(result)})
+		if notMod {
 			hr = notModifiedResponse(hr)
 		}
 		relay(ctx, hr)
@@ -242,8 +251,10 @@ func responseFor(code int, reason string, headers []grip.Header, body []byte, in
 	return hr
 }
 
-// relay answers the client with a response that is not held.
+// relay answers the client with a response that is not held, with its
+// own Date (a stored response's is the one it was stored with), or now.
 func relay(ctx *fasthttp.RequestCtx, hr heldResponse) {
+	setDate(&ctx.Response.Header, headerValue(hr.headers, "Date"))
 	ctx.SetStatusCode(hr.code)
 	if hr.reason != grip.StatusText(hr.code) {
 		ctx.Response.Header.SetStatusMessage([]byte(hr.reason))
@@ -314,7 +325,8 @@ func isWebSocketUpgrade(ctx *fasthttp.RequestCtx) bool {
 
 // notModified reports whether the client's conditional GET (or HEAD)
 // is answered by hr, a complete 200 response, with 304 (RFC 9110 §13.2.2:
-// If-None-Match first, else If-Modified-Since).
+// If-None-Match first, else If-Modified-Since, compared with
+// Last-Modified or, without one, Date: RFC 9111 §4.3.2).
 func notModified(req *fasthttp.RequestHeader, hr heldResponse) bool {
 	if hr.code != fasthttp.StatusOK {
 		return false
@@ -324,6 +336,9 @@ func notModified(req *fasthttp.RequestHeader, hr heldResponse) bool {
 		return etag != "" && etagListMatches(string(inm), etag)
 	}
 	ims, lm := req.Peek("If-Modified-Since"), headerValue(hr.headers, "Last-Modified")
+	if lm == "" {
+		lm = headerValue(hr.headers, "Date")
+	}
 	if len(ims) == 0 || lm == "" {
 		return false
 	}

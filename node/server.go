@@ -44,6 +44,7 @@ type Server struct {
 	responses responseMarks    // newest http-response per channel (longpoll.go)
 	tier      *cluster.Cluster // nil: single node
 	breaker   originBreakers   // every origin's circuit breaker
+	interim   interimHooks     // origin requests whose interim responses go to a client
 	upgrader  *websocket.FastHTTPUpgrader
 	wsOrigins []string
 	metrics   *nodeMetrics
@@ -115,6 +116,7 @@ func New(cfg Config, log *slog.Logger) (*Server, error) {
 		return nil, err
 	}
 	s.breaker = originBreakers{s.routes}
+	s.routes.relayInterims(&s.interim)
 	if cfg.PublishKey != "" {
 		key, err := grip.ParseKey(cfg.PublishKey)
 		if err != nil {
@@ -160,6 +162,7 @@ func New(cfg Config, log *slog.Logger) (*Server, error) {
 		Handler:               s.serveClient,
 		Name:                  "edgepush",
 		NoDefaultServerHeader: true,
+		NoDefaultDate:         true, // a stored Date is served as stored (relay sets it: setDate)
 		ReadBufferSize:        cfg.MaxHeaderBytes,
 		MaxRequestBodySize:    cfg.MaxBody,
 		ReadTimeout:           cfg.ReadTimeout,

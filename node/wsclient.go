@@ -52,7 +52,7 @@ func (s *Server) serveWebSocket(ctx *fasthttp.RequestCtx, rt *route) {
 	}
 	ws := s.newWSSession(ctx, rt)
 	fetch := ws.openFetcher()
-	creq := s.cacheRequest(ctx, rt, "ws", ws.lookupHeader, func() (func(string) string, cache.Fetcher) { return ws.lookupHeader, fetch })
+	creq := s.cacheRequest(ctx, rt, "ws", ws.lookupHeader, func() (func(string) string, cache.Fetcher, cache.Revalidator) { return ws.lookupHeader, fetch, nil })
 	creq.Outdated = s.outdated
 	e, result, err := s.cacheGet(rt, creq, fetch)
 	s.access.noteCache(ctx, result)

@@ -35,6 +35,12 @@ stop_pids() {
   forget "$@"
 }
 
+# stop_started: stop every process started and not stopped yet.
+stop_started() {
+  (( ${#started[@]} )) && stop_pids "${started[@]}"
+  return 0
+}
+
 # build_bins DIR: DIR/edgepush and DIR/lt (the load tool), copied from
 # $EDGEPUSH_BIN / $LT_BIN when set, else built from this repository.
 build_bins() {
