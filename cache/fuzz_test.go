@@ -116,7 +116,10 @@ func FuzzPolicy(f *testing.F) {
 			fail("an error status")
 		case authorized && !hasDirective(fs, "Cache-Control", "public", "s-maxage", "must-revalidate", "proxy-revalidate"):
 			fail("for an authorized request")
-		case !hasDirective(fs, "Cache-Control", "max-age", "s-maxage") && !hasDirective(fs, "Surrogate-Control", "max-age") && resp.Get("Expires") == "":
+		case !hasDirective(fs, "Cache-Control", "max-age", "s-maxage", "no-cache") && !hasDirective(fs, "CDN-Cache-Control", "no-cache") &&
+			!hasDirective(fs, "Surrogate-Control", "max-age") && resp.Get("Expires") == "":
+			// no-cache is storable by policy, to be revalidated on every
+			// use (Cache.storeEntry keeps it only with a validator).
 			fail("without explicit freshness")
 		case hasDirective(fs, "Cache-Control", "no-cache") && p.freshFor != 0:
 			fail("fresh with no-cache")
