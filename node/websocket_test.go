@@ -411,3 +411,15 @@ func TestWebSocketLimits(t *testing.T) {
 	}
 	expectClose(t, c2, closeTryAgainLater, "")
 }
+
+// TestWebSocketVersionMismatch: a handshake for another WebSocket version
+// gets 426 and the version the node speaks (RFC 6455 §4.4).
+func TestWebSocketVersionMismatch(t *testing.T) {
+	n := startNode(t, &wsOrigin{})
+	c := dialRaw(t, n.Addr())
+	resp := c.get(t, "/ws", "Connection: Upgrade\r\n", "Upgrade: websocket\r\n",
+		"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n", "Sec-WebSocket-Version: 8\r\n")
+	if resp.StatusCode != http.StatusUpgradeRequired || resp.Header.Get("Sec-WebSocket-Version") != "13" {
+		t.Fatalf("got %d, Sec-WebSocket-Version %q; want 426 and 13", resp.StatusCode, resp.Header.Get("Sec-WebSocket-Version"))
+	}
+}

@@ -40,10 +40,14 @@ func (s *Server) serveWebSocket(ctx *fasthttp.RequestCtx, rt *route) {
 		clientError(ctx, fasthttp.StatusForbidden, "WebSocket is not enabled on this route ("+rt.id+")")
 		return
 	}
-	if !ctx.IsGet() || len(ctx.Request.Header.Peek("Sec-WebSocket-Key")) == 0 ||
-		string(ctx.Request.Header.Peek("Sec-WebSocket-Version")) != "13" {
-		ctx.Response.Header.Set("Sec-WebSocket-Version", "13")
+	if !ctx.IsGet() || len(ctx.Request.Header.Peek("Sec-WebSocket-Key")) == 0 {
 		clientError(ctx, fasthttp.StatusBadRequest, "bad WebSocket handshake")
+		return
+	}
+	if string(ctx.Request.Header.Peek("Sec-WebSocket-Version")) != "13" {
+		// RFC 6455 §4.4: 426 and the version the server speaks.
+		clientError(ctx, fasthttp.StatusUpgradeRequired, "WebSocket version 13 only")
+		ctx.Response.Header.Set("Sec-WebSocket-Version", "13")
 		return
 	}
 	if !s.originAllowed(ctx) {
