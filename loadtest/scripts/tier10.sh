@@ -53,7 +53,7 @@ if [[ $hard != unlimited ]] && (( CONNS + 200 > hard )); then
 fi
 
 nft_ok=0
-if (( CUT > 0 )) && [[ $(id -u) == 0 ]] && command -v nft >/dev/null && command -v setpriv >/dev/null; then nft_ok=1; fi
+if [[ $(id -u) == 0 ]] && command -v nft >/dev/null && command -v setpriv >/dev/null; then nft_ok=1; fi
 if (( CUT > 0 && ! nft_ok )); then
   echo "no partition: it needs root, nft (apt-get install nftables) and setpriv; running without it" >&2
   CUT=0
