@@ -68,11 +68,11 @@ type Config struct {
 	// within a bound of 4×LogMax IDs. Zero: 48h.
 	LogAge time.Duration
 	// PushPull is how often members exchange the op log (memberlist's
-	// push/pull interval). Zero: memberlist's default (30s, 15s with
-	// Local).
+	// push/pull interval). Zero: the profile's (30s, 60s on WAN, 15s
+	// local).
 	PushPull time.Duration
 	// Local selects memberlist's timings for one host (tests, a tier on
-	// one machine): faster failure detection.
+	// one machine): faster failure detection. It is Profile ProfileLocal.
 	Local bool
 	// Tune, if set, adjusts the memberlist configuration last.
 	Tune func(*memberlist.Config)

@@ -109,6 +109,11 @@ func (c *Cluster) expireLost(now time.Time) {
 	c.mu.Unlock()
 	for _, l := range gone {
 		k := l.peer.close()
+		if k == 0 {
+			c.cfg.Log.Info("tier member not back within the retry window: no longer queuing operations for it",
+				"node", l.peer.name, "retry_window", c.cfg.RetryWindow.String())
+			continue
+		}
 		c.drops.memberGone.Add(uint64(k))
 		c.cfg.Log.Warn("tier member not back within the retry window: operations queued for it dropped",
 			"node", l.peer.name, "dropped", k, "retry_window", c.cfg.RetryWindow.String())

@@ -78,9 +78,10 @@ func (p *peer) run() {
 	backoff := 50 * time.Millisecond
 	for {
 		p.mu.Lock()
-		batch := make([]Op, 0, min(len(p.queue), maxBatch))
-		for _, q := range p.queue[:cap(batch)] {
-			batch = append(batch, q.op)
+		n := min(len(p.queue), maxBatch)
+		batch := make([]Op, n)
+		for i, q := range p.queue[:n] {
+			batch[i] = q.op
 		}
 		p.mu.Unlock()
 		if len(batch) == 0 {
