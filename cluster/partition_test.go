@@ -70,14 +70,17 @@ func TestWANProfileUnderInjectedLatency(t *testing.T) {
 }
 
 // partitionTier starts three local-profile members with fast failure
-// detection and push/pull, m2's traffic behind faults, memberlist's
+// detection (not waiting for confirmations) and push/pull, m2's traffic behind faults, memberlist's
 // gossip to dead members short (so that a heal needs rejoin) and window
 // as the retry window.
 func partitionTier(t *testing.T, window time.Duration) ([]*member, *Faults) {
 	faults := &Faults{}
 	ms := startTier(t, 3, func(i int, c *Config) {
 		c.RetryWindow, c.Rejoin, c.PushPull = window, 300*time.Millisecond, 500*time.Millisecond
-		c.Tune = func(mc *memberlist.Config) { mc.GossipToTheDeadTime = 500 * time.Millisecond }
+		c.Tune = func(mc *memberlist.Config) {
+			mc.GossipToTheDeadTime = 500 * time.Millisecond
+			mc.SuspicionMaxTimeoutMult = 1 // declared dead 3s after suspected, confirmed or not
+		}
 		if i == 2 {
 			c.Faults = faults
 		}
