@@ -1,7 +1,11 @@
 package cluster
 
 import (
+	"context"
+	"log/slog"
 	"slices"
+	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -25,20 +29,37 @@ func dropped(c *Cluster) uint64 {
 	return d.QueueFull + d.RetryWindow + d.MemberGone
 }
 
+// suspicions is a slog.Handler counting memberlist's "Suspect …" lines:
+// a member suspected of having failed, after its probe, the indirect
+// probes and the TCP fallback all went unanswered.
+type suspicions struct{ n *atomic.Int64 }
+
+func (h suspicions) Enabled(context.Context, slog.Level) bool { return true }
+func (h suspicions) WithAttrs([]slog.Attr) slog.Handler       { return h }
+func (h suspicions) WithGroup(string) slog.Handler            { return h }
+func (h suspicions) Handle(_ context.Context, r slog.Record) error {
+	if strings.HasPrefix(r.Message, "Suspect ") {
+		h.n.Add(1)
+	}
+	return nil
+}
+
 // A tier on the WAN profile whose every packet, stream write and
-// operations request takes 100ms one way (200ms round trips, past the LAN
-// and local probe timeouts' comfort) converges, delivers operations in
-// order and declares no member dead while it runs for more than two WAN
-// probe rounds.
+// operations request takes 100ms one way converges, delivers operations
+// in order and declares no member dead while it runs for more than two
+// WAN probe rounds; at 700ms one way (1.4s round trips, past the local
+// and LAN profiles' probe intervals: a local tier suspects members every
+// few seconds then), no member is even suspected.
 func TestWANProfileUnderInjectedLatency(t *testing.T) {
 	t.Parallel()
-	const delay = 100 * time.Millisecond
 	faults := []*Faults{{}, {}, {}}
 	for _, f := range faults {
-		f.Delay(delay)
+		f.Delay(100 * time.Millisecond)
 	}
+	var suspected atomic.Int64
 	ms := startTier(t, 3, func(i int, c *Config) {
 		c.Local, c.Profile, c.Faults = false, ProfileWAN, faults[i]
+		c.Log = slog.New(suspicions{&suspected})
 	})
 	const n = 20
 	for i := 1; i <= n; i++ {
@@ -48,17 +69,27 @@ func TestWANProfileUnderInjectedLatency(t *testing.T) {
 	for _, m := range ms[1:] {
 		checkInOrder(t, m.name, m.got.snapshot(), "m0", n, false)
 	}
-	// Two probe rounds of every member (5s each on the WAN profile): no
-	// member is declared dead, none leaves the member list.
-	deadline := time.Now().Add(11 * time.Second)
-	for time.Now().Before(deadline) {
-		for _, m := range ms {
-			if st := m.Stats(); st.Failed != 0 || m.NumMembers() != 3 || len(st.Peers) != 2 {
-				t.Fatalf("%s flapped under %v of latency: %d members, %d declared dead", m.name, delay, m.NumMembers(), st.Failed)
-			}
+	// Two probe rounds of every member (5s each on the WAN profile) at
+	// each delay: no member is declared dead, none leaves the member list.
+	for _, delay := range []time.Duration{100 * time.Millisecond, 700 * time.Millisecond} {
+		for _, f := range faults {
+			f.Delay(delay)
 		}
-		time.Sleep(100 * time.Millisecond)
+		deadline := time.Now().Add(11 * time.Second)
+		for time.Now().Before(deadline) {
+			for _, m := range ms {
+				if st := m.Stats(); st.Failed != 0 || m.NumMembers() != 3 || len(st.Peers) != 2 {
+					t.Fatalf("%s flapped under %v of latency: %d members, %d declared dead", m.name, delay, m.NumMembers(), st.Failed)
+				}
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+		if k := suspected.Load(); k != 0 {
+			t.Fatalf("%d suspicions under %v of latency", k, delay)
+		}
 	}
+	ms[1].Broadcast("publish", opData(1))
+	waitFor(t, "m1's operation to reach m2 at 700ms", func() bool { return ms[2].got.len() == n+1 })
 	for i, f := range faults {
 		if f.Delayed() == 0 {
 			t.Fatalf("m%d: no traffic was delayed", i)
