@@ -184,7 +184,7 @@ func (c *Cluster) Start() {
 	go c.watch()
 	// The kept queues of lost members end with their retry window; lost
 	// members are joined again (partition.go).
-	go c.every(min(time.Second, c.cfg.RetryWindow/4), c.expireLost)
+	go c.every(min(time.Second, max(c.cfg.RetryWindow/4, 50*time.Millisecond)), c.expireLost)
 	go c.every(c.rejoinEvery(), c.rejoinOnce)
 	if len(c.cfg.Join) > 0 {
 		c.wg.Add(1)
