@@ -57,6 +57,17 @@ type Cluster struct {
 	shutdown             sync.Once
 	leaving, left        atomic.Bool // leaving: in NodeMeta, from Leave on
 	closed               atomic.Bool
+
+	// drops counts operations dropped undelivered, over every peer.
+	drops dropCounts
+	// lost holds, under mu, the peers of members declared dead, their
+	// queues kept for the retry window in case they come back; lostAddrs
+	// the addresses of members declared dead, which rejoin retries.
+	lost      map[string]*lostPeer
+	lostAddrs map[string]lostAddr
+	// failed counts members declared dead; rejoins, rejoins that
+	// contacted a lost member or a seed.
+	failed, rejoins atomic.Uint64
 }
 
 // meta is what a member tells the others about itself.
@@ -68,6 +79,9 @@ type meta struct {
 	// memberlist's leave event does not say which (its Node.State is
 	// never updated).
 	Leaving bool `json:"leaving,omitempty"`
+	// Region and Zone are Config's.
+	Region string `json:"region,omitempty"`
+	Zone   string `json:"zone,omitempty"`
 }
 
 // New checks cfg and creates the memberlist (bound, not joined).
@@ -76,8 +90,22 @@ func New(cfg Config) (*Cluster, error) {
 		return nil, err
 	}
 	c := newCluster(cfg)
-	ml, err := memberlist.Create(c.memberlistConfig())
+	mc := c.memberlistConfig()
+	if cfg.Faults != nil {
+		t, err := newFaultTransport(cfg.Faults, mc.BindAddr, mc.BindPort, mc)
+		if err != nil {
+			return nil, fmt.Errorf("cluster: %w", err)
+		}
+		mc.Transport = t
+		if mc.BindPort == 0 {
+			mc.BindPort = t.GetAutoBindPort()
+		}
+	}
+	ml, err := memberlist.Create(mc)
 	if err != nil {
+		if t, ok := mc.Transport.(*faultTransport); ok {
+			t.Shutdown()
+		}
 		return nil, fmt.Errorf("cluster: %w", err)
 	}
 	c.ml = ml
@@ -101,16 +129,16 @@ func newCluster(cfg Config) *Cluster {
 		peers:  map[string]*peer{},
 
 		members: map[string]memberlist.Node{},
+
+		lost:      map[string]*lostPeer{},
+		lostAddrs: map[string]lostAddr{},
 	}
 	c.log = newOpLog(&c.cfg)
 	return c
 }
 
 func (c *Cluster) memberlistConfig() *memberlist.Config {
-	mc := memberlist.DefaultLANConfig()
-	if c.cfg.Local {
-		mc = memberlist.DefaultLocalConfig()
-	}
+	mc, reclaim, _ := profileConfig(c.cfg.profile()) // checked by New
 	mc.Name = c.cfg.Name
 	host, port := splitHostPort(c.cfg.Bind, "0.0.0.0", 7946)
 	mc.BindAddr, mc.BindPort = host, port
@@ -119,10 +147,7 @@ func (c *Cluster) memberlistConfig() *memberlist.Config {
 	}
 	// A node that comes back under its name from another address (a
 	// rescheduled container) may take the name over once declared dead.
-	mc.DeadNodeReclaimTime = 5 * time.Second
-	if c.cfg.Local {
-		mc.DeadNodeReclaimTime = 500 * time.Millisecond
-	}
+	mc.DeadNodeReclaimTime = reclaim
 	if c.cfg.PushPull > 0 {
 		mc.PushPullInterval = c.cfg.PushPull
 	}
@@ -155,8 +180,12 @@ func splitHostPort(addr, defHost string, defPort int) (string, int) {
 // Start handles membership events and joins the configured members in
 // the background, retrying until one answers.
 func (c *Cluster) Start() {
-	c.wg.Add(1)
+	c.wg.Add(3)
 	go c.watch()
+	// The kept queues of lost members end with their retry window; lost
+	// members are joined again (partition.go).
+	go c.every(min(time.Second, max(c.cfg.RetryWindow/4, 50*time.Millisecond)), c.expireLost)
+	go c.every(c.rejoinEvery(), c.rejoinOnce)
 	if len(c.cfg.Join) > 0 {
 		c.wg.Add(1)
 		go c.join()
@@ -218,25 +247,40 @@ func (c *Cluster) onEvent(ev memberlist.NodeEvent) {
 	}
 	old := c.peers[n.Name]
 	delete(c.peers, n.Name)
+	came := c.recoverLocked(n.Name, &old)
+	failed := false
 	if ev.Event != memberlist.NodeLeave && m.Control != "" {
 		if old != nil && old.addr == m.Control {
 			c.peers[n.Name] = old // nothing changed for delivery
 			old = nil
+			if came {
+				c.cfg.Log.Info("tier member back: delivering what was queued for it", "node", n.Name, "region", m.Region, "zone", m.Zone)
+			}
 		} else {
-			p := newPeer(n.Name, m.Control, c.cfg.Token)
+			p := newPeer(n.Name, m.Control, &c.cfg, &c.drops)
 			c.peers[n.Name] = p
 			c.wg.Add(1)
 			go func() { defer c.wg.Done(); p.run() }()
-			c.cfg.Log.Info("tier member joined", "node", n.Name, "control", m.Control, "version", m.Version)
+			c.cfg.Log.Info("tier member joined", "node", n.Name, "control", m.Control, "version", m.Version, "region", m.Region, "zone", m.Zone)
 		}
+	} else if ev.Event == memberlist.NodeLeave && !m.Leaving {
+		failed = true
+		c.loseLocked(n, old)
+		old = nil
 	}
 	c.mu.Unlock()
 	if old != nil {
-		old.close() // outside the lock: a hung peer must not delay publishes
+		// Outside the lock: a hung peer must not delay publishes.
+		if k := old.close(); k > 0 {
+			c.drops.memberGone.Add(uint64(k))
+		}
+	}
+	if failed {
+		c.failed.Add(1)
 	}
 	if ev.Event == memberlist.NodeLeave {
-		// Its queue is dropped: it left or was declared dead; it gets
-		// operations again when it rejoins.
+		// A member that left has its queue dropped; one declared dead
+		// keeps it for the retry window (loseLocked).
 		if m.Leaving {
 			c.cfg.Log.Info("tier member left", "node", n.Name, "state", "left")
 		} else {
@@ -272,8 +316,12 @@ func (c *Cluster) Broadcast(kind string, data []byte) Op {
 	// sender removes what it sent by Seq, the receiver drops a Seq lower
 	// than one it applied).
 	op.Seq = c.seq.Add(1)
+	now := time.Now()
 	for _, p := range c.peers {
-		p.enqueue(op, c.cfg.QueueLen)
+		p.enqueue(op, now, c.cfg.QueueLen)
+	}
+	for _, l := range c.lost {
+		l.peer.enqueue(op, now, c.cfg.QueueLen)
 	}
 	c.mu.Unlock()
 	c.log.claim(op)
@@ -317,6 +365,12 @@ func (c *Cluster) ServeOps(ctx *fasthttp.RequestCtx) {
 	}
 	if !c.authorized(ctx.Request.Header.Peek(fasthttp.HeaderAuthorization)) {
 		opsReply(ctx, fasthttp.StatusUnauthorized, "missing or invalid tier token")
+		return
+	}
+	if c.cfg.Faults.isCut() {
+		// A test's partition: the sender's request fails, and it retries.
+		ctx.SetConnectionClose()
+		opsReply(ctx, fasthttp.StatusServiceUnavailable, "tier traffic cut (injected fault)")
 		return
 	}
 	if c.dropIncoming.Load() {
@@ -371,6 +425,8 @@ type Member struct {
 	Control string `json:"control"`
 	Version string `json:"version"`
 	State   string `json:"state"`
+	Region  string `json:"region,omitempty"`
+	Zone    string `json:"zone,omitempty"`
 }
 
 // Stats is the tier's state.
@@ -392,20 +448,42 @@ type Stats struct {
 	Logged int `json:"ops_logged"`
 	// Peers counts delivery to each other member.
 	Peers []PeerStats `json:"peers"`
+
+	// Profile is the membership profile (ProfileLAN, ProfileWAN,
+	// ProfileLocal); Region and Zone are this member's.
+	Profile string `json:"profile"`
+	Region  string `json:"region,omitempty"`
+	Zone    string `json:"zone,omitempty"`
+	// Lost counts delivery to members declared dead whose queues are kept
+	// for the retry window (Config.RetryWindow), in case they come back.
+	Lost []PeerStats `json:"lost_peers,omitempty"`
+	// Dropped counts operations dropped undelivered, by reason.
+	Dropped DropStats `json:"ops_dropped"`
+	// Failed counts members declared dead (they stopped answering probes;
+	// a partition, a crash); Rejoins counts joins that contacted a lost
+	// member or, alone, a seed again.
+	Failed  uint64 `json:"members_failed"`
+	Rejoins uint64 `json:"rejoins"`
 }
 
 // Stats returns the members and delivery counters.
 func (c *Cluster) Stats() Stats {
 	st := Stats{Node: c.cfg.Name, Received: c.received.Load(), Duplicates: c.duplicates.Load(),
 		Replayed: c.log.replayed.Load(), Logged: c.log.len()}
+	st.Profile, st.Region, st.Zone = c.cfg.profile(), c.cfg.Region, c.cfg.Zone
+	st.Dropped, st.Failed, st.Rejoins = c.drops.stats(), c.failed.Load(), c.rejoins.Load()
 	c.mu.Lock()
 	for _, n := range c.members {
 		var m meta
 		json.Unmarshal(n.Meta, &m)
-		st.Members = append(st.Members, Member{Name: n.Name, Addr: n.Address(), Control: m.Control, Version: m.Version, State: memberState(m)})
+		st.Members = append(st.Members, Member{Name: n.Name, Addr: n.Address(), Control: m.Control, Version: m.Version, State: memberState(m),
+			Region: m.Region, Zone: m.Zone})
 	}
 	for _, p := range c.peers {
 		st.Peers = append(st.Peers, p.stats())
+	}
+	for _, l := range c.lost {
+		st.Lost = append(st.Lost, l.peer.stats())
 	}
 	c.mu.Unlock()
 	slices.SortFunc(st.Members, func(a, b Member) int { return strings.Compare(a.Name, b.Name) })
@@ -452,6 +530,10 @@ func (c *Cluster) Shutdown() error {
 			p.close()
 			delete(c.peers, name)
 		}
+		for name, l := range c.lost {
+			l.peer.close()
+			delete(c.lost, name)
+		}
 		clear(c.members)
 		c.mu.Unlock()
 		err = c.ml.Shutdown()
@@ -464,7 +546,8 @@ func (c *Cluster) Shutdown() error {
 type delegate struct{ c *Cluster }
 
 func (d delegate) NodeMeta(limit int) []byte {
-	b, _ := json.Marshal(meta{Control: d.c.cfg.ControlAddr, Version: d.c.cfg.Version, Leaving: d.c.leaving.Load()})
+	b, _ := json.Marshal(meta{Control: d.c.cfg.ControlAddr, Version: d.c.cfg.Version, Leaving: d.c.leaving.Load(),
+		Region: d.c.cfg.Region, Zone: d.c.cfg.Zone})
 	if len(b) > limit {
 		return nil
 	}

@@ -562,6 +562,9 @@ func TestFullQueueDropsOldest(t *testing.T) {
 	if p.Queued != limit || p.Dropped != n-limit {
 		t.Fatalf("full queue: %+v", p)
 	}
+	if d := ms[0].Stats().Dropped; d != (DropStats{QueueFull: n - limit}) {
+		t.Fatalf("full queue: drops by reason %+v", d)
+	}
 	// A batch read before the drops may still be on its way; the second
 	// attempt from now read the queue after them.
 	waitFor(t, "two more failed attempts", func() bool {

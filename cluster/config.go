@@ -68,11 +68,11 @@ type Config struct {
 	// within a bound of 4×LogMax IDs. Zero: 48h.
 	LogAge time.Duration
 	// PushPull is how often members exchange the op log (memberlist's
-	// push/pull interval). Zero: memberlist's default (30s, 15s with
-	// Local).
+	// push/pull interval). Zero: the profile's (30s, 60s on WAN, 15s
+	// local).
 	PushPull time.Duration
 	// Local selects memberlist's timings for one host (tests, a tier on
-	// one machine): faster failure detection.
+	// one machine): faster failure detection. It is Profile ProfileLocal.
 	Local bool
 	// Tune, if set, adjusts the memberlist configuration last.
 	Tune func(*memberlist.Config)
@@ -81,6 +81,30 @@ type Config struct {
 	// "component" attribute, "cluster" or "memberlist": Log must not
 	// carry one already. Nil: no logging.
 	Log *slog.Logger
+
+	// Profile selects memberlist's timings: ProfileLAN (the default),
+	// ProfileWAN or ProfileLocal (what Local selects). Local with another
+	// profile is an error.
+	Profile string
+	// Region and Zone say where this member runs (CheckLocality); they
+	// travel in its metadata and show in Stats. Empty: not said.
+	Region, Zone string
+	// RetryWindow bounds how long an operation is retried to a member that
+	// does not take it (unreachable, failing, or declared dead: a failed
+	// member's queue is kept this long after, in case it comes back, as
+	// after a partition heals); past it the operation is dropped and
+	// counted (Stats.Dropped). Zero: 60s.
+	RetryWindow time.Duration
+	// Rejoin is how often a member joins again the members it lost
+	// (declared dead, not left, within LogAge) and, when it is alone, the
+	// Join seeds: memberlist stops gossiping to a dead member after a while,
+	// so two sides of a long partition would not find each other again
+	// without it. Zero: the profile's push/pull interval (PushPull when
+	// set).
+	Rejoin time.Duration
+	// Faults, when set, injects network faults into this member's tier
+	// traffic (a cut, a delay): for tests. Nil: none.
+	Faults *Faults
 }
 
 func (c *Config) check() error {
@@ -123,6 +147,22 @@ func (c *Config) check() error {
 	if c.Log == nil {
 		c.Log = slog.New(slog.DiscardHandler)
 	}
+	if c.Local && c.Profile != "" && c.Profile != ProfileLocal {
+		errs = append(errs, fmt.Errorf("cluster: Local conflicts with profile %q", c.Profile))
+	}
+	if _, _, err := profileConfig(c.profile()); err != nil {
+		errs = append(errs, fmt.Errorf("cluster: %w", err))
+	}
+	for _, l := range []struct{ name, v string }{{"region", c.Region}, {"zone", c.Zone}} {
+		if l.v != "" {
+			if err := CheckLocality(l.v); err != nil {
+				errs = append(errs, fmt.Errorf("cluster: %s %q: %w", l.name, l.v, err))
+			}
+		}
+	}
+	if c.RetryWindow <= 0 {
+		c.RetryWindow = defaultRetryWindow
+	}
 	return errors.Join(errs...)
 }
 
@@ -145,3 +185,6 @@ func checkAddr(addr string, bind bool) error {
 
 // joinRetry is the pause between join attempts.
 const joinRetry = time.Second
+
+// defaultRetryWindow is Config.RetryWindow's default.
+const defaultRetryWindow = time.Minute

@@ -5,7 +5,14 @@
 //
 // Sending: Broadcast numbers an operation and delivers it directly, one
 // hop, over kept-alive HTTP to each member's control address, with a
-// bounded queue and retries per peer.
+// bounded queue and retries per peer for a bounded retry window; what is
+// dropped undelivered is counted by reason. A member declared dead keeps
+// its queue for the window, and members rejoin the ones they lost, so a
+// partition that heals delivers what was queued (see partition.go).
+//
+// Membership: memberlist with one of its presets (Config.Profile: LAN,
+// WAN, local); each member's metadata carries its control address,
+// version, region and zone.
 //
 // Receiving: ServeOps is the handler for POST OpsPath on the control
 // listener; it checks the tier token and applies each operation once

@@ -16,15 +16,18 @@ const OpsPath = "/_cluster/ops"
 // maxBatch bounds the operations sent in one request.
 const maxBatch = 256
 
-// peer delivers operations to one member, in order, retrying until they
-// are accepted or the member is gone.
+// peer delivers operations to one member, in order, retrying each until
+// it is accepted, its retry window has passed, or the member is gone.
 type peer struct {
-	name  string
-	addr  string
-	token string
+	name   string
+	addr   string
+	token  string
+	window time.Duration // Config.RetryWindow
+	drops  *dropCounts   // the Cluster's, by reason
+	faults *Faults
 
 	mu     sync.Mutex
-	queue  []Op
+	queue  []queued
 	wake   chan struct{}
 	stop   chan struct{}
 	done   chan struct{}
@@ -33,23 +36,35 @@ type peer struct {
 	sent, dropped, failures atomic.Uint64
 }
 
-func newPeer(name, addr, token string) *peer {
-	return &peer{
-		name: name, addr: addr, token: token,
+// queued is an operation waiting for a peer, with when it was queued.
+type queued struct {
+	op Op
+	at time.Time
+}
+
+func newPeer(name, addr string, cfg *Config, drops *dropCounts) *peer {
+	p := &peer{
+		name: name, addr: addr, token: cfg.Token, window: cfg.RetryWindow, drops: drops, faults: cfg.Faults,
 		wake: make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{}),
 		client: &fasthttp.HostClient{Addr: addr, ReadTimeout: 5 * time.Second, WriteTimeout: 5 * time.Second,
 			MaxIdemponentCallAttempts: 1},
 	}
+	if cfg.Faults != nil {
+		p.client.Dial = cfg.Faults.dial
+	}
+	return p
 }
 
-// enqueue adds op; past limit the oldest operation is dropped.
-func (p *peer) enqueue(op Op, limit int) {
+// enqueue adds op, queued at at; past limit the oldest operation is
+// dropped.
+func (p *peer) enqueue(op Op, at time.Time, limit int) {
 	p.mu.Lock()
 	if len(p.queue) >= limit {
 		p.queue = p.queue[1:]
 		p.dropped.Add(1)
+		p.drops.queueFull.Add(1)
 	}
-	p.queue = append(p.queue, op)
+	p.queue = append(p.queue, queued{op, at})
 	p.mu.Unlock()
 	select {
 	case p.wake <- struct{}{}:
@@ -63,7 +78,11 @@ func (p *peer) run() {
 	backoff := 50 * time.Millisecond
 	for {
 		p.mu.Lock()
-		batch := p.queue[:min(len(p.queue), maxBatch)]
+		n := min(len(p.queue), maxBatch)
+		batch := make([]Op, n)
+		for i, q := range p.queue[:n] {
+			batch[i] = q.op
+		}
 		p.mu.Unlock()
 		if len(batch) == 0 {
 			select {
@@ -75,6 +94,7 @@ func (p *peer) run() {
 		}
 		if err := p.send(batch); err != nil {
 			p.failures.Add(1)
+			p.expire(time.Now())
 			select {
 			case <-p.stop:
 				return
@@ -90,7 +110,7 @@ func (p *peer) run() {
 		last := batch[len(batch)-1].Seq
 		p.mu.Lock()
 		i := 0
-		for i < len(p.queue) && p.queue[i].Seq <= last {
+		for i < len(p.queue) && p.queue[i].op.Seq <= last {
 			i++
 		}
 		p.queue = append(p.queue[:0:0], p.queue[i:]...)
@@ -98,7 +118,29 @@ func (p *peer) run() {
 	}
 }
 
+// expire drops, and counts, the operations queued longer than the retry
+// window ago.
+func (p *peer) expire(now time.Time) {
+	limit := now.Add(-p.window)
+	p.mu.Lock()
+	i := 0
+	for i < len(p.queue) && !p.queue[i].at.After(limit) {
+		i++
+	}
+	if i > 0 {
+		p.queue = append(p.queue[:0:0], p.queue[i:]...)
+	}
+	p.mu.Unlock()
+	if i > 0 {
+		p.dropped.Add(uint64(i))
+		p.drops.retryWindow.Add(uint64(i))
+	}
+}
+
 func (p *peer) send(batch []Op) error {
+	if p.faults.isCut() {
+		return errCut
+	}
 	body, err := json.Marshal(batch)
 	if err != nil {
 		return err
@@ -122,11 +164,41 @@ func (p *peer) send(batch []Op) error {
 	return nil
 }
 
-// close stops the sender and drops its queue.
-func (p *peer) close() {
+// close stops the sender and drops its queue, returning how many
+// operations it held.
+func (p *peer) close() int {
 	close(p.stop)
 	<-p.done
 	p.client.CloseIdleConnections()
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	n := len(p.queue)
+	p.queue = nil
+	return n
+}
+
+// dropCounts counts operations dropped undelivered, by reason, over every
+// peer a member had.
+type dropCounts struct {
+	queueFull, retryWindow, memberGone atomic.Uint64
+}
+
+// DropStats counts operations dropped undelivered to some member, by
+// reason, since the member started.
+type DropStats struct {
+	// QueueFull counts operations dropped, oldest first, from a queue at
+	// Config.QueueLen.
+	QueueFull uint64 `json:"queue_full"`
+	// RetryWindow counts operations still undelivered Config.RetryWindow
+	// after they were queued.
+	RetryWindow uint64 `json:"retry_window"`
+	// MemberGone counts operations queued for a member when it left, or
+	// still queued Config.RetryWindow after it was declared dead.
+	MemberGone uint64 `json:"member_gone"`
+}
+
+func (d *dropCounts) stats() DropStats {
+	return DropStats{QueueFull: d.queueFull.Load(), RetryWindow: d.retryWindow.Load(), MemberGone: d.memberGone.Load()}
 }
 
 // PeerStats counts operations for one peer.

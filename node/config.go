@@ -5,9 +5,12 @@ import (
 	"flag"
 	"fmt"
 	"net"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/edgepush/edgepush/cluster"
 )
 
 // Config is the node's configuration. Every field is a command-line flag
@@ -258,6 +261,21 @@ type Config struct {
 	// this long, so their clients do not all reconnect elsewhere at once.
 	// Default 5s.
 	DrainPeriod time.Duration
+
+	// ClusterProfile selects memberlist's timings: "lan" (the default),
+	// "wan" (members across regions) or "local" (one host; what
+	// ClusterLocal also selects). See cluster.Profiles.
+	ClusterProfile string
+	// Region and Zone say where the node runs: letters, digits, '-', '_'
+	// and '.', at most 64 (cluster.CheckLocality). They show on /status and
+	// its page and, in a tier, in the member metadata. Empty: not said.
+	Region, Zone string
+	// ClusterRetryWindow bounds how long an operation is retried to a
+	// member that does not take it (unreachable, or declared dead: its
+	// queue is kept this long in case it comes back, as after a partition
+	// heals); then it is dropped and counted in
+	// edgepush_tier_ops_dropped_total. Default 60s.
+	ClusterRetryWindow time.Duration
 }
 
 // StringList is a repeatable flag: each use (or config-file line) adds
@@ -325,6 +343,9 @@ func DefaultConfig() Config {
 
 		PublishJWTMaxLifetime: time.Hour,
 		HistoryMaxBytes:       64 << 20,
+
+		ClusterProfile:     "lan",
+		ClusterRetryWindow: time.Minute,
 	}
 }
 
@@ -398,6 +419,10 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.Var(&c.TLSKey, "tls-key", "TLS private key `file` (repeat, paired with -tls-cert)")
 	fs.Var(durationFlag(&c.DrainDelay), "drain-delay", "on shutdown, keep accepting this long after /readyz turns 503")
 	fs.Var(durationFlag(&c.DrainPeriod), "drain-period", "on shutdown, end held connections spread over this long")
+	fs.StringVar(&c.ClusterProfile, "cluster-profile", c.ClusterProfile, "memberlist timings: `lan`, wan (members across regions) or local (one host)")
+	fs.StringVar(&c.Region, "region", c.Region, "the node's region `name` (letters, digits, -_.), shown on /status and to the tier")
+	fs.StringVar(&c.Zone, "zone", c.Zone, "the node's zone `name` (letters, digits, -_.), shown on /status and to the tier")
+	fs.Var(durationFlag(&c.ClusterRetryWindow), "cluster-retry-window", "how long an operation is retried to an unreachable or dead tier member before it is dropped (and counted)")
 }
 
 // Check reports what New would refuse in c (the same errors, but for
@@ -613,6 +638,8 @@ func (c Config) withDefaults() (Config, []string, error) {
 		}
 	}
 
+	c.checkTierProfile(d, bad, warn)
+
 	if _, err := parseLevel(c.LogLevel); err != nil {
 		errs = append(errs, err)
 	}
@@ -663,4 +690,35 @@ func loopbackAddr(addr string) bool {
 	}
 	ip := net.ParseIP(host)
 	return ip != nil && ip.IsLoopback()
+}
+
+// checkTierProfile checks, and defaults, -cluster-profile, -region, -zone
+// and -cluster-retry-window (-cluster-local is -cluster-profile local).
+func (c *Config) checkTierProfile(d Config, bad, warn func(format string, args ...any)) {
+	setDefault(&c.ClusterProfile, d.ClusterProfile)
+	setDefault(&c.ClusterRetryWindow, d.ClusterRetryWindow)
+	if c.ClusterLocal {
+		switch c.ClusterProfile {
+		case cluster.ProfileLAN, cluster.ProfileLocal: // lan: the default, not chosen
+			c.ClusterProfile = cluster.ProfileLocal
+		default:
+			bad("-cluster-local is -cluster-profile local: it conflicts with -cluster-profile %s", c.ClusterProfile)
+		}
+	}
+	if !slices.Contains(cluster.Profiles(), c.ClusterProfile) {
+		bad("-cluster-profile %q: want %s", c.ClusterProfile, strings.Join(cluster.Profiles(), ", "))
+	}
+	for _, l := range []struct{ name, v string }{{"region", c.Region}, {"zone", c.Zone}} {
+		if l.v != "" {
+			if err := cluster.CheckLocality(l.v); err != nil {
+				bad("-%s %q: %v", l.name, l.v, err)
+			}
+		}
+	}
+	if c.ClusterRetryWindow < 0 {
+		bad("-cluster-retry-window %v: must not be negative", c.ClusterRetryWindow)
+	}
+	if c.ClusterBind == "" && (c.ClusterProfile != d.ClusterProfile && !c.ClusterLocal || c.ClusterRetryWindow != d.ClusterRetryWindow) {
+		warn("-cluster-profile and -cluster-retry-window do nothing without -cluster-bind")
+	}
 }

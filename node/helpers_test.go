@@ -48,11 +48,16 @@ type testNode struct {
 // configure adjusts the node's config.
 func startNode(tb testing.TB, handler http.Handler, configure ...func(*Config)) *testNode {
 	tb.Helper()
-	var log *slog.Logger
-	if os.Getenv("EDGEPUSH_TEST_LOG") != "" {
-		log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	return startNodeLog(tb, handler, testLogger(), configure...)
+}
+
+// testLogger is the nodes' logger: none, or with EDGEPUSH_TEST_LOG set,
+// every line on stderr.
+func testLogger() *slog.Logger {
+	if os.Getenv("EDGEPUSH_TEST_LOG") == "" {
+		return nil
 	}
-	return startNodeLog(tb, handler, log, configure...)
+	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
 }
 
 // startNodeLog is startNode with the node's logger (nil: none).

@@ -321,6 +321,9 @@ func (c statsCollector) collectTier(e emitter) {
 	for _, m := range st.Members {
 		states[m.State]++
 	}
+	// Members declared dead are no longer members, but their queues are
+	// kept for the retry window: they count as dead meanwhile.
+	states["dead"] += len(st.Lost)
 	f := e.family("edgepush_tier_members", "Tier members this node sees, by memberlist state.", gauge, "state")
 	for _, state := range []string{"alive", "suspect", "dead", "left"} {
 		f.add(float64(states[state]), state)
@@ -329,10 +332,10 @@ func (c statsCollector) collectTier(e emitter) {
 	e.one("edgepush_tier_ops_deduplicated_total", "Operations received from tier members again, ignored.", counter, float64(st.Duplicates))
 	sentF := e.family("edgepush_tier_peer_ops_sent_total", "Operations forwarded to the member and accepted.", counter, "peer")
 	failedF := e.family("edgepush_tier_peer_failed_attempts_total", "Failed attempts to forward operations to the member (retried).", counter, "peer")
-	droppedF := e.family("edgepush_tier_peer_ops_dropped_total", "Operations dropped with a dead member's queue.", counter, "peer")
+	droppedF := e.family("edgepush_tier_peer_ops_dropped_total", "Operations for the member dropped undelivered (queue full, past the retry window).", counter, "peer")
 	queuedF := e.family("edgepush_tier_peer_queued", "Operations waiting to be forwarded to the member.", gauge, "peer")
 	var sent, failed, dropped uint64
-	for _, p := range st.Peers {
+	for _, p := range append(st.Peers, st.Lost...) {
 		name := labelValue(p.Name)
 		sentF.add(float64(p.Sent), name)
 		failedF.add(float64(p.Failures), name)
@@ -344,6 +347,12 @@ func (c statsCollector) collectTier(e emitter) {
 	e.one("edgepush_tier_ops_sent", "Operations forwarded and accepted, summed over the current members.", gauge, float64(sent))
 	e.one("edgepush_tier_failed_attempts", "Failed forwarding attempts, summed over the current members.", gauge, float64(failed))
 	e.one("edgepush_tier_ops_dropped", "Operations dropped, summed over the current members.", gauge, float64(dropped))
+	reasons := e.family("edgepush_tier_ops_dropped_total", "Operations dropped undelivered to a member, by reason: its queue full, past the retry window, with the member gone.", counter, "reason")
+	reasons.add(float64(st.Dropped.QueueFull), "queue_full")
+	reasons.add(float64(st.Dropped.RetryWindow), "retry_window")
+	reasons.add(float64(st.Dropped.MemberGone), "member_gone")
+	e.one("edgepush_tier_members_failed_total", "Members declared dead: they stopped answering probes (a crash, a partition).", counter, float64(st.Failed))
+	e.one("edgepush_tier_rejoins_total", "Joins that reached a lost member (declared dead) or, alone, a seed again.", counter, float64(st.Rejoins))
 }
 
 // Value types, as statsCollector names them.

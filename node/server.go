@@ -54,6 +54,10 @@ type Server struct {
 	// minKeepAliveInterval (tests lower it before Start).
 	wsKeepAliveFloor time.Duration
 
+	// tierHook, when set (by tests, before Start), adjusts the tier's
+	// configuration last: faults to inject, timings no flag sets.
+	tierHook func(*cluster.Config)
+
 	// bg runs the goroutines the node starts besides serving (probes,
 	// WebSocket-over-HTTP requests, hints, hub sweeps); bgCtx is
 	// cancelled when Shutdown stops them, so that none waits out a pause.

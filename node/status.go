@@ -37,6 +37,10 @@ type Status struct {
 	// Connections counts held connections by transport (stream,
 	// longpoll, ws).
 	Connections map[string]TransportStats `json:"connections"`
+
+	// Region and Zone are -region and -zone (empty: not said).
+	Region string `json:"region,omitempty"`
+	Zone   string `json:"zone,omitempty"`
 }
 
 // TransportStats counts one transport's held connections.
@@ -88,6 +92,9 @@ func (s *Server) Status() Status {
 		Goroutines: runtime.NumGoroutine(),
 
 		Connections: s.metrics.transports(),
+
+		Region: s.cfg.Region,
+		Zone:   s.cfg.Zone,
 	}
 }
 

@@ -126,12 +126,16 @@ func TestStatusPageNeedsTheKey(t *testing.T) {
 }
 
 // TestStatusPageInBrowser loads the status page in headless Chromium
-// (check.js, with playwright-core) and checks that it shows the node, that
-// its numbers follow a stream opened and a publish made meanwhile, and
-// that its charts draw and move with them and with a cache miss and hit.
+// (check.js, with playwright-core) and checks that it shows the node, its
+// region and zone (for itself and in the tier's members), that its
+// numbers follow a stream opened and a publish made meanwhile, and that
+// its charts draw and move with them and with a cache miss and hit.
 func TestStatusPageInBrowser(t *testing.T) {
-	n := startNode(t, metricsOrigin(), func(c *Config) { c.NodeName = "edge-browser" })
-	script := browsertest.Start(t, "testdata/browser", "check.js", 60*time.Second, n.ctl+"/", "edge-browser")
+	n := startNode(t, metricsOrigin(), func(c *Config) {
+		c.NodeName, c.Region, c.Zone = "edge-browser", "eu-west-1", "b"
+		c.ClusterBind, c.ClusterLocal = "127.0.0.1:0", true // a tier of one: the members table shows
+	})
+	script := browsertest.Start(t, "testdata/browser", "check.js", 60*time.Second, n.ctl+"/", "edge-browser", "eu-west-1 / b")
 	script.Expect("ready") // the page shows the node, 0 held streams, flat charts
 
 	c := dialRaw(t, n.Addr())

@@ -25,7 +25,7 @@ func (s *Server) startTier() error {
 			join = append(join, j)
 		}
 	}
-	tier, err := cluster.New(cluster.Config{
+	cfg := cluster.Config{
 		PushPull:    s.cfg.ClusterPushPull,
 		Name:        s.cfg.NodeName,
 		Bind:        s.cfg.ClusterBind,
@@ -42,7 +42,16 @@ func (s *Server) startTier() error {
 		LogAge:      s.cfg.HistoryAge + 48*time.Hour,
 		Local:       s.cfg.ClusterLocal,
 		Log:         s.log, // lines carry component=cluster or component=memberlist
-	})
+
+		Profile:     s.cfg.ClusterProfile,
+		Region:      s.cfg.Region,
+		Zone:        s.cfg.Zone,
+		RetryWindow: s.cfg.ClusterRetryWindow,
+	}
+	if s.tierHook != nil {
+		s.tierHook(&cfg)
+	}
+	tier, err := cluster.New(cfg)
 	if err != nil {
 		return err
 	}

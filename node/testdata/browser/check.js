@@ -1,15 +1,17 @@
-// check.js URL NODE_NAME: loads the edgepush status page in headless
+// check.js URL NODE_NAME [WHERE]: loads the edgepush status page in headless
 // Chromium (Debian's, at $CHROMIUM) and checks it. Prints "ready" once the
 // page is live and shows the node with no held stream and its four charts
 // drawn, flat; then "ok" once the page has shown, without a reload, one
 // held stream and a published message, and the charts have moved: a held
 // stream, a delivery, a cache hit ratio and an origin latency (the Go test
 // opens a stream, makes a cache miss and a hit and publishes in between).
-// Exits non-zero on any failure or page error. SCREENSHOT=file.png saves
+// With WHERE ("region / zone"), the page must show it for the node and
+// in its row of the tier's members. Exits non-zero on any failure or page
+// error. SCREENSHOT=file.png saves
 // the final page.
 import { chromium } from "playwright-core";
 
-const [url, nodeName] = process.argv.slice(2);
+const [url, nodeName, where] = process.argv.slice(2);
 if (!url || !nodeName) {
   console.error("usage: node check.js URL NODE_NAME");
   process.exit(2);
@@ -35,6 +37,12 @@ try {
   const shown = { node: await text("node-name"), stream: await text("conn-stream-held"), held: await text("held-total") };
   if (shown.node !== nodeName || shown.stream !== "0" || shown.held !== "0") {
     throw new Error("page shows " + JSON.stringify(shown) + ", want node " + nodeName + " and no held connection");
+  }
+  if (where) {
+    await page.waitForFunction((w) => !document.getElementById("where").hidden &&
+      document.getElementById("where-text").textContent === w &&
+      [...document.querySelectorAll("#members tr")].some((tr) => tr.textContent.includes(w)),
+    where, { timeout: 10000 });
   }
   const charts = ["chart-held", "chart-deliveries", "chart-hits", "chart-latency"];
   const chartState = () => page.evaluate((ids) => ids.map((id) => {
