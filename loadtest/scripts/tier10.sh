@@ -245,7 +245,7 @@ for i in $(seq "$NODES"); do
 done
 for i in $(seq "$NODES"); do
   alive "${node_pids[i-1]}" || continue
-  status "$i" '{node: .tier.node, held_connections, published_items, ops_received: .tier.ops_received, dropped: [.tier.peers[]? | select(.dropped > 0) | {(.name): .dropped}] | add} | tojson' >&2 || true
+  status "$i" '{node: .tier.node, held_connections, published_items, ops_received: .tier.ops_received, region, ops_dropped: .tier.ops_dropped, members_failed: .tier.members_failed, rejoins: .tier.rejoins} | tojson' >&2 || true
 done
 hz=$(getconf CLK_TCK)
 pubs=$published
