@@ -53,6 +53,9 @@ type Cluster struct {
 	// mlLog receives memberlist's own log lines.
 	mlLog *memberlistLog
 
+	// shields are the members that may shield (shield.go).
+	shields shieldSet
+
 	received, duplicates atomic.Uint64
 	shutdown             sync.Once
 	leaving, left        atomic.Bool // leaving: in NodeMeta, from Leave on
@@ -68,6 +71,9 @@ type meta struct {
 	// memberlist's leave event does not say which (its Node.State is
 	// never updated).
 	Leaving bool `json:"leaving,omitempty"`
+	// Shield is set by a member that may be a key's shield
+	// (Config.Shield).
+	Shield bool `json:"shield,omitempty"`
 }
 
 // New checks cfg and creates the memberlist (bound, not joined).
@@ -212,6 +218,7 @@ func (c *Cluster) onEvent(ev memberlist.NodeEvent) {
 	} else {
 		c.members[n.Name] = *n
 	}
+	c.shields.update(n.Name, m, ev.Event == memberlist.NodeLeave)
 	if n.Name == c.cfg.Name {
 		c.mu.Unlock()
 		return
@@ -454,6 +461,7 @@ func (c *Cluster) Shutdown() error {
 		}
 		clear(c.members)
 		c.mu.Unlock()
+		c.shields.close()
 		err = c.ml.Shutdown()
 		c.wg.Wait()
 	})
@@ -464,7 +472,8 @@ func (c *Cluster) Shutdown() error {
 type delegate struct{ c *Cluster }
 
 func (d delegate) NodeMeta(limit int) []byte {
-	b, _ := json.Marshal(meta{Control: d.c.cfg.ControlAddr, Version: d.c.cfg.Version, Leaving: d.c.leaving.Load()})
+	b, _ := json.Marshal(meta{Control: d.c.cfg.ControlAddr, Version: d.c.cfg.Version, Leaving: d.c.leaving.Load(),
+		Shield: d.c.cfg.Shield})
 	if len(b) > limit {
 		return nil
 	}

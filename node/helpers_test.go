@@ -48,11 +48,16 @@ type testNode struct {
 // configure adjusts the node's config.
 func startNode(tb testing.TB, handler http.Handler, configure ...func(*Config)) *testNode {
 	tb.Helper()
-	var log *slog.Logger
-	if os.Getenv("EDGEPUSH_TEST_LOG") != "" {
-		log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	return startNodeLog(tb, handler, testLog(), configure...)
+}
+
+// testLog is the logger of test nodes: nil (none), or stderr at debug
+// with EDGEPUSH_TEST_LOG set.
+func testLog() *slog.Logger {
+	if os.Getenv("EDGEPUSH_TEST_LOG") == "" {
+		return nil
 	}
-	return startNodeLog(tb, handler, log, configure...)
+	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
 }
 
 // startNodeLog is startNode with the node's logger (nil: none).

@@ -42,6 +42,13 @@ func (s *Server) startTier() error {
 		LogAge:      s.cfg.HistoryAge + 48*time.Hour,
 		Local:       s.cfg.ClusterLocal,
 		Log:         s.log, // lines carry component=cluster or component=memberlist
+
+		Shield:      s.cfg.Shield,
+		ShieldDial:  s.shieldDial,
+		ShieldRetry: s.cfg.ShieldRetry,
+		// The stored response, its headers JSON-encoded (escapes can
+		// lengthen them), and the answer's own fields.
+		ShieldMaxBody: s.cfg.OriginMaxBody + 8*s.cfg.OriginMaxHeaderBytes + 4096,
 	})
 	if err != nil {
 		return err

@@ -19,9 +19,20 @@ import (
 // of handler, and waits until every node sees every other.
 func startTier(t *testing.T, n int, handler http.Handler, mod ...func(i int, c *Config)) []*testNode {
 	t.Helper()
+	return startTierTuned(t, n, handler, nil, mod...)
+}
+
+// startTierTuned is startTier with tune (when not nil) called on each
+// node between New and Start.
+func startTierTuned(t *testing.T, n int, handler http.Handler, tune func(i int, s *Server), mod ...func(i int, c *Config)) []*testNode {
+	t.Helper()
 	var nodes []*testNode
 	for i := range n {
-		node := startNode(t, handler, func(c *Config) {
+		var tuneNode func(*Server)
+		if tune != nil {
+			tuneNode = func(s *Server) { tune(i, s) }
+		}
+		node := startNodeTuned(t, handler, testLog(), tuneNode, func(c *Config) {
 			c.ClusterBind, c.ClusterLocal, c.NodeName = "127.0.0.1:0", true, fmt.Sprintf("node-%d", i)
 			var seeds []string
 			for _, prev := range nodes {
