@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -22,7 +23,7 @@ func shieldKeyOf(path string) string { return "\x00GET http://test" + path }
 
 // shieldOf returns the index in nodes of the shield of path, as nodes[0]
 // sees it.
-func shieldOf(t *testing.T, nodes []*testNode, path string) int {
+func shieldOf(t testing.TB, nodes []*testNode, path string) int {
 	t.Helper()
 	m, ok := nodes[0].tier.ShieldFor(shieldKeyOf(path))
 	if !ok {
@@ -39,7 +40,7 @@ func shieldOf(t *testing.T, nodes []*testNode, path string) int {
 
 // waitShieldView waits until every node sees n shields (the shield flag
 // comes with each member's metadata).
-func waitShieldView(t *testing.T, nodes []*testNode, path string) {
+func waitShieldView(t testing.TB, nodes []*testNode, path string) {
 	t.Helper()
 	want, _ := nodes[0].tier.ShieldFor(shieldKeyOf(path))
 	for i, n := range nodes {
@@ -51,12 +52,12 @@ func waitShieldView(t *testing.T, nodes []*testNode, path string) {
 }
 
 // TestShieldOneOriginFetchPerPurge is the issue's goal: with the origin
-// shielded, a tier of 3 or 5 members asks the origin once per key per
+// shielded, a tier of 3, 5 or 10 members asks the origin once per key per
 // purge, however many members serve new clients; held streams on every
 // member get each update once (no replay twice, none lost), and new
 // clients on every member get the current value.
 func TestShieldOneOriginFetchPerPurge(t *testing.T) {
-	for _, size := range []int{3, 5} {
+	for _, size := range []int{3, 5, 10} {
 		t.Run(fmt.Sprint(size), func(t *testing.T) {
 			o := &counterOrigin{}
 			nodes := startTier(t, size, o, func(i int, c *Config) { c.PurgeInterval = 0 })
@@ -443,5 +444,114 @@ func TestShieldOriginDown(t *testing.T) {
 	}
 	if n := nodes[1].routes.all[0].origins[0].client.requests.Load(); n != 0 {
 		t.Fatalf("the member asked its origin %d times", n)
+	}
+}
+
+// TestShieldRevalidation: a member's conditional revalidation goes to the
+// shield, which revalidates its own copy with the origin and answers the
+// member 304 when the member's validators still match: the member's copy
+// is refreshed (REVALIDATED) and the origin sent its body once.
+func TestShieldRevalidation(t *testing.T) {
+	var full, notModified atomic.Int64
+	origin := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Cache-Control", "max-age=0")
+		w.Header().Set("ETag", `"v1"`)
+		if r.Header.Get("If-None-Match") == `"v1"` {
+			notModified.Add(1)
+			w.WriteHeader(http.StatusNotModified)
+			return
+		}
+		full.Add(1)
+		io.WriteString(w, "body\n")
+	})
+	nodes := startTier(t, 2, origin)
+	waitShieldView(t, nodes, "/x")
+	path := pathShieldedBy(t, nodes, nodes[0].cfg.NodeName)
+	member := nodes[1]
+	for i, want := range []string{"MISS", "REVALIDATED", "REVALIDATED"} {
+		c := dialRaw(t, member.Addr())
+		resp := c.get(t, path)
+		b, _ := io.ReadAll(resp.Body)
+		if resp.StatusCode != 200 || string(b) != "body\n" || resp.Header.Get("X-Cache") != want {
+			t.Fatalf("request %d: %d %q X-Cache %q, want %s", i, resp.StatusCode, b, resp.Header.Get("X-Cache"), want)
+		}
+	}
+	if f, n := full.Load(), notModified.Load(); f != 1 || n != 2 {
+		t.Fatalf("origin: %d full answers, %d 304s; want 1 and 2 (the shield's revalidations)", f, n)
+	}
+	if r := member.cache.Stats().Revalidations; r != 2 {
+		t.Fatalf("member: %d revalidations, want 2 (the shield's 304s)", r)
+	}
+	if a := member.shieldStats.answered.Load(); a != 3 {
+		t.Fatalf("member: %d shield answers, want 3", a)
+	}
+}
+
+// The shield settings are checked with the others.
+func TestShieldConfig(t *testing.T) {
+	for _, name := range []string{"shield-timeout", "shield-retry"} {
+		c := DefaultConfig()
+		c.Origin = "http://127.0.0.1:1"
+		if name == "shield-timeout" {
+			c.ShieldTimeout = -time.Second
+		} else {
+			c.ShieldRetry = -time.Second
+		}
+		if _, _, err := c.withDefaults(); err == nil || !strings.Contains(err.Error(), "-"+name+" -1s: must not be negative") {
+			t.Errorf("-%s -1s: %v", name, err)
+		}
+	}
+	c := DefaultConfig()
+	if !c.Shield || c.ShieldTimeout != 2*time.Second || c.ShieldRetry != 5*time.Second {
+		t.Fatalf("defaults: %v %v %v", c.Shield, c.ShieldTimeout, c.ShieldRetry)
+	}
+}
+
+// TestShieldReplaysSinceTheShieldsFetch: a member's new client served the
+// shield's older copy gets what was published after the shield asked the
+// origin replayed, as for a copy of the member's own: the member's history
+// position is the one of the moment the shield asked.
+func TestShieldReplaysSinceTheShieldsFetch(t *testing.T) {
+	o := &counterOrigin{}
+	nodes := startTier(t, 3, o)
+	waitShieldView(t, nodes, "/value")
+	s := shieldOf(t, nodes, "/value")
+	member := nodes[(s+1)%3]
+	if got := firstLine(t, nodes[s]); got != "value 0\n" { // the shield's copy
+		t.Fatalf("shield's client: %q", got)
+	}
+	nodes[s].publish(t, streamItem("counter", "update\n")) // no purge: the copy stays fresh
+	waitFor(t, "the member to have the update", func() bool { return member.hub.Stats().Published == 1 })
+	r := bufio.NewReader(dialRaw(t, member.Addr()).get(t, "/value").Body)
+	if got := readLine(t, r); got != "value 0\n" {
+		t.Fatalf("member's client: %q, want the shield's copy", got)
+	}
+	if got := readLine(t, r); got != "update\n" {
+		t.Fatalf("member's client then got %q, want the update replayed", got)
+	}
+	if a := member.shieldStats.answered.Load(); a != 1 {
+		t.Fatalf("%d shield answers, want 1", a)
+	}
+}
+
+// TestShieldAge: the member's copy is as old as the shield's: its age
+// counts from the shield's Age, not from the member's fetch.
+func TestShieldAge(t *testing.T) {
+	nodes := startTier(t, 2, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Cache-Control", "max-age=600")
+		w.Header().Set("Age", "100")
+		io.WriteString(w, "ok\n")
+	}))
+	waitShieldView(t, nodes, "/x")
+	path := pathShieldedBy(t, nodes, nodes[0].cfg.NodeName)
+	for i, want := range []string{"MISS", "HIT"} {
+		resp := dialRaw(t, nodes[1].Addr()).get(t, path)
+		resp.Body.Close()
+		if resp.Header.Get("X-Cache") != want {
+			t.Fatalf("request %d: X-Cache %q", i, resp.Header.Get("X-Cache"))
+		}
+		if age, err := strconv.Atoi(resp.Header.Get("Age")); err != nil || age < 100 {
+			t.Fatalf("request %d: Age %q, want at least the origin's 100", i, resp.Header.Get("Age"))
+		}
 	}
 }

@@ -24,7 +24,7 @@ func startTier(t *testing.T, n int, handler http.Handler, mod ...func(i int, c *
 
 // startTierTuned is startTier with tune (when not nil) called on each
 // node between New and Start.
-func startTierTuned(t *testing.T, n int, handler http.Handler, tune func(i int, s *Server), mod ...func(i int, c *Config)) []*testNode {
+func startTierTuned(t testing.TB, n int, handler http.Handler, tune func(i int, s *Server), mod ...func(i int, c *Config)) []*testNode {
 	t.Helper()
 	var nodes []*testNode
 	for i := range n {
@@ -51,7 +51,7 @@ func startTierTuned(t *testing.T, n int, handler http.Handler, tune func(i int, 
 	return nodes
 }
 
-func waitForTier(t *testing.T, node *testNode, n int) {
+func waitForTier(t testing.TB, node *testNode, n int) {
 	t.Helper()
 	deadline := time.Now().Add(2 * waitTimeout)
 	for node.tier.NumMembers() != n || len(node.tier.Stats().Peers) != n-1 {
