@@ -129,39 +129,59 @@ func TestShieldPurgeNotYetAtTheShield(t *testing.T) {
 }
 
 // TestShieldPurgeDuringShieldFetch: a purge that runs while the shield is
-// fetching for a member leaves neither of them a fresh pre-purge copy,
-// and the member's client gets the current value: the member asks again
-// for a copy fetched after the purge, or, served the pre-purge copy, gets
-// the update replayed.
+// fetching for a member leaves neither of them a fresh pre-purge copy.
+// everywhere: the member's client gets the current value (the member
+// asks again for a copy fetched after its purge, or, served the pre-purge
+// copy, gets the update replayed), and so do new clients of both. at the
+// shield (the member lost the forwarded purge): the shield does not keep
+// the copy it was fetching as fresh.
 func TestShieldPurgeDuringShieldFetch(t *testing.T) {
-	o := &gatedCounter{gate: make(chan struct{}), arrived: make(chan struct{})}
-	nodes := startTier(t, 3, o, func(i int, c *Config) { c.PurgeInterval = 0 })
-	t.Cleanup(o.release) // before the nodes shut down
-	waitShieldView(t, nodes, "/value")
-	s := shieldOf(t, nodes, "/value")
-	member := nodes[(s+1)%3]
-	ch := dialRaw(t, member.Addr())
-	r := make(chan *bufio.Reader, 1)
-	go func() { r <- bufio.NewReader(ch.get(t, "/value").Body) }()
-	<-o.arrived // the shield's origin request, for value 0
-	o.value.Store(1)
-	member.purgePublish(t, 1)
-	for i, n := range nodes {
-		waitFor(t, fmt.Sprintf("node %d to run the purge", i), func() bool { return n.Status().Purges.Run >= 1 })
-	}
-	o.release()
-	stream := <-r
-	got := readLine(t, stream)
-	if got == "value 0\n" {
-		got = readLine(t, stream)
-	}
-	if got != "value 1\n" {
-		t.Fatalf("the member's client got %q, want the update", got)
-	}
-	for _, i := range []int{s, (s + 1) % 3} {
-		if got := firstLine(t, nodes[i]); got != "value 1\n" {
-			t.Fatalf("new client on node %d (shield %d): %q, want the current value", i, s, got)
-		}
+	for _, memberGetsIt := range []bool{true, false} {
+		t.Run(map[bool]string{true: "everywhere", false: "at the shield"}[memberGetsIt], func(t *testing.T) {
+			o := &gatedCounter{gate: make(chan struct{}), arrived: make(chan struct{})}
+			nodes := startTier(t, 3, o, func(i int, c *Config) { c.PurgeInterval = 0 })
+			t.Cleanup(o.release) // before the nodes shut down
+			waitShieldView(t, nodes, "/value")
+			s := shieldOf(t, nodes, "/value")
+			member := nodes[(s+1)%3]
+			ch := dialRaw(t, member.Addr())
+			r := make(chan *bufio.Reader, 1)
+			go func() { r <- bufio.NewReader(ch.get(t, "/value").Body) }()
+			<-o.arrived // the shield's origin request, for value 0
+			o.value.Store(1)
+			if !memberGetsIt {
+				member.tier.DropIncoming(true)
+			}
+			nodes[s].purgePublish(t, 1)
+			for i, n := range nodes {
+				if n != member || memberGetsIt {
+					waitFor(t, fmt.Sprintf("node %d to run the purge", i), func() bool { return n.Status().Purges.Run >= 1 })
+				}
+			}
+			o.release()
+			stream := <-r
+			got := readLine(t, stream)
+			if !memberGetsIt {
+				if got != "value 0\n" {
+					t.Fatalf("the member's client got %q, want the copy (the member has not run the purge)", got)
+				}
+				if got := firstLine(t, nodes[s]); got != "value 1\n" {
+					t.Fatalf("new client on the shield: %q, want the current value", got)
+				}
+				return
+			}
+			if got == "value 0\n" {
+				got = readLine(t, stream)
+			}
+			if got != "value 1\n" {
+				t.Fatalf("the member's client got %q, want the update", got)
+			}
+			for _, i := range []int{s, (s + 1) % 3} {
+				if got := firstLine(t, nodes[i]); got != "value 1\n" {
+					t.Fatalf("new client on node %d (shield %d): %q, want the current value", i, s, got)
+				}
+			}
+		})
 	}
 }
 
@@ -519,6 +539,9 @@ func TestShieldReplaysSinceTheShieldsFetch(t *testing.T) {
 	member := nodes[(s+1)%3]
 	if got := firstLine(t, nodes[s]); got != "value 0\n" { // the shield's copy
 		t.Fatalf("shield's client: %q", got)
+	}
+	if a, sv := nodes[s].shieldStats.answered.Load(), nodes[s].shieldStats.served.Load(); a != 0 || sv != 0 {
+		t.Fatalf("the shield sent its own miss through a shield request (%d answered, %d served)", a, sv)
 	}
 	nodes[s].publish(t, streamItem("counter", "update\n")) // no purge: the copy stays fresh
 	waitFor(t, "the member to have the update", func() bool { return member.hub.Stats().Published == 1 })
