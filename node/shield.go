@@ -79,6 +79,7 @@ type shieldAnswer struct {
 	Reason       string      `json:"reason,omitempty"`
 	Header       [][2]string `json:"header,omitempty"`
 	AskedUs      int64       `json:"asked_us"` // how long ago the origin was asked, µs
+	HeldUs       int64       `json:"held_us"`  // how long the shield had the request, µs
 	Result       string      `json:"result,omitempty"`
 	Error        string      `json:"error,omitempty"`
 	OriginFailed bool        `json:"origin_failed,omitempty"`
@@ -194,9 +195,13 @@ func (s *Server) askShield(m cluster.ShieldMember, rt *route, req *fasthttp.Requ
 	if a.Status < 100 || a.Status > 999 || a.AskedUs < 0 {
 		return nil, time.Time{}, fmt.Errorf("shield %s: bad answer (status %d, asked %d µs ago)", m.Name, a.Status, a.AskedUs)
 	}
-	// The shield measured its copy's age when it answered, after this
-	// request started: counting from the start errs earlier.
-	askedAt := start.Add(-time.Duration(a.AskedUs) * time.Microsecond)
+	// The shield measured its copy's age when it answered, at least
+	// HeldUs after this request started: counting from then errs
+	// earlier (by the request's time on the network).
+	if a.HeldUs < 0 || a.HeldUs > int64(time.Since(start)/time.Microsecond) {
+		a.HeldUs = 0
+	}
+	askedAt := start.Add(time.Duration(a.HeldUs-a.AskedUs) * time.Microsecond)
 	r := &cache.Response{Status: a.Status, Reason: a.Reason, Body: bytes.Clone(body)}
 	r.Header = make([]grip.Header, len(a.Header))
 	for i, h := range a.Header {
@@ -217,6 +222,7 @@ func (s *Server) askShield(m cluster.ShieldMember, rt *route, req *fasthttp.Requ
 // client of its own (a miss asks the origin, never another shield), or
 // 502/503/504 when the origin failed and there is no copy.
 func (s *Server) serveShield(ctx *fasthttp.RequestCtx) {
+	received := time.Now()
 	fail := func(code int, msg string) {
 		writeShieldAnswer(ctx, code, shieldAnswer{Error: msg}, nil)
 	}
@@ -274,7 +280,8 @@ func (s *Server) serveShield(ctx *fasthttp.RequestCtx) {
 	}
 	now := time.Now()
 	a := shieldAnswer{Status: e.Status, Reason: e.Reason, Result: result.String(),
-		AskedUs: int64((now.Sub(askedAtOf(e)) + time.Microsecond - 1) / time.Microsecond)}
+		AskedUs: int64((now.Sub(askedAtOf(e)) + time.Microsecond - 1) / time.Microsecond),
+		HeldUs:  int64(now.Sub(received) / time.Microsecond)}
 	hr := heldResponse{code: e.Status, headers: e.Header}
 	notMod := notModified(cond, hr)
 	for _, h := range e.Header {
