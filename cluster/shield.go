@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"errors"
+	"fmt"
 	"hash/fnv"
 	"sync"
 	"time"
@@ -25,6 +26,11 @@ const ShieldPath = "/_cluster/shield"
 // ErrNoShield is AskShield's error for a member that is not (or no longer)
 // a shield, or after Shutdown.
 var ErrNoShield = errors.New("cluster: no such shield")
+
+// ErrShieldUnreachable wraps AskShield's error for a request that got no
+// answer (not sent, or none in time): the shield is skipped for
+// Config.ShieldRetry.
+var ErrShieldUnreachable = errors.New("cluster: shield unreachable")
 
 // ShieldMember is the member that shields a key.
 type ShieldMember struct {
@@ -127,7 +133,7 @@ func (c *Cluster) AskShield(m ShieldMember, req *fasthttp.Request, resp *fasthtt
 	}
 	if err := hc.DoTimeout(req, resp, timeout); err != nil {
 		c.shieldFailed(m)
-		return err
+		return fmt.Errorf("%w: %s: %w", ErrShieldUnreachable, m.Name, err)
 	}
 	return nil
 }

@@ -1,9 +1,13 @@
 package cluster
 
 import (
+	"errors"
 	"fmt"
 	"testing"
 	"time"
+
+	"github.com/edgepush/edgepush/internal/testnet"
+	"github.com/valyala/fasthttp"
 )
 
 // shieldView is a member's view of the shields, without memberlist.
@@ -91,5 +95,30 @@ func TestShieldFor(t *testing.T) {
 	}
 	if m, ok := v.ShieldFor("GET http://x/1"); ok {
 		t.Fatalf("shield %+v with no member shielding", m)
+	}
+}
+
+// AskShield: a shield that cannot be reached fails with
+// ErrShieldUnreachable and is skipped for ShieldRetry; one that is not a
+// shield (any more) is not asked.
+func TestAskShieldUnreachable(t *testing.T) {
+	c := shieldView(t, "a", "a")
+	addr := testnet.RefusingAddr(t)
+	c.shields.update("b", meta{Control: addr, Shield: true}, false)
+	m := ShieldMember{Name: "b", Control: addr}
+	req, resp := fasthttp.AcquireRequest(), fasthttp.AcquireResponse()
+	defer fasthttp.ReleaseRequest(req)
+	defer fasthttp.ReleaseResponse(resp)
+	if err := c.AskShield(m, req, resp, time.Second); !errors.Is(err, ErrShieldUnreachable) {
+		t.Fatalf("refused: %v, want ErrShieldUnreachable", err)
+	}
+	for k := range 100 {
+		if got, ok := c.ShieldFor(fmt.Sprint(k)); !ok || got.Name != "a" {
+			t.Fatalf("key %d: %+v after b failed", k, got)
+		}
+	}
+	c.shields.update("b", meta{Control: addr}, false) // no longer a shield
+	if err := c.AskShield(m, req, resp, time.Second); !errors.Is(err, ErrNoShield) {
+		t.Fatalf("not a shield: %v, want ErrNoShield", err)
 	}
 }

@@ -120,7 +120,13 @@ func (s *Server) fetchVia(rt *route, req *fasthttp.Request, sk *shieldKey) (*cac
 		return nil, err
 	}
 	s.shieldStats.failed.Add(1)
-	s.log.Debug("shield: asking the origin directly", "shield", m.Name, "url", sk.url, "err", err)
+	if errors.Is(err, cluster.ErrShieldUnreachable) {
+		// Skipped for -shield-retry from now on: logged once a while.
+		s.log.Warn("shield unreachable: asking the origin directly, and skipping it for -shield-retry", "shield", m.Name,
+			"retry", s.cfg.ShieldRetry, "err", err)
+	} else {
+		s.log.Debug("shield: asking the origin directly", "shield", m.Name, "url", sk.url, "err", err)
+	}
 	return s.fetchOrigin(rt, req)
 }
 
