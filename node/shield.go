@@ -215,6 +215,12 @@ func (s *Server) askShield(m cluster.ShieldMember, rt *route, req *fasthttp.Requ
 	}
 	since := s.hub.PositionAt(askedAt)
 	s.parse(r, since, askedAt)
+	if a.Result == cache.StaleOnError.String() || a.Result == cache.StaleRevalidating.String() {
+		// A copy the shield may serve only as stale (its origin failed,
+		// or it is refreshing it; perhaps soft-purged, which its headers
+		// do not say): for this request, not to be stored as fresh.
+		r.NoStore = true
+	}
 	if r.Status == fasthttp.StatusNotModified {
 		r.Reparse = func(refreshed *cache.Response) { s.parse(refreshed, since, askedAt) }
 	}

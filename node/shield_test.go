@@ -578,3 +578,55 @@ func TestShieldAge(t *testing.T) {
 		}
 	}
 }
+
+// TestShieldStaleWhileOriginDown: with the origin failing, a soft purge
+// leaves stale copies serving on every member, the shield's included (a
+// member without one gets the shield's); the member does not store the
+// shield's stale copy as fresh, so once the origin is back every member
+// serves the current value.
+func TestShieldStaleWhileOriginDown(t *testing.T) {
+	o := &failingCounter{}
+	nodes := startTier(t, 3, o, func(i int, c *Config) { c.PurgeInterval = 0 })
+	waitShieldView(t, nodes, "/value")
+	for _, n := range nodes[:2] {
+		if got := firstLine(t, n); got != "value 0\n" {
+			t.Fatalf("warm: %q", got)
+		}
+	}
+	o.down.Store(true)
+	o.value.Store(1)
+	resp, err := http.Post(nodes[0].ctl+"/purge/", "application/json", strings.NewReader(`{"keys":["counter"],"soft":true}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	for i, n := range nodes {
+		waitFor(t, fmt.Sprintf("node %d to run the purge", i), func() bool { return n.Status().Purges.Run >= 1 })
+	}
+	for i, n := range nodes { // node 2 never had a copy: it gets the shield's (or its origin failure)
+		if got := firstLine(t, n); got != "value 0\n" {
+			t.Fatalf("origin down: node %d served %q, want the stale copy", i, got)
+		}
+	}
+	o.down.Store(false)
+	for i, n := range nodes {
+		if got := firstLine(t, n); got != "value 1\n" {
+			t.Fatalf("origin back: node %d served %q, want the current value", i, got)
+		}
+	}
+}
+
+// failingCounter is counterOrigin answering 503 while down.
+type failingCounter struct {
+	counterOrigin
+	down atomic.Bool
+}
+
+func (o *failingCounter) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if o.down.Load() {
+		o.fetches.Add(1)
+		http.Error(w, "down", http.StatusServiceUnavailable)
+		return
+	}
+	o.counterOrigin.ServeHTTP(w, r)
+}
