@@ -332,7 +332,7 @@ func (h *Hub) publish(m *Message, now time.Time) int {
 	if ch == nil {
 		// Kept nowhere: a cached copy of this channel's data is too old
 		// from now on.
-		m.Pos, m.at = h.advance(), now
+		m.Pos, m.at = h.advance(now), now
 		sh := h.shard(m.Channel)
 		sh.mu.Lock()
 		h.bury(sh, m.Channel, lostMark{pos: m.Pos, at: now})
@@ -360,7 +360,7 @@ func (h *Hub) publish(m *Message, now time.Time) int {
 // called with ch.mu held. It returns how many subscribers had it.
 func (h *Hub) deliver(ch *channel, m *Message, now time.Time) int {
 	ch.seq++
-	m.Seq, m.Pos, m.at = ch.seq, h.advance(), now
+	m.Seq, m.Pos, m.at = ch.seq, h.advance(now), now
 	n := len(ch.subs)
 	for s := range ch.subs {
 		s.Deliver(m)

@@ -8,8 +8,8 @@ import (
 // Positions in time: PositionAt maps a moment to the hub position of
 // that moment, for data fetched elsewhere (another tier member asked the
 // origin N ms ago) whose messages since must be replayed on this node.
-// Every position is assigned under positionLog.mu, with the time it was
-// assigned; two rings keep samples of them, a fine one (one sample per
+// Every position is assigned under positionLog.mu, with the time its
+// message was published (no later than any later message's); two rings keep samples of them, a fine one (one sample per
 // millisecond at most: the last seconds of a busy hub, much longer for a
 // quiet one) and a coarse one (one per second: about an hour). A moment
 // older than both maps to 0, the start: the whole history is replayed.
@@ -46,13 +46,16 @@ type posRing struct {
 	full    bool
 }
 
-// advance assigns the next position (h.pos), as of now.
-func (h *Hub) advance() uint64 {
+// advance assigns the next position (h.pos) to a message published at
+// now. Samples are kept in order: a message whose publish started
+// earlier than the previous one's but took its position later counts as
+// published with the previous one (its replay errs earlier).
+func (h *Hub) advance(now time.Time) uint64 {
 	l := &h.positions
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	p := h.pos.Add(1)
-	at := int64(time.Since(l.base))
+	at := max(int64(now.Sub(l.base)), l.last.at)
 	l.last = posSample{at: at, pos: p}
 	l.fine.note(l.last)
 	l.coarse.note(l.last)
