@@ -63,3 +63,21 @@ func TestPosRingFind(t *testing.T) {
 		}
 	}
 }
+
+// A message whose publish started later than another's but took its
+// position first still counts from its own start: PositionAt of a moment
+// between the two starts replays it.
+func TestPositionAtOutOfOrder(t *testing.T) {
+	h := NewHub(HubConfig{HistorySize: 8})
+	t0 := time.Now()
+	late := &Message{Channel: "c", Item: 1}
+	h.publish(late, t0.Add(10*time.Millisecond)) // started at +10ms, position 1
+	early := &Message{Channel: "c", Item: 2}
+	h.publish(early, t0.Add(5*time.Millisecond)) // started at +5ms, position 2
+	if p := h.PositionAt(t0.Add(8 * time.Millisecond)); p >= late.Pos {
+		t.Fatalf("PositionAt(+8ms) = %d: the message started at +10ms (position %d) would not be replayed", p, late.Pos)
+	}
+	if p := h.PositionAt(t0.Add(20 * time.Millisecond)); p != early.Pos {
+		t.Fatalf("PositionAt(+20ms) = %d, want %d", p, early.Pos)
+	}
+}
