@@ -48,16 +48,23 @@ func newEntry(resp *Response, req *Request, primary string, now time.Time, seq u
 		e.varyValues = append(e.varyValues, val)
 	}
 	e.key = variantKey(primary, e.varyNames, req.Header)
+	e.purgeNames = purgeNamesOf(resp, req.URL)
+	return e
+}
+
+// purgeNamesOf is what purges reach a response for url by: its
+// surrogate keys ("k:") and the URL ("u:", without the namespace or
+// method: a URL purge reaches them all).
+func purgeNamesOf(resp *Response, url string) []string {
+	var names []string
 	for _, f := range resp.Header {
 		if strings.EqualFold(f.Name, "Surrogate-Key") {
 			for _, k := range strings.Fields(f.Value) {
-				e.purgeNames = append(e.purgeNames, "k:"+k)
+				names = append(names, "k:"+k)
 			}
 		}
 	}
-	// Without the namespace or method: a URL purge reaches them all.
-	e.purgeNames = append(e.purgeNames, "u:"+req.URL)
-	return e
+	return append(names, "u:"+url)
 }
 
 // matches reports whether the entry may answer req: same values of the

@@ -110,6 +110,9 @@ func (s *purgeShard) fold(n int) {
 		if r.softAt.After(f.softAt) {
 			f.softAt = r.softAt
 		}
+		if r.at.After(f.at) {
+			f.at = r.at
+		}
 		delete(s.records, o.name)
 	}
 }
@@ -133,4 +136,22 @@ func (p *purges) check(seq uint64, names []string) (gone bool, staleSince time.T
 		}
 	}
 	return false, staleSince
+}
+
+// lastAfter returns the time of the newest purge, soft or hard, of one of
+// names that ran after t, if any (a folded record counts for every name
+// of its shard).
+func (p *purges) lastAfter(names []string, t time.Time) (last time.Time, ok bool) {
+	for _, name := range names {
+		s := p.shard(name)
+		s.mu.RLock()
+		r, floor := s.records[name], s.floor
+		s.mu.RUnlock()
+		for _, at := range [...]time.Time{r.at, floor.at} {
+			if at.After(t) && at.After(last) {
+				last, ok = at, true
+			}
+		}
+	}
+	return last, ok
 }

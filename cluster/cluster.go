@@ -53,6 +53,9 @@ type Cluster struct {
 	// mlLog receives memberlist's own log lines.
 	mlLog *memberlistLog
 
+	// shields are the members that may shield (shield.go).
+	shields shieldSet
+
 	received, duplicates atomic.Uint64
 	shutdown             sync.Once
 	leaving, left        atomic.Bool // leaving: in NodeMeta, from Leave on
@@ -82,6 +85,9 @@ type meta struct {
 	// Region and Zone are Config's.
 	Region string `json:"region,omitempty"`
 	Zone   string `json:"zone,omitempty"`
+	// Shield is set by a member that may be a key's shield
+	// (Config.Shield).
+	Shield bool `json:"shield,omitempty"`
 }
 
 // New checks cfg and creates the memberlist (bound, not joined).
@@ -241,6 +247,7 @@ func (c *Cluster) onEvent(ev memberlist.NodeEvent) {
 	} else {
 		c.members[n.Name] = *n
 	}
+	c.shields.update(n.Name, m, ev.Event == memberlist.NodeLeave)
 	if n.Name == c.cfg.Name {
 		c.mu.Unlock()
 		return
@@ -536,6 +543,7 @@ func (c *Cluster) Shutdown() error {
 		}
 		clear(c.members)
 		c.mu.Unlock()
+		c.shields.close()
 		err = c.ml.Shutdown()
 		c.wg.Wait()
 	})
@@ -547,7 +555,8 @@ type delegate struct{ c *Cluster }
 
 func (d delegate) NodeMeta(limit int) []byte {
 	b, _ := json.Marshal(meta{Control: d.c.cfg.ControlAddr, Version: d.c.cfg.Version, Leaving: d.c.leaving.Load(),
-		Region: d.c.cfg.Region, Zone: d.c.cfg.Zone})
+		Region: d.c.cfg.Region, Zone: d.c.cfg.Zone,
+		Shield: d.c.cfg.Shield})
 	if len(b) > limit {
 		return nil
 	}

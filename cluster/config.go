@@ -76,6 +76,17 @@ type Config struct {
 	Local bool
 	// Tune, if set, adjusts the memberlist configuration last.
 	Tune func(*memberlist.Config)
+	// Shield makes this member one that may shield cache keys (see
+	// ShieldFor); the others learn it from its metadata.
+	Shield bool
+	// ShieldRetry is how long ShieldFor skips a shield that failed a
+	// request (unreachable, no answer in time). Zero: 5s.
+	ShieldRetry time.Duration
+	// ShieldMaxBody bounds a shield's answer (AskShield). Zero: no bound.
+	ShieldMaxBody int
+	// ShieldDial, if set, connects to members' control listeners for
+	// AskShield instead of TCP (tests cut or black-hole the connections).
+	ShieldDial func(addr string) (net.Conn, error)
 	// Log receives membership events, join failures and memberlist's own
 	// lines (at the level each names: see memberlistLog), each with a
 	// "component" attribute, "cluster" or "memberlist": Log must not
@@ -140,6 +151,9 @@ func (c *Config) check() error {
 	}
 	if c.LogMax <= 0 {
 		c.LogMax = defaultLogMax
+	}
+	if c.ShieldRetry <= 0 {
+		c.ShieldRetry = 5 * time.Second
 	}
 	if c.LogAge <= 0 {
 		c.LogAge = defaultLogAge

@@ -27,6 +27,13 @@
 // partitioned or lost its queue catches up. Each operation ID is applied
 // at most once, whichever way it arrives.
 //
+// Shielding (shield.go): ShieldFor picks, by rendezvous hashing over the
+// alive members that may shield (Config.Shield, in their metadata), the
+// member that fetches a cache key from the origin for the tier, skipping
+// one that failed a request in the last Config.ShieldRetry; AskShield
+// carries a request to it (ShieldPath on its control listener, with the
+// tier token). What a shield request means is the node's.
+//
 // It does not know what a publish or a purge means: operations are opaque
 // kinds and JSON data, chosen by the caller, kept by Remember and handed to
 // a Handler.

@@ -91,7 +91,9 @@ type Hub struct {
 	cfg    HubConfig
 	seed   maphash.Seed
 	shards [hubShards]hubShard
-	pos    atomic.Uint64
+	pos    atomic.Uint64 // assigned by advance (position.go)
+
+	positions positionLog
 
 	// histMu guards the list of every message kept in some channel's
 	// history, oldest first (each channel's in its own order), and the
@@ -193,6 +195,8 @@ func NewHub(cfg HubConfig) *Hub {
 		cfg.SequencePendingMax = DefaultSequencePendingMax
 	}
 	h := &Hub{cfg: cfg, seed: maphash.MakeSeed(), waiting: make(map[*channel]struct{})}
+	h.positions.base = time.Now()
+	h.positions.fine.every, h.positions.coarse.every = fineEvery, coarseEvery
 	for i := range h.shards {
 		h.shards[i].channels = make(map[string]*channel)
 	}
@@ -328,7 +332,7 @@ func (h *Hub) publish(m *Message, now time.Time) int {
 	if ch == nil {
 		// Kept nowhere: a cached copy of this channel's data is too old
 		// from now on.
-		m.Pos, m.at = h.pos.Add(1), now
+		m.Pos, m.at = h.advance(now), now
 		sh := h.shard(m.Channel)
 		sh.mu.Lock()
 		h.bury(sh, m.Channel, lostMark{pos: m.Pos, at: now})
@@ -356,7 +360,7 @@ func (h *Hub) publish(m *Message, now time.Time) int {
 // called with ch.mu held. It returns how many subscribers had it.
 func (h *Hub) deliver(ch *channel, m *Message, now time.Time) int {
 	ch.seq++
-	m.Seq, m.Pos, m.at = ch.seq, h.pos.Add(1), now
+	m.Seq, m.Pos, m.at = ch.seq, h.advance(now), now
 	n := len(ch.subs)
 	for s := range ch.subs {
 		s.Deliver(m)

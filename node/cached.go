@@ -3,6 +3,7 @@ package node
 import (
 	"bytes"
 	"strings"
+	"time"
 
 	"github.com/edgepush/edgepush/cache"
 	"github.com/edgepush/edgepush/grip"
@@ -21,9 +22,12 @@ type parsed struct {
 	// since is the hub position when the origin was asked: messages after
 	// it may be missing from the response and are replayed on subscribing.
 	since uint64
-	in    *grip.Instruct // nil for a WebSocket-over-HTTP answer
-	hr    heldResponse   // what the client sees (GRIP headers removed)
-	err   error          // invalid instructions
+	// askedAt is when the origin was asked (by this node or, for a copy
+	// from a shield, by the shield): how old a shield says its copy is.
+	askedAt time.Time
+	in      *grip.Instruct // nil for a WebSocket-over-HTTP answer
+	hr      heldResponse   // what the client sees (GRIP headers removed)
+	err     error          // invalid instructions
 	// wsChannels are the channels a WebSocket-over-HTTP answer subscribes
 	// to (c:subscribe), for too-old copies (longpoll.go).
 	wsChannels []string
@@ -32,19 +36,20 @@ type parsed struct {
 // parsedOf returns what the node stored with an entry.
 func parsedOf(e *cache.Entry) *parsed { return e.Value.(*parsed) }
 
-// fetcher asks rt's origins with req and parses the answer.
-func (s *Server) fetcher(rt *route, req *fasthttp.Request) cache.Fetcher {
-	return func() (*cache.Response, error) { return s.fetchOrigin(rt, req) }
+// fetcher asks rt's origins with req, or the shield of sk (shield.go),
+// and parses the answer.
+func (s *Server) fetcher(rt *route, req *fasthttp.Request, sk *shieldKey) cache.Fetcher {
+	return func() (*cache.Response, error) { return s.fetchVia(rt, req, sk) }
 }
 
 // clientFetcher is fetcher for the request of ctx, whose client gets the
 // origin's interim responses (interim.go). It must be called before the
 // handler of ctx returns.
-func (s *Server) clientFetcher(ctx *fasthttp.RequestCtx, rt *route, req *fasthttp.Request) cache.Fetcher {
+func (s *Server) clientFetcher(ctx *fasthttp.RequestCtx, rt *route, req *fasthttp.Request, sk *shieldKey) cache.Fetcher {
 	return func() (*cache.Response, error) {
 		s.interim.relay(req, ctx)
 		defer s.interim.forget(req)
-		return s.fetchOrigin(rt, req)
+		return s.fetchVia(rt, req, sk)
 	}
 }
 
@@ -53,7 +58,7 @@ func (s *Server) clientFetcher(ctx *fasthttp.RequestCtx, rt *route, req *fasthtt
 // validators never reach the origin for a cacheable request: see
 // conditionalHeaders). When ctx is not nil, its client gets the origin's
 // interim responses, as with clientFetcher.
-func (s *Server) revalidator(ctx *fasthttp.RequestCtx, rt *route, req *fasthttp.Request) cache.Revalidator {
+func (s *Server) revalidator(ctx *fasthttp.RequestCtx, rt *route, req *fasthttp.Request, sk *shieldKey) cache.Revalidator {
 	return func(validators []cache.Field) (*cache.Response, error) {
 		cond := fasthttp.AcquireRequest()
 		defer fasthttp.ReleaseRequest(cond)
@@ -65,7 +70,7 @@ func (s *Server) revalidator(ctx *fasthttp.RequestCtx, rt *route, req *fasthttp.
 			s.interim.relay(cond, ctx)
 			defer s.interim.forget(cond)
 		}
-		return s.fetchOrigin(rt, cond)
+		return s.fetchVia(rt, cond, sk)
 	}
 }
 
@@ -73,11 +78,11 @@ func (s *Server) revalidator(ctx *fasthttp.RequestCtx, rt *route, req *fasthttp.
 // req (valid after the client request is over: req goes back to its
 // pool), the header lookup the cache keys on, a fetcher and a
 // revalidator: for background refreshes and hints.
-func (s *Server) detachedFetch(rt *route, req *fasthttp.Request) func() (func(string) string, cache.Fetcher, cache.Revalidator) {
+func (s *Server) detachedFetch(rt *route, req *fasthttp.Request, sk *shieldKey) func() (func(string) string, cache.Fetcher, cache.Revalidator) {
 	return func() (func(string) string, cache.Fetcher, cache.Revalidator) {
 		own := &fasthttp.Request{}
 		req.CopyTo(own)
-		return joinedHeader(&own.Header), s.fetcher(rt, own), s.revalidator(nil, rt, own)
+		return joinedHeader(&own.Header), s.fetcher(rt, own, sk), s.revalidator(nil, rt, own, sk)
 	}
 }
 
@@ -87,6 +92,7 @@ func (s *Server) detachedFetch(rt *route, req *fasthttp.Request) func() (func(st
 func (s *Server) fetchOrigin(rt *route, req *fasthttp.Request) (*cache.Response, error) {
 	resp := fasthttp.AcquireResponse()
 	defer fasthttp.ReleaseResponse(resp)
+	askedAt := time.Now()
 	since := s.hub.Position()
 	if err := s.originDo(rt, req, resp); err != nil {
 		return nil, err
@@ -97,9 +103,9 @@ func (s *Server) fetchOrigin(rt *route, req *fasthttp.Request) (*cache.Response,
 		Header: withDate(originHeaders(resp)),
 		Body:   bytes.Clone(resp.Body()),
 	}
-	s.parse(r, since)
+	s.parse(r, since, askedAt)
 	if r.Status == fasthttp.StatusNotModified {
-		r.Reparse = func(refreshed *cache.Response) { s.parse(refreshed, since) }
+		r.Reparse = func(refreshed *cache.Response) { s.parse(refreshed, since, askedAt) }
 	}
 	return r, nil
 }
@@ -107,13 +113,13 @@ func (s *Server) fetchOrigin(rt *route, req *fasthttp.Request) (*cache.Response,
 // parse sets r's Value, what the node derives from an origin response
 // (its GRIP instructions and what the client sees), and whether its body
 // is stored compressed; since is the hub position when the origin was
-// asked.
-func (s *Server) parse(r *cache.Response, since uint64) {
+// asked, askedAt the time.
+func (s *Server) parse(r *cache.Response, since uint64, askedAt time.Time) {
 	in, err := grip.ParseInstruct(r.Header, r.Status, r.Body)
 	if err == nil {
 		err = s.checkChannels(in)
 	}
-	p := &parsed{since: since, in: in, err: err}
+	p := &parsed{since: since, askedAt: askedAt, in: in, err: err}
 	if err == nil {
 		p.hr = responseFor(r.Status, r.Reason, r.Header, r.Body, in)
 		r.Compress = in.Hold != grip.HoldStream
@@ -131,22 +137,30 @@ func (s *Server) parse(r *cache.Response, since uint64) {
 // share an answer only when the answer allows it.
 func (s *Server) cacheRequest(ctx *fasthttp.RequestCtx, rt *route, namespace string, header func(string) string,
 	detach func() (func(string) string, cache.Fetcher, cache.Revalidator)) *cache.Request {
+	return newCacheRequest(rt, namespace, string(ctx.Method()), requestURL(ctx), header, &ctx.Request.Header, detach)
+}
+
+// newCacheRequest is cacheRequest for a request of method for url, whose
+// credentials are in creds (the client's request, or an origin request
+// that carries them).
+func newCacheRequest(rt *route, namespace, method, url string, header func(string) string, creds *fasthttp.RequestHeader,
+	detach func() (func(string) string, cache.Fetcher, cache.Revalidator)) *cache.Request {
 	r := &cache.Request{
 		Namespace:    namespace,
-		Method:       string(ctx.Method()),
-		URL:          requestURL(ctx),
+		Method:       method,
+		URL:          url,
 		Header:       header,
 		StaleIfError: rt.staleIfError,
 	}
-	var creds []byte
+	var credentials []byte
 	for _, name := range credentialHeaders {
-		if v := ctx.Request.Header.Peek(name); len(v) > 0 {
+		if v := creds.Peek(name); len(v) > 0 {
 			r.CredentialHeaders = append(r.CredentialHeaders, name)
-			creds = append(append(append(creds, name...), ':'), v...)
-			creds = append(creds, 0)
+			credentials = append(append(append(credentials, name...), ':'), v...)
+			credentials = append(credentials, 0)
 		}
 	}
-	r.Authorized, r.Credentials = len(creds) > 0, string(creds)
+	r.Authorized, r.Credentials = len(credentials) > 0, string(credentials)
 	r.Detach = func() (*cache.Request, cache.Fetcher) {
 		own := *r
 		var fetch cache.Fetcher

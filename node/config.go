@@ -235,6 +235,21 @@ type Config struct {
 	// so a member that missed one catches up). Zero: memberlist's default,
 	// 30s (15s with -cluster-local).
 	ClusterPushPull time.Duration
+	// Shield makes this tier member one that may be a cache key's origin
+	// shield (shield.go): the members that may are ranked per key by
+	// rendezvous hashing, and the others' misses and revalidations go to
+	// the key's shield, which asks the origin once for all. False: this
+	// member shields nothing (it still asks the shields). DefaultConfig
+	// sets true.
+	Shield bool
+	// ShieldTimeout bounds a request to a key's shield, its own origin
+	// fetch included: past it the member asks the origin itself. Zero:
+	// 2s.
+	ShieldTimeout time.Duration
+	// ShieldRetry is how long a shield that failed a request (unreachable,
+	// no answer within ShieldTimeout) is skipped: its keys go to the next
+	// shield in their ranking meanwhile. Zero: 5s.
+	ShieldRetry time.Duration
 	// LogLevel is debug, info, warn or error. Default info.
 	LogLevel string
 	// AccessLog is where one JSON line per client request (and per held
@@ -346,6 +361,9 @@ func DefaultConfig() Config {
 
 		ClusterProfile:     "lan",
 		ClusterRetryWindow: time.Minute,
+		Shield:             true,
+		ShieldTimeout:      2 * time.Second,
+		ShieldRetry:        5 * time.Second,
 	}
 }
 
@@ -410,6 +428,9 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.ClusterLabel, "cluster-label", c.ClusterLabel, "tier label, keeps tiers on one network apart")
 	fs.Var(boolFlag(&c.ClusterLocal), "cluster-local", "fast memberlist timings for a tier on one host")
 	fs.Var(durationFlag(&c.ClusterPushPull), "cluster-push-pull", "how often tier members exchange state (0: memberlist's default)")
+	fs.Var(boolFlag(&c.Shield), "shield", "in a tier, this member may be a cache key's origin shield (false: it only asks the shields)")
+	fs.Var(durationFlag(&c.ShieldTimeout), "shield-timeout", "longest wait for a key's shield before asking the origin directly")
+	fs.Var(durationFlag(&c.ShieldRetry), "shield-retry", "how long a shield that failed a request is skipped")
 	fs.StringVar(&c.LogLevel, "log-level", c.LogLevel, "log level: debug, info, warn, error")
 	fs.StringVar(&c.AccessLog, "access-log", c.AccessLog, "access log `file` (JSON lines, appended; - for stderr; empty: off)")
 	fs.Var(boolFlag(&c.MetricsAuth), "metrics-auth", "require the publish key on GET /metrics too")
@@ -482,6 +503,8 @@ func (c Config) withDefaults() (Config, []string, error) {
 	setDefault(&c.OriginProbePath, d.OriginProbePath)
 	setDefault(&c.OriginProbeMaxPause, d.OriginProbeMaxPause)
 	setDefault(&c.CDNLoop, d.CDNLoop)
+	setDefault(&c.ShieldTimeout, d.ShieldTimeout)
+	setDefault(&c.ShieldRetry, d.ShieldRetry)
 
 	// Numbers: negative means nothing, but where documented otherwise
 	// (-origin-retries, -ws-origin-retries, -origin-failures,
@@ -519,6 +542,7 @@ func (c Config) withDefaults() (Config, []string, error) {
 		{"history-age", c.HistoryAge}, {"publish-id-ttl", c.PublishIDTTL},
 		{"sequence-wait", c.SequenceWait}, {"cluster-push-pull", c.ClusterPushPull},
 		{"shutdown-timeout", c.ShutdownTimeout}, {"drain-delay", c.DrainDelay},
+		{"shield-timeout", c.ShieldTimeout}, {"shield-retry", c.ShieldRetry},
 	} {
 		if v.d < 0 {
 			bad("-%s %v: must not be negative", v.name, v.d)

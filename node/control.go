@@ -45,6 +45,8 @@ func (s *Server) serveControl(ctx *fasthttp.RequestCtx) {
 			return
 		}
 		s.tier.ServeOps(ctx)
+	case cluster.ShieldPath:
+		s.serveShield(ctx)
 	case "/healthz":
 		serveHealthz(ctx)
 	case "/readyz":

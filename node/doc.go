@@ -31,6 +31,7 @@
 //	wsframe.go    WebSocket frame encoding and permessage-deflate
 //	control.go    the control API: publish and purge calls → purge.Op
 //	tier.go       the tier, wired: cluster carries purge.Ops
+//	shield.go     origin shielding: a member's miss goes to the key's shield
 //	status.go     /status; metrics.go /metrics; statuspage.go the page; accesslog.go the log
 //
 // # Four flows, top-down
@@ -38,8 +39,10 @@
 // One GET: serveClient (proxy.go) picks the route (routeFor, routes.go),
 // builds the origin request (originRequest, proxy.go, with the rules of
 // headers.go), asks the cache (cacheRequest and cacheGet, cached.go),
-// which on a miss calls fetchOrigin (cached.go) → originDo → originClient.do
-// (origin.go) and parses the GRIP instructions once (parsed). No hold:
+// which on a miss calls fetchVia (shield.go: in a tier, the key's shield
+// is asked instead, and answers from its own cache) or fetchOrigin
+// (cached.go) → originDo → originClient.do (origin.go), and parses the
+// GRIP instructions once (parsed). No hold:
 // relay (proxy.go). Grip-Hold: stream or response: holdStream or
 // holdResponse (hold.go) hijack the connection and hand it to the fanout
 // pool and hub (hold in heldconn.go), replaying what was published since

@@ -48,12 +48,12 @@ type testNode struct {
 // configure adjusts the node's config.
 func startNode(tb testing.TB, handler http.Handler, configure ...func(*Config)) *testNode {
 	tb.Helper()
-	return startNodeLog(tb, handler, testLogger(), configure...)
+	return startNodeLog(tb, handler, testLog(), configure...)
 }
 
-// testLogger is the nodes' logger: none, or with EDGEPUSH_TEST_LOG set,
-// every line on stderr.
-func testLogger() *slog.Logger {
+// testLog is the logger of test nodes: nil (none), or stderr at debug
+// with EDGEPUSH_TEST_LOG set.
+func testLog() *slog.Logger {
 	if os.Getenv("EDGEPUSH_TEST_LOG") == "" {
 		return nil
 	}

@@ -114,7 +114,7 @@ func (lf *linkFetcher) next(l *link, gripLast []string) (*parsed, int, error) {
 	for _, v := range gripLast {
 		req.Header.Add("Grip-Last", v)
 	}
-	fetch := lf.s.fetcher(lf.rt, req)
+	fetch := lf.s.fetcher(lf.rt, req, nil)
 	var r *cache.Response
 	if len(gripLast) > 0 || lf.creq == nil {
 		var err error

@@ -280,6 +280,7 @@ func (c statsCollector) Collect(ch chan<- prometheus.Metric) {
 	e.one("edgepush_goroutines", "Goroutines now (as go_goroutines).", gauge, float64(runtime.NumGoroutine()))
 
 	c.collectTier(e)
+	c.collectShield(e)
 }
 
 // collectOrigins sends the metrics of every origin of every route.

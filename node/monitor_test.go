@@ -14,7 +14,13 @@ import (
 // returns the status and body.
 func get(t *testing.T, method, url, host, auth string) (int, string) {
 	t.Helper()
-	req, err := http.NewRequest(method, url, nil)
+	return send(t, method, url, host, auth, nil)
+}
+
+// send is get with a request body (nil: none).
+func send(t *testing.T, method, url, host, auth string, body io.Reader) (int, string) {
+	t.Helper()
+	req, err := http.NewRequest(method, url, body)
 	if err != nil {
 		t.Fatal(err)
 	}

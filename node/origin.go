@@ -103,7 +103,10 @@ func staleConn(err error) bool {
 func originStatus(err error) (code int, msg string) {
 	var ne net.Error
 	var small *fasthttp.ErrSmallBuffer
+	var shield *shieldOriginError
 	switch {
+	case errors.As(err, &shield):
+		return shield.code, shield.msg
 	case errors.Is(err, errCircuitOpen):
 		return fasthttp.StatusBadGateway, "origin unavailable and no cached copy (the origin is being probed)"
 	case errors.Is(err, fasthttp.ErrTimeout), errors.Is(err, fasthttp.ErrDialTimeout),

@@ -44,10 +44,17 @@ func (s *Server) serveClient(ctx *fasthttp.RequestCtx) {
 	defer fasthttp.ReleaseRequest(oreq)
 	cacheable := s.cacheable(ctx, rt)
 	s.originRequest(ctx, oreq, rt, cacheable)
-	creq := s.cacheRequest(ctx, rt, "", joinedHeader(&oreq.Header), s.detachedFetch(rt, oreq))
-	creq.SetRevalidator(s.revalidator(ctx, rt, oreq))
+	var sk *shieldKey // its URL is set once known (shield.go)
+	if cacheable && s.tier != nil {
+		sk = &shieldKey{}
+	}
+	creq := s.cacheRequest(ctx, rt, "", joinedHeader(&oreq.Header), s.detachedFetch(rt, oreq, sk))
+	if sk != nil {
+		sk.url = creq.URL
+	}
+	creq.SetRevalidator(s.revalidator(ctx, rt, oreq, sk))
 	creq.Outdated = s.outdated
-	e, result, err := s.cacheGet(rt, creq, s.clientFetcher(ctx, rt, oreq))
+	e, result, err := s.cacheGet(rt, creq, s.clientFetcher(ctx, rt, oreq, sk))
 	s.access.noteCache(ctx, result)
 	if err != nil {
 		s.originFailure(ctx, err)

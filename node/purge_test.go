@@ -21,6 +21,11 @@ type counterOrigin struct {
 
 func (o *counterOrigin) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	o.fetches.Add(1)
+	o.answer(w, r, o.value.Load())
+}
+
+// answer writes the origin's answer with value v.
+func (o *counterOrigin) answer(w http.ResponseWriter, r *http.Request, v int64) {
 	h := w.Header()
 	h.Set("Cache-Control", "max-age=600")
 	h.Set("Surrogate-Key", "counter")
@@ -30,7 +35,7 @@ func (o *counterOrigin) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	} else {
 		h.Set("Grip-Hold", "stream")
 	}
-	fmt.Fprintf(w, "value %d\n", o.value.Load())
+	fmt.Fprintf(w, "value %d\n", v)
 }
 
 // purgePublish is what the application calls on every change.

@@ -50,6 +50,12 @@ type Server struct {
 	metrics   *nodeMetrics
 	access    *accessLog // nil: no access log
 
+	// shieldStats counts origin shielding (shield.go); shieldDial, when
+	// set before Start, connects to shields (tests cut connections with
+	// it; nil: TCP).
+	shieldStats shieldStats
+	shieldDial  func(addr string) (net.Conn, error)
+
 	// wsKeepAliveFloor is the shortest Keep-Alive-Interval obeyed:
 	// minKeepAliveInterval (tests lower it before Start).
 	wsKeepAliveFloor time.Duration

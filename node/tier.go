@@ -47,6 +47,12 @@ func (s *Server) startTier() error {
 		Region:      s.cfg.Region,
 		Zone:        s.cfg.Zone,
 		RetryWindow: s.cfg.ClusterRetryWindow,
+		Shield:      s.cfg.Shield,
+		ShieldDial:  s.shieldDial,
+		ShieldRetry: s.cfg.ShieldRetry,
+		// The stored response, its headers JSON-encoded (escapes can
+		// lengthen them), and the answer's own fields.
+		ShieldMaxBody: s.cfg.OriginMaxBody + 8*s.cfg.OriginMaxHeaderBytes + 4096,
 	}
 	if s.tierHook != nil {
 		s.tierHook(&cfg)

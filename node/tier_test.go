@@ -23,8 +23,8 @@ func startTier(t *testing.T, n int, handler http.Handler, mod ...func(i int, c *
 }
 
 // startTierTuned is startTier with tune (when not nil) called on each
-// node's Server between New and Start (startNodeTuned).
-func startTierTuned(t *testing.T, n int, handler http.Handler, tune func(i int, s *Server), mod ...func(i int, c *Config)) []*testNode {
+// node between New and Start.
+func startTierTuned(t testing.TB, n int, handler http.Handler, tune func(i int, s *Server), mod ...func(i int, c *Config)) []*testNode {
 	t.Helper()
 	var nodes []*testNode
 	for i := range n {
@@ -32,7 +32,7 @@ func startTierTuned(t *testing.T, n int, handler http.Handler, tune func(i int, 
 		if tune != nil {
 			tuneNode = func(s *Server) { tune(i, s) }
 		}
-		node := startNodeTuned(t, handler, testLogger(), tuneNode, func(c *Config) {
+		node := startNodeTuned(t, handler, testLog(), tuneNode, func(c *Config) {
 			c.ClusterBind, c.ClusterLocal, c.NodeName = "127.0.0.1:0", true, fmt.Sprintf("node-%d", i)
 			var seeds []string
 			for _, prev := range nodes {
@@ -51,7 +51,7 @@ func startTierTuned(t *testing.T, n int, handler http.Handler, tune func(i int, 
 	return nodes
 }
 
-func waitForTier(t *testing.T, node *testNode, n int) {
+func waitForTier(t testing.TB, node *testNode, n int) {
 	t.Helper()
 	deadline := time.Now().Add(2 * waitTimeout)
 	for node.tier.NumMembers() != n || len(node.tier.Stats().Peers) != n-1 {

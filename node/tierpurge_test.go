@@ -26,7 +26,7 @@ func counterStreams(t *testing.T, nodes []*testNode, want string) []*bufio.Reade
 
 // firstLine opens a new stream of /value on node and returns its first
 // line: the origin's answer, fresh or cached.
-func firstLine(t *testing.T, node *testNode) string {
+func firstLine(t testing.TB, node *testNode) string {
 	t.Helper()
 	c := dialRaw(t, node.Addr())
 	defer c.Close()
