@@ -32,6 +32,7 @@ type Server struct {
 	hub        *fanout.Hub
 	pool       *fanout.Pool
 	watch      *connwatch.Watcher
+	wsIdle     wsIdleList // WebSocket readers, for the idle check (wsread.go)
 	routes     *routeTable  // picks each request's origins
 	signer     *grip.Signer // -sig-key and -sig-iss (routes may have their own)
 	publishKey []byte       // nil: control API open
@@ -200,6 +201,7 @@ func (s *Server) Start() error {
 	s.pool.Start()
 	s.startProbes()
 	s.bg.Go(s.sweepHub)
+	s.bg.Go(s.sweepWSIdle)
 	s.serve(s.client, s.clientLn)
 	tlsAddr := ""
 	if s.tlsLn != nil {

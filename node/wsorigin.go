@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"net/textproto"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -83,7 +84,7 @@ type wsSession struct {
 	// originEnded: a CLOSE or DISCONNECT is queued for the origin, which
 	// gets nothing after it.
 	originEnded  bool
-	channels     map[string]struct{}
+	channels     wsChannels
 	pending      []grip.WSEvent
 	pendingBytes int
 	inFlight     bool
@@ -99,7 +100,7 @@ type wsSession struct {
 func (s *Server) newWSSession(ctx *fasthttp.RequestCtx, rt *route) *wsSession {
 	id := make([]byte, 8)
 	rand.Read(id)
-	ws := &wsSession{s: s, rt: rt, id: hex.EncodeToString(id), meta: map[string]string{}, channels: map[string]struct{}{}}
+	ws := &wsSession{s: s, rt: rt, id: hex.EncodeToString(id), }
 	req := fasthttp.AcquireRequest()
 	defer fasthttp.ReleaseRequest(req)
 	s.originRequest(ctx, req, rt, s.cacheable(ctx, rt))
@@ -284,6 +285,9 @@ func (ws *wsSession) applyHeaders(r *cache.Response) {
 func (ws *wsSession) setHeaderMeta(name, value string) {
 	name = textproto.CanonicalMIMEHeaderKey(name)
 	if value != "" {
+		if ws.meta == nil {
+			ws.meta = map[string]string{}
+		}
 		ws.meta[name] = value
 	} else {
 		delete(ws.meta, name)
@@ -314,7 +318,7 @@ func (ws *wsSession) filterState() *connSubs {
 		return cs
 	}
 	cs := &connSubs{meta: map[string]string{}, chans: make(map[string]*subChan, len(ws.channels)+1)}
-	for ch := range ws.channels {
+	for _, ch := range ws.channels {
 		cs.chans[ch] = &subChan{}
 	}
 	ws.subs.Store(cs)
@@ -529,7 +533,7 @@ func (ws *wsSession) subscribeDeferred(since uint64) {
 	names := ws.deferred
 	ws.deferred, ws.deferring = nil, false
 	for _, name := range names {
-		if _, ok := ws.channels[name]; ok && !ws.done {
+		if ws.channels.has(name) && !ws.done {
 			ws.s.hub.SubscribeFrom(name, ws.client.fc, since)
 		}
 	}
@@ -615,7 +619,7 @@ func (ws *wsSession) subscribe(channel string, filters []string, since uint64) {
 	if ws.done {
 		return
 	}
-	_, have := ws.channels[channel]
+	have := ws.channels.has(channel)
 	if (!have && len(ws.channels) >= ws.s.cfg.MaxChannels) || len(filters) > grip.MaxChannelFilters {
 		ws.client.sendClose(closePolicy, "too many channels or filters")
 		return
@@ -630,7 +634,7 @@ func (ws *wsSession) subscribe(channel string, filters []string, since uint64) {
 	if have {
 		return
 	}
-	ws.channels[channel] = struct{}{}
+	ws.channels = append(ws.channels, channel)
 	if ws.deferring {
 		ws.deferred = append(ws.deferred, channel)
 		return
@@ -642,10 +646,10 @@ func (ws *wsSession) subscribe(channel string, filters []string, since uint64) {
 func (ws *wsSession) unsubscribe(channel string) {
 	ws.mu.Lock()
 	defer ws.mu.Unlock()
-	if _, ok := ws.channels[channel]; !ok {
+	if !ws.channels.has(channel) {
 		return
 	}
-	delete(ws.channels, channel)
+	ws.channels = ws.channels.without(channel)
 	ws.s.hub.Unsubscribe(channel, ws.client.fc)
 	if cs := ws.subs.Load(); cs != nil {
 		cs.mu.Lock()
@@ -715,7 +719,7 @@ func (ws *wsSession) ended(reason error) {
 	if ws.kaTimer != nil {
 		ws.kaTimer.Stop()
 	}
-	for ch := range ws.channels {
+	for _, ch := range ws.channels {
 		ws.s.hub.Unsubscribe(ch, ws.client.fc)
 	}
 	ws.channels = nil
@@ -736,4 +740,19 @@ func sleepCtx(ctx context.Context, d time.Duration) bool {
 	case <-ctx.Done():
 		return false
 	}
+}
+
+// wsChannels is a session's channels in the order subscribed: a slice,
+// not a map, since a session has few (-max-channels) and most have one,
+// for which a map costs ten times the memory.
+type wsChannels []string
+
+func (cs wsChannels) has(name string) bool { return slices.Contains(cs, name) }
+
+// without returns the list without name, in place.
+func (cs wsChannels) without(name string) wsChannels {
+	if i := slices.Index(cs, name); i >= 0 {
+		return slices.Delete(cs, i, i+1)
+	}
+	return cs
 }

@@ -109,6 +109,11 @@ func (p *wsParser) keep(rest []byte, consumed int) {
 	}
 }
 
+// idle reports whether the parser is between messages: it holds nothing.
+func (p *wsParser) idle() bool {
+	return p.partial == nil && p.op == 0
+}
+
 // release drops every buffer: the client's side is over.
 func (p *wsParser) release() {
 	p.partial, p.msg, p.op = nil, nil, 0

@@ -24,10 +24,11 @@ import (
 // epoll set reports the socket readable (connwatch.AddReadable), the
 // watcher's goroutine reads what has arrived into a pooled buffer and
 // parses it (wsParser), and only an incomplete frame or fragmented
-// message keeps bytes of its own. Under TLS, or without epoll, the
-// session reads on the hijack goroutine, as it always did. Either way the
-// idle limit is a timer, checked lazily: a client that sends no message
-// and no pong for 2 × -ws-ping-interval is gone.
+// message keeps bytes of its own (and a parser only while it reads).
+// Under TLS, or without epoll, the session reads on the hijack goroutine,
+// as it always did. Either way one goroutine per node checks the idle
+// limit (wsIdleList): a client that sends no message and no pong for
+// 2 × -ws-ping-interval is gone.
 
 // wsReadBufSize is the pooled buffer one readable socket is read into.
 const wsReadBufSize = 16 << 10
@@ -40,23 +41,23 @@ var errWSIdle = errors.New("websocket: no message or pong from the client within
 type wsReader struct {
 	c    *wsClient
 	conn net.Conn // the socket (watched mode)
-	wait time.Duration
 	// last is when the client last sent a message or a pong (unix nanos).
 	last    atomic.Int64
-	timer   *time.Timer
 	stopped atomic.Bool
 	token   atomic.Uint64 // the watcher's registration, 0: none
 
 	mu     sync.Mutex // the parser's: one reader at a time
-	parser wsParser
+	parser *wsParser  // nil between frames and messages
+
+	prev, next *wsReader // in the node's wsIdleList, under its lock
+	listed     bool
 }
 
+// newReader makes the client's reader and puts it on the idle list.
 func (c *wsClient) newReader(conn net.Conn) *wsReader {
-	s := c.s
-	r := &wsReader{c: c, conn: conn, wait: 2 * s.cfg.WSPingInterval}
-	r.parser = wsParser{limit: s.cfg.WSReadLimit, deflate: c.deflate}
+	r := &wsReader{c: c, conn: conn}
 	r.last.Store(time.Now().UnixNano())
-	r.timer = time.AfterFunc(r.wait, r.checkIdle)
+	c.s.wsIdle.add(r)
 	return r
 }
 
@@ -153,8 +154,11 @@ func (r *wsReader) consume(p []byte) bool {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.stopped.Load() {
-		r.parser.release()
+		r.parser = nil
 		return true
+	}
+	if r.parser == nil {
+		r.parser = &wsParser{limit: r.c.s.cfg.WSReadLimit, deflate: r.c.deflate}
 	}
 	done, err := r.parser.feed(p, r.frame)
 	if err != nil {
@@ -162,6 +166,9 @@ func (r *wsReader) consume(p []byte) bool {
 	}
 	if done {
 		r.stop()
+	}
+	if done || r.parser.idle() {
+		r.parser = nil
 	}
 	return done
 }
@@ -196,16 +203,8 @@ func (r *wsReader) frame(op byte, p []byte, owned bool) bool {
 	return true
 }
 
-// checkIdle runs when the idle timer fires: it ends a client silent for
-// the whole wait, or sets the timer for the rest of it.
-func (r *wsReader) checkIdle() {
-	if r.stopped.Load() {
-		return
-	}
-	if left := time.Until(time.Unix(0, r.last.Load()+int64(r.wait))); left > 0 {
-		r.timer.Reset(left)
-		return
-	}
+// idle ends a client found silent for the whole wait.
+func (r *wsReader) idle() {
 	r.mu.Lock() // not in the middle of a frame being handed on
 	defer r.mu.Unlock()
 	r.end(errWSIdle)
@@ -242,8 +241,9 @@ func (r *wsReader) fail(err error) {
 	c.session.fromClient(grip.WSEvent{Type: grip.WSEventDisconnect})
 }
 
-// stop ends reading: the watcher forgets the socket, the timer stops. It
-// takes no lock (it runs from wsTransport.Closed too) and is idempotent.
+// stop ends reading: the watcher forgets the socket, the idle list the
+// reader. It takes not the reader's lock (it runs from wsTransport.Closed
+// too) and is idempotent.
 func (r *wsReader) stop() {
 	if !r.stopped.Swap(true) {
 		r.release()
@@ -251,9 +251,76 @@ func (r *wsReader) stop() {
 }
 
 func (r *wsReader) release() {
-	r.timer.Stop()
+	r.c.s.wsIdle.remove(r)
 	if t := r.token.Swap(0); t != 0 {
 		r.c.s.watch.Remove(r.conn, connwatch.Token(t))
+	}
+}
+
+// wsIdleList is the node's WebSocket readers, for the idle check: one
+// goroutine (sweepWSIdle) instead of a timer per session.
+type wsIdleList struct {
+	mu   sync.Mutex
+	head *wsReader
+}
+
+func (l *wsIdleList) add(r *wsReader) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	r.next, r.listed = l.head, true
+	if l.head != nil {
+		l.head.prev = r
+	}
+	l.head = r
+}
+
+// remove takes r off the list; it is safe to call twice.
+func (l *wsIdleList) remove(r *wsReader) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if !r.listed {
+		return
+	}
+	if r.prev != nil {
+		r.prev.next = r.next
+	} else {
+		l.head = r.next
+	}
+	if r.next != nil {
+		r.next.prev = r.prev
+	}
+	r.prev, r.next, r.listed = nil, nil, false
+}
+
+// idle returns the readers whose client has sent no message and no pong
+// since before.
+func (l *wsIdleList) idle(before int64) []*wsReader {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	var out []*wsReader
+	for r := l.head; r != nil; r = r.next {
+		if r.last.Load() <= before {
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
+// sweepWSIdle ends WebSocket clients silent for 2 × -ws-ping-interval,
+// checking a few times per interval (at most every second).
+func (s *Server) sweepWSIdle() {
+	wait := 2 * s.cfg.WSPingInterval
+	t := time.NewTicker(min(max(wait/8, 10*time.Millisecond), time.Second))
+	defer t.Stop()
+	for {
+		select {
+		case <-s.bgCtx.Done():
+			return
+		case now := <-t.C:
+			for _, r := range s.wsIdle.idle(now.Add(-wait).UnixNano()) {
+				r.idle()
+			}
+		}
 	}
 }
 
