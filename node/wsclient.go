@@ -92,6 +92,7 @@ func (s *Server) serveWebSocket(ctx *fasthttp.RequestCtx, rt *route) {
 			return
 		}
 		ws.playOriginEvents(events, since)
+		ws.fetched.Store(nil) // played: the parsed answer is not kept
 		ws.armKeepAlive()
 		client.r.run(c)
 	})

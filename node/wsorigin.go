@@ -71,6 +71,10 @@ type wsSession struct {
 	// meta (Frame's fast path). Set under mu, with every channel of
 	// channels; once set it stays.
 	subs atomic.Pointer[connSubs]
+	// fetched is the OPEN answer this session fetched, parsed once for
+	// the cache's sake and reused to play it; nil once played, or when
+	// the answer came from the cache.
+	fetched atomic.Pointer[openAnswer]
 
 	mu       sync.Mutex
 	meta     map[string]string // from Set-Meta-* answer headers; sent as Meta-* headers
@@ -139,41 +143,68 @@ func (ws *wsSession) openFetcher() cache.Fetcher {
 		since := ws.s.hub.Position()
 		r, err := ws.postEvents(open)
 		if r != nil {
-			var channels []string
-			r.NoStore, channels = openControl(r)
+			a := openControl(r)
+			r.NoStore = a.setsMeta
 			// since: for replays to the subscriptions the answer makes
-			r.Value = &parsed{since: since, wsChannels: channels}
+			r.Value = &parsed{since: since, wsChannels: a.channels}
+			ws.fetched.Store(a)
 		}
 		return r, err
 	}
 }
 
+// openAnswer is what openControl read in an answer to OPEN.
+type openAnswer struct {
+	body     []byte         // the answer's body, which the events point into
+	events   []grip.WSEvent // nil: not valid events
+	setsMeta bool
+	channels []string
+	// controls are the answer's control messages by their first byte.
+	controls map[*byte]*grip.ControlMessage
+}
+
 // openControl reads what a WebSocket-over-HTTP answer does beyond its
 // messages: whether it sets connection meta (Set-Meta-* headers,
 // c:set-meta), and the channels its c:subscribe messages subscribe to.
-func openControl(r *cache.Response) (setsMeta bool, channels []string) {
+func openControl(r *cache.Response) *openAnswer {
+	a := &openAnswer{body: r.Body}
 	for _, h := range r.Header {
 		if isSetMeta(h.Name) {
-			setsMeta = true
+			a.setsMeta = true
 		}
 	}
 	evs, err := eventsOf(r)
 	if err != nil {
-		return setsMeta, nil
+		return a
 	}
+	a.events = evs
 	for _, ev := range evs {
-		if p, ok := bytes.CutPrefix(ev.Content, []byte("c:")); ok && (ev.Type == grip.WSEventText || ev.Type == grip.WSEventBinary) {
+		if p, ok := bytes.CutPrefix(ev.Content, []byte("c:")); ok && len(p) > 0 && (ev.Type == grip.WSEventText || ev.Type == grip.WSEventBinary) {
 			cm, err := grip.ParseControlMessage(p)
 			switch {
 			case err != nil:
+				continue
 			case cm.Type == grip.ControlSetMeta:
-				setsMeta = true
+				a.setsMeta = true
 			case cm.Type == grip.ControlSubscribe:
-				channels = append(channels, cm.Channel)
+				a.channels = append(a.channels, cm.Channel)
 			}
+			if a.controls == nil {
+				a.controls = map[*byte]*grip.ControlMessage{}
+			}
+			a.controls[&p[0]] = cm
 		}
 	}
-	return setsMeta, channels
+	return a
+}
+
+// control returns the parsed control message that p is, if p is one of
+// the answer's (a nil openAnswer has none).
+func (a *openAnswer) control(p []byte) *grip.ControlMessage {
+	if a == nil || len(p) == 0 {
+		return nil
+	}
+	return a.controls[&p[0]]
 }
 
 // postEvents POSTs events to the origin and returns its answer, whatever
@@ -245,7 +276,7 @@ func (ws *wsSession) exchange(events []grip.WSEvent) ([]grip.WSEvent, error) {
 // start with OPEN; its headers set the grip extension, meta and
 // keep-alive interval.
 func (ws *wsSession) opened(r *cache.Response) ([]grip.WSEvent, error) {
-	evs, err := eventsOf(r)
+	evs, err := ws.answerEvents(r)
 	if err != nil {
 		return nil, err
 	}
@@ -262,6 +293,16 @@ func (ws *wsSession) opened(r *cache.Response) ([]grip.WSEvent, error) {
 	}
 	ws.mu.Unlock()
 	return evs[1:], nil
+}
+
+// answerEvents returns the events of the answer to OPEN: parsed already
+// when it is this session's own fetch (not one from the cache).
+func (ws *wsSession) answerEvents(r *cache.Response) ([]grip.WSEvent, error) {
+	if a := ws.fetched.Load(); a != nil && a.events != nil && sameBytes(a.body, r.Body) {
+		return a.events, nil
+	}
+	ws.fetched.Store(nil)
+	return eventsOf(r)
 }
 
 // applyHeaders applies Set-Meta-* and Keep-Alive-Interval from an answer.
@@ -567,10 +608,13 @@ func (ws *wsSession) originMessage(ev grip.WSEvent, since uint64) {
 
 // control obeys a "c:" control message.
 func (ws *wsSession) control(p []byte, since uint64) {
-	cm, err := grip.ParseControlMessage(p)
-	if err != nil {
-		ws.s.log.Debug("bad control message from origin", "connection", ws.id, "err", err)
-		return
+	cm := ws.fetched.Load().control(p)
+	if cm == nil {
+		var err error
+		if cm, err = grip.ParseControlMessage(p); err != nil {
+			ws.s.log.Debug("bad control message from origin", "connection", ws.id, "err", err)
+			return
+		}
 	}
 	fc := ws.client.fc
 	switch cm.Type {

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/edgepush/edgepush/cache"
 	"github.com/edgepush/edgepush/grip"
 	"github.com/klauspost/compress/flate"
 )
@@ -426,5 +427,37 @@ func TestWSParserKeepsNothingBetweenFrames(t *testing.T) {
 	}
 	if got != 100000 || p.partial != nil || p.msg != nil {
 		t.Fatalf("got %d bytes; kept partial %d, msg %d", got, cap(p.partial), cap(p.msg))
+	}
+}
+
+// TestOpenAnswerParsedOnce: a session's own answer to OPEN is parsed
+// once, for the cache and for playing it (events and control messages);
+// another answer (from the cache) is parsed anew.
+func TestOpenAnswerParsedOnce(t *testing.T) {
+	body := grip.AppendWSEvents(nil,
+		grip.WSEvent{Type: grip.WSEventOpen},
+		grip.WSEvent{Type: grip.WSEventText, Content: []byte(`c:{"type":"subscribe","channel":"room"}`)},
+		grip.WSEvent{Type: grip.WSEventText, Content: []byte("m:hi")})
+	answer := func(b []byte) *cache.Response {
+		return &cache.Response{Status: 200, Header: []grip.Header{{Name: "Content-Type", Value: grip.WebSocketEventsType}}, Body: b}
+	}
+	r := answer(body)
+	a := openControl(r)
+	if len(a.channels) != 1 || a.channels[0] != "room" || a.setsMeta {
+		t.Fatalf("openControl: %+v", a)
+	}
+	ws := &wsSession{}
+	ws.fetched.Store(a)
+	evs, err := ws.opened(r)
+	if err != nil || len(evs) != 2 || &evs[0] != &a.events[1] {
+		t.Fatalf("own answer parsed again: %v, %d events", err, len(evs))
+	}
+	if cm := ws.fetched.Load().control(evs[0].Content[2:]); cm == nil || cm.Channel != "room" {
+		t.Fatalf("control message of the own answer: %+v", cm)
+	}
+	other := answer(bytes.Clone(body))
+	evs, err = ws.opened(other)
+	if err != nil || len(evs) != 2 || &evs[0] == &a.events[1] || ws.fetched.Load() != nil {
+		t.Fatalf("another answer: %v, %d events, reused %v", err, len(evs), ws.fetched.Load() != nil)
 	}
 }
