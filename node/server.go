@@ -32,7 +32,7 @@ type Server struct {
 	hub        *fanout.Hub
 	pool       *fanout.Pool
 	watch      *connwatch.Watcher
-	wsIdle     wsIdleList // WebSocket readers, for the idle check (wsread.go)
+	wsIdle     wsIdleList   // WebSocket readers, for the idle check (wsread.go)
 	routes     *routeTable  // picks each request's origins
 	signer     *grip.Signer // -sig-key and -sig-iss (routes may have their own)
 	publishKey []byte       // nil: control API open

@@ -104,7 +104,7 @@ type wsSession struct {
 func (s *Server) newWSSession(ctx *fasthttp.RequestCtx, rt *route) *wsSession {
 	id := make([]byte, 8)
 	rand.Read(id)
-	ws := &wsSession{s: s, rt: rt, id: hex.EncodeToString(id), }
+	ws := &wsSession{s: s, rt: rt, id: hex.EncodeToString(id)}
 	req := fasthttp.AcquireRequest()
 	defer fasthttp.ReleaseRequest(req)
 	s.originRequest(ctx, req, rt, s.cacheable(ctx, rt))
