@@ -111,15 +111,43 @@ func (s *Server) newWSSession(ctx *fasthttp.RequestCtx, rt *route) *wsSession {
 	stripWSHandshake(&req.Header)
 	ws.uri = string(req.Header.RequestURI())
 	ws.host = bytes.Clone(req.Header.Host())
+	kept := func(k []byte) bool {
+		return !bytes.EqualFold(k, []byte("Host")) && !bytes.EqualFold(k, []byte("Content-Length")) &&
+			!bytes.EqualFold(k, []byte("Grip-Sig")) // set by each request
+	}
+	n := 0
+	for k := range req.Header.All() {
+		if kept(k) {
+			n++
+		}
+	}
+	ws.header = make([]grip.Header, 0, n) // held for the session: no spare room
 	for k, v := range req.Header.All() {
-		switch name := string(k); {
-		case strings.EqualFold(name, "Host"), strings.EqualFold(name, "Content-Length"),
-			strings.EqualFold(name, "Grip-Sig"): // set by each request
-		default:
-			ws.header = append(ws.header, grip.Header{Name: name, Value: string(v)})
+		if kept(k) {
+			ws.header = append(ws.header, grip.Header{Name: commonString(k), Value: commonString(v)})
 		}
 	}
 	return ws
+}
+
+// commonString returns b as a string, without a copy of its own for the
+// names and values that every session's origin requests carry.
+func commonString(b []byte) string {
+	switch string(b) { // no allocation: the compiler compares in place
+	case "Cdn-Loop":
+		return "Cdn-Loop"
+	case "X-Forwarded-For":
+		return "X-Forwarded-For"
+	case "X-Forwarded-Proto":
+		return "X-Forwarded-Proto"
+	case "edgepush":
+		return "edgepush"
+	case "http":
+		return "http"
+	case "https":
+		return "https"
+	}
+	return string(b)
 }
 
 // lookupHeader returns the value of a header of the session's origin
