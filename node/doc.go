@@ -85,9 +85,10 @@
 // # Lock order
 //
 // Across packages, a goroutine holding a lock on the left may take the
-// ones to its right, never the reverse: wsSession.mu → fanout hub
+// ones to its right, never the reverse: wsReader.mu (held while a
+// client's bytes are parsed and handed on) → wsSession.mu → fanout hub
 // shard.mu → channel.mu → fanout.Conn.mu → the writer shard's readyMu;
-// wsClient.mu, heldConn.mu/wmu and connSubs.mu are leaves (nothing is
+// wsClient.mu, wsIdleList.mu, heldConn.mu/wmu and connSubs.mu are leaves (nothing is
 // taken while they are held). streamSession.mu comes after channel.mu
 // (Frame runs under it) and before fanout.Conn.mu (Send); the session
 // subscribes and unsubscribes only with its own lock released. Transports' Frame and Replay run under

@@ -3,6 +3,7 @@ package node
 import (
 	"bufio"
 	"bytes"
+	"crypto/tls"
 	"encoding/binary"
 	"errors"
 	"io"
@@ -15,6 +16,7 @@ import (
 
 	"github.com/edgepush/edgepush/cache"
 	"github.com/edgepush/edgepush/grip"
+	"github.com/fasthttp/websocket"
 	"github.com/klauspost/compress/flate"
 )
 
@@ -460,4 +462,27 @@ func TestOpenAnswerParsedOnce(t *testing.T) {
 	if err != nil || len(evs) != 2 || &evs[0] == &a.events[1] || ws.fetched.Load() != nil {
 		t.Fatalf("another answer: %v, %d events, reused %v", err, len(evs), ws.fetched.Load() != nil)
 	}
+}
+
+// TestTLSWebSocketClientFrames: under TLS the session reads with a
+// goroutine of its own (the watcher cannot read TLS): client messages
+// reach the origin, and a client that hangs up is a DISCONNECT.
+func TestTLSWebSocketClientFrames(t *testing.T) {
+	o := &wsOrigin{}
+	n, _, _ := startTLSNode(t, o, nil, "a.test")
+	d := websocket.Dialer{HandshakeTimeout: waitTimeout, TLSClientConfig: &tls.Config{ServerName: "a.test", InsecureSkipVerify: true}}
+	c, _, err := d.Dial("wss://"+n.TLSAddr().String()+"/ws", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.SetReadDeadline(time.Now().Add(waitTimeout))
+	if got := readText(t, c); got != "welcome" {
+		t.Fatalf("got %q", got)
+	}
+	c.WriteMessage(websocket.TextMessage, []byte("over tls"))
+	if got := readText(t, c); got != "echo: over tls" {
+		t.Fatalf("got %q", got)
+	}
+	c.Close()
+	waitEvent(t, o, grip.WSEventDisconnect, "")
 }
