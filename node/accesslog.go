@@ -210,10 +210,7 @@ func statusOf(b []byte) int {
 // channelList returns the WebSocket's channels, sorted.
 func (ws *wsSession) channelList() []string {
 	ws.mu.Lock()
-	out := make([]string, 0, len(ws.channels))
-	for ch := range ws.channels {
-		out = append(out, ch)
-	}
+	out := append(make([]string, 0, len(ws.channels)), ws.channels...)
 	ws.mu.Unlock()
 	slices.Sort(out)
 	return out

@@ -27,6 +27,8 @@
 //	longpoll.go   cached copies too old to bring up to date; long-polls never repeat a message
 //	heldconn.go   what held transports share: socket writer, subscriptions, hang-up watch
 //	wsclient.go   a WebSocket's client side: handshake, upgrade, frames both ways
+//	wsread.go     reading a client's frames from the epoll watcher (no goroutine per session)
+//	wsparse.go    the client frame parser (RFC 6455 §5) and permessage-deflate inflation
 //	wsorigin.go   a WebSocket's origin side: the WebSocket-over-HTTP session
 //	wsframe.go    WebSocket frame encoding and permessage-deflate
 //	control.go    the control API: publish and purge calls → purge.Op
@@ -75,7 +77,8 @@
 // requests repeat the handshake's originRequest), asks the cache for the
 // origin's answer to OPEN (namespace "ws"), upgrades, registers the
 // client with the pool (wsClient.start), plays the answer's events and
-// runs readLoop; client frames become events that the session batches
+// has the epoll watcher report the socket readable (wsReader, wsread.go;
+// a goroutine of its own under TLS); client frames become events that the session batches
 // into WebSocket-over-HTTP POSTs (enqueue, sendLoop, post); the events of
 // each answer are played to the client, and c: control messages
 // (subscribe, set-meta, keep-alive, detach) obeyed (control). Publishes
@@ -85,9 +88,10 @@
 // # Lock order
 //
 // Across packages, a goroutine holding a lock on the left may take the
-// ones to its right, never the reverse: wsSession.mu → fanout hub
+// ones to its right, never the reverse: wsReader.mu (held while a
+// client's bytes are parsed and handed on) → wsSession.mu → fanout hub
 // shard.mu → channel.mu → fanout.Conn.mu → the writer shard's readyMu;
-// wsClient.mu, heldConn.mu/wmu and connSubs.mu are leaves (nothing is
+// wsClient.mu, wsIdleList.mu, heldConn.mu/wmu and connSubs.mu are leaves (nothing is
 // taken while they are held). streamSession.mu comes after channel.mu
 // (Frame runs under it) and before fanout.Conn.mu (Send); the session
 // subscribes and unsubscribes only with its own lock released. Transports' Frame and Replay run under

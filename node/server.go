@@ -20,7 +20,6 @@ import (
 	"github.com/edgepush/edgepush/grip"
 	"github.com/edgepush/edgepush/node/connwatch"
 	"github.com/edgepush/edgepush/purge"
-	"github.com/fasthttp/websocket"
 	"github.com/valyala/fasthttp"
 )
 
@@ -33,6 +32,7 @@ type Server struct {
 	hub        *fanout.Hub
 	pool       *fanout.Pool
 	watch      *connwatch.Watcher
+	wsIdle     wsIdleList   // WebSocket readers, for the idle check (wsread.go)
 	routes     *routeTable  // picks each request's origins
 	signer     *grip.Signer // -sig-key and -sig-iss (routes may have their own)
 	publishKey []byte       // nil: control API open
@@ -45,7 +45,6 @@ type Server struct {
 	tier      *cluster.Cluster // nil: single node
 	breaker   originBreakers   // every origin's circuit breaker
 	interim   interimHooks     // origin requests whose interim responses go to a client
-	upgrader  *websocket.FastHTTPUpgrader
 	wsOrigins []string
 	metrics   *nodeMetrics
 	access    *accessLog // nil: no access log
@@ -154,15 +153,6 @@ func New(cfg Config, log *slog.Logger) (*Server, error) {
 	s.limiter = purge.NewLimiter(cfg.PurgeInterval, cachePurger{s})
 	s.ops = purge.Applier{Limiter: s.limiter, Publisher: publisher{s}}
 	s.metrics = newNodeMetrics(s)
-	s.upgrader = &websocket.FastHTTPUpgrader{
-		ReadBufferSize:    1024,
-		WriteBufferPool:   &sync.Pool{},
-		EnableCompression: cfg.WSCompression,
-		// serveWebSocket checks the Origin before the origin server is
-		// asked; the upgrader checks it again, in case a path to the
-		// upgrade ever skips that.
-		CheckOrigin: s.originAllowed,
-	}
 	for _, o := range strings.Split(cfg.WSAllowedOrigins, ",") {
 		if o = strings.TrimSpace(o); o != "" {
 			s.wsOrigins = append(s.wsOrigins, o)
@@ -221,6 +211,7 @@ func (s *Server) Start() error {
 	s.pool.Start()
 	s.startProbes()
 	s.bg.Go(s.sweepHub)
+	s.bg.Go(s.sweepWSIdle)
 	s.serve(s.client, s.clientLn)
 	tlsAddr := ""
 	if s.tlsLn != nil {

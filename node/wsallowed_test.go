@@ -67,10 +67,10 @@ func TestWSAllowedOrigins(t *testing.T) {
 	}
 }
 
-// TestWSUpgraderChecksOrigin: the upgrader's own CheckOrigin applies the
-// same rule as the check before the origin is asked (defence in depth),
-// with the list set and without it.
-func TestWSUpgraderChecksOrigin(t *testing.T) {
+// TestWSOriginRule: the Origin rule of the check before the origin is
+// asked, with the list set and without it. (The node does the upgrade
+// itself since session 5: that check is the only one.)
+func TestWSOriginRule(t *testing.T) {
 	for _, tc := range []struct {
 		allowed string
 		origin  string
@@ -91,8 +91,8 @@ func TestWSUpgraderChecksOrigin(t *testing.T) {
 		if tc.origin != "" {
 			ctx.Request.Header.Set("Origin", tc.origin)
 		}
-		if got := s.upgrader.CheckOrigin(&ctx); got != tc.want {
-			t.Errorf("allowed %q, Origin %q: CheckOrigin %v, want %v", tc.allowed, tc.origin, got, tc.want)
+		if got := s.originAllowed(&ctx); got != tc.want {
+			t.Errorf("allowed %q, Origin %q: originAllowed %v, want %v", tc.allowed, tc.origin, got, tc.want)
 		}
 	}
 }

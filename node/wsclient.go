@@ -4,15 +4,13 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
-	"io"
+	"net"
 	"strings"
 	"sync"
-	"time"
 
 	"github.com/edgepush/edgepush/cache"
 	"github.com/edgepush/edgepush/fanout"
 	"github.com/edgepush/edgepush/grip"
-	"github.com/fasthttp/websocket"
 	"github.com/valyala/fasthttp"
 )
 
@@ -85,19 +83,19 @@ func (s *Server) serveWebSocket(ctx *fasthttp.RequestCtx, rt *route) {
 	client.acc = s.access.heldWS(ctx, ws)
 	ws.client = client
 	since := parsedOf(e).since
-	err = s.upgrader.Upgrade(ctx, func(c *websocket.Conn) {
+	acceptWebSocket(ctx, client.deflate, func(c net.Conn) {
 		defer recoverLog(s.log, "websocket")
+		client.r = client.newReader(tcpConn(c))
 		if err := client.start(c); err != nil {
+			client.r.stop()
 			s.log.Warn("WebSocket start", "err", err)
 			return
 		}
 		ws.playOriginEvents(events, since)
+		ws.fetched.Store(nil) // played: the parsed answer is not kept
 		ws.armKeepAlive()
-		client.readLoop(c)
+		client.r.run(c)
 	})
-	if err != nil {
-		s.log.Debug("WebSocket upgrade failed", "err", err)
-	}
 }
 
 // originAllowed applies -ws-allowed-origins to a WebSocket handshake (see
@@ -116,10 +114,20 @@ func (s *Server) originAllowed(ctx *fasthttp.RequestCtx) bool {
 	return false
 }
 
-// wsCompress reports whether permessage-deflate will be negotiated: the
-// upgrader agrees when it is enabled and the client offers it.
+// wsCompress reports whether permessage-deflate will be negotiated: when
+// it is enabled and the client offers it (with whatever parameters: the
+// node answers with no context takeover either way).
 func (s *Server) wsCompress(ctx *fasthttp.RequestCtx) bool {
-	return s.cfg.WSCompression && bytes.Contains(ctx.Request.Header.Peek("Sec-WebSocket-Extensions"), []byte("permessage-deflate"))
+	if !s.cfg.WSCompression {
+		return false
+	}
+	for _, ext := range bytes.Split(ctx.Request.Header.Peek("Sec-WebSocket-Extensions"), []byte(",")) {
+		name, _, _ := bytes.Cut(ext, []byte(";"))
+		if bytes.EqualFold(bytes.TrimSpace(name), []byte("permessage-deflate")) {
+			return true
+		}
+	}
+	return false
 }
 
 // wsClient is the client's end of one WebSocket. Lock order: the
@@ -131,6 +139,7 @@ type wsClient struct {
 	acc     *heldAccess // access-log record; nil when the log is off
 	t       *wsTransport
 	fc      *fanout.Conn // set by start, before any other use
+	r       *wsReader    // set before start
 
 	mu        sync.Mutex
 	closeEcho int  // the client's close code, answered if the origin sends no CLOSE
@@ -138,9 +147,9 @@ type wsClient struct {
 }
 
 // start registers the upgraded connection with the writer pool.
-func (c *wsClient) start(conn *websocket.Conn) error {
+func (c *wsClient) start(conn net.Conn) error {
 	s := c.s
-	tc := tcpConn(conn.NetConn())
+	tc := tcpConn(conn)
 	t := &wsTransport{heldConn: s.newHeldConn(tc, nil, "websocket"), client: c}
 	t.acc = c.acc
 	if t.connWriter == nil {
@@ -200,65 +209,6 @@ func (c *wsClient) closing() (echo int, sent bool) {
 	return c.closeEcho, c.sentClose
 }
 
-// readLoop reads client frames until the connection ends and hands them
-// to the session. It runs on fasthttp's hijack goroutine.
-func (c *wsClient) readLoop(conn *websocket.Conn) {
-	s := c.s
-	wait := 2 * s.cfg.WSPingInterval
-	conn.SetReadLimit(int64(s.cfg.WSReadLimit))
-	conn.SetPingHandler(func(data string) error {
-		c.sendControl(opPong, []byte(data))
-		c.session.fromClient(grip.WSEvent{Type: grip.WSEventPing, Content: []byte(data)})
-		return nil
-	})
-	conn.SetPongHandler(func(string) error { return conn.SetReadDeadline(time.Now().Add(wait)) })
-	conn.SetCloseHandler(func(code int, text string) error {
-		c.clientClose(code, text)
-		return nil
-	})
-	for {
-		conn.SetReadDeadline(time.Now().Add(wait))
-		mt, r, err := conn.NextReader()
-		if err != nil {
-			c.readEnded(err)
-			return
-		}
-		// The read limit holds for the message as inflated: a small
-		// permessage-deflate frame can inflate to a huge message.
-		p, err := io.ReadAll(io.LimitReader(r, int64(s.cfg.WSReadLimit)+1))
-		if err == nil && len(p) > s.cfg.WSReadLimit {
-			err = websocket.ErrReadLimit
-		}
-		if err != nil {
-			c.readEnded(err)
-			return
-		}
-		typ := grip.WSEventText
-		if mt == websocket.BinaryMessage {
-			typ = grip.WSEventBinary
-		}
-		c.session.fromClient(grip.WSEvent{Type: typ, Content: p})
-	}
-}
-
-// readEnded handles the end of the client's side: after a close frame
-// clientClose runs the close handshake, after the node ended the
-// connection there is nothing to do, anything else is a lost client
-// (DISCONNECT to the origin).
-func (c *wsClient) readEnded(err error) {
-	echo, _ := c.closing()
-	switch {
-	case echo != 0 || c.fc.Closed():
-		return
-	case errors.Is(err, websocket.ErrReadLimit):
-		c.sendClose(1009, "message too big")
-		c.session.fromClient(grip.WSEvent{Type: grip.WSEventDisconnect})
-	default:
-		c.session.fromClient(grip.WSEvent{Type: grip.WSEventDisconnect})
-		c.fc.Close(errClientGone)
-	}
-}
-
 // clientClose runs when the client sends a close frame: the origin gets
 // CLOSE with the code; the client's close is answered with the origin's
 // CLOSE, or the client's own code if the origin sends none. After a
@@ -266,7 +216,7 @@ func (c *wsClient) readEnded(err error) {
 // client's answer) the origin has had its CLOSE.
 func (c *wsClient) clientClose(code int, text string) {
 	echo := code
-	if code == websocket.CloseNoStatusReceived {
+	if code == closeNoStatus {
 		echo = closeNormal
 	}
 	c.mu.Lock()
@@ -281,7 +231,7 @@ func (c *wsClient) clientClose(code int, text string) {
 		return // the answer to a close publish, which told the origin
 	}
 	ev := grip.WSEvent{Type: grip.WSEventClose}
-	if code != websocket.CloseNoStatusReceived {
+	if code != closeNoStatus {
 		ev.Content = grip.CloseEventContent(code, text)
 	}
 	ws.enqueue(ev, true)
@@ -374,6 +324,7 @@ func sameBytes(a, b []byte) bool {
 
 // Closed ends the connection and the session.
 func (t *wsTransport) Closed(reason error) {
+	t.client.r.stop()
 	t.markClosed(reason)
 	if errors.Is(reason, fanout.ErrShutdown) {
 		t.farewell(closeFrame(closeGoingAway, "server shutting down"))

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"net/textproto"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -70,6 +71,10 @@ type wsSession struct {
 	// meta (Frame's fast path). Set under mu, with every channel of
 	// channels; once set it stays.
 	subs atomic.Pointer[connSubs]
+	// fetched is the OPEN answer this session fetched, parsed once for
+	// the cache's sake and reused to play it; nil once played, or when
+	// the answer came from the cache.
+	fetched atomic.Pointer[openAnswer]
 
 	mu       sync.Mutex
 	meta     map[string]string // from Set-Meta-* answer headers; sent as Meta-* headers
@@ -83,7 +88,7 @@ type wsSession struct {
 	// originEnded: a CLOSE or DISCONNECT is queued for the origin, which
 	// gets nothing after it.
 	originEnded  bool
-	channels     map[string]struct{}
+	channels     wsChannels
 	pending      []grip.WSEvent
 	pendingBytes int
 	inFlight     bool
@@ -99,22 +104,50 @@ type wsSession struct {
 func (s *Server) newWSSession(ctx *fasthttp.RequestCtx, rt *route) *wsSession {
 	id := make([]byte, 8)
 	rand.Read(id)
-	ws := &wsSession{s: s, rt: rt, id: hex.EncodeToString(id), meta: map[string]string{}, channels: map[string]struct{}{}}
+	ws := &wsSession{s: s, rt: rt, id: hex.EncodeToString(id)}
 	req := fasthttp.AcquireRequest()
 	defer fasthttp.ReleaseRequest(req)
 	s.originRequest(ctx, req, rt, s.cacheable(ctx, rt))
 	stripWSHandshake(&req.Header)
 	ws.uri = string(req.Header.RequestURI())
 	ws.host = bytes.Clone(req.Header.Host())
+	kept := func(k []byte) bool {
+		return !bytes.EqualFold(k, []byte("Host")) && !bytes.EqualFold(k, []byte("Content-Length")) &&
+			!bytes.EqualFold(k, []byte("Grip-Sig")) // set by each request
+	}
+	n := 0
+	for k := range req.Header.All() {
+		if kept(k) {
+			n++
+		}
+	}
+	ws.header = make([]grip.Header, 0, n) // held for the session: no spare room
 	for k, v := range req.Header.All() {
-		switch name := string(k); {
-		case strings.EqualFold(name, "Host"), strings.EqualFold(name, "Content-Length"),
-			strings.EqualFold(name, "Grip-Sig"): // set by each request
-		default:
-			ws.header = append(ws.header, grip.Header{Name: name, Value: string(v)})
+		if kept(k) {
+			ws.header = append(ws.header, grip.Header{Name: commonString(k), Value: commonString(v)})
 		}
 	}
 	return ws
+}
+
+// commonString returns b as a string, without a copy of its own for the
+// names and values that every session's origin requests carry.
+func commonString(b []byte) string {
+	switch string(b) { // no allocation: the compiler compares in place
+	case "Cdn-Loop":
+		return "Cdn-Loop"
+	case "X-Forwarded-For":
+		return "X-Forwarded-For"
+	case "X-Forwarded-Proto":
+		return "X-Forwarded-Proto"
+	case "edgepush":
+		return "edgepush"
+	case "http":
+		return "http"
+	case "https":
+		return "https"
+	}
+	return string(b)
 }
 
 // lookupHeader returns the value of a header of the session's origin
@@ -138,41 +171,68 @@ func (ws *wsSession) openFetcher() cache.Fetcher {
 		since := ws.s.hub.Position()
 		r, err := ws.postEvents(open)
 		if r != nil {
-			var channels []string
-			r.NoStore, channels = openControl(r)
+			a := openControl(r)
+			r.NoStore = a.setsMeta
 			// since: for replays to the subscriptions the answer makes
-			r.Value = &parsed{since: since, wsChannels: channels}
+			r.Value = &parsed{since: since, wsChannels: a.channels}
+			ws.fetched.Store(a)
 		}
 		return r, err
 	}
 }
 
+// openAnswer is what openControl read in an answer to OPEN.
+type openAnswer struct {
+	body     []byte         // the answer's body, which the events point into
+	events   []grip.WSEvent // nil: not valid events
+	setsMeta bool
+	channels []string
+	// controls are the answer's control messages by their first byte.
+	controls map[*byte]*grip.ControlMessage
+}
+
 // openControl reads what a WebSocket-over-HTTP answer does beyond its
 // messages: whether it sets connection meta (Set-Meta-* headers,
 // c:set-meta), and the channels its c:subscribe messages subscribe to.
-func openControl(r *cache.Response) (setsMeta bool, channels []string) {
+func openControl(r *cache.Response) *openAnswer {
+	a := &openAnswer{body: r.Body}
 	for _, h := range r.Header {
 		if isSetMeta(h.Name) {
-			setsMeta = true
+			a.setsMeta = true
 		}
 	}
 	evs, err := eventsOf(r)
 	if err != nil {
-		return setsMeta, nil
+		return a
 	}
+	a.events = evs
 	for _, ev := range evs {
-		if p, ok := bytes.CutPrefix(ev.Content, []byte("c:")); ok && (ev.Type == grip.WSEventText || ev.Type == grip.WSEventBinary) {
+		if p, ok := bytes.CutPrefix(ev.Content, []byte("c:")); ok && len(p) > 0 && (ev.Type == grip.WSEventText || ev.Type == grip.WSEventBinary) {
 			cm, err := grip.ParseControlMessage(p)
 			switch {
 			case err != nil:
+				continue
 			case cm.Type == grip.ControlSetMeta:
-				setsMeta = true
+				a.setsMeta = true
 			case cm.Type == grip.ControlSubscribe:
-				channels = append(channels, cm.Channel)
+				a.channels = append(a.channels, cm.Channel)
 			}
+			if a.controls == nil {
+				a.controls = map[*byte]*grip.ControlMessage{}
+			}
+			a.controls[&p[0]] = cm
 		}
 	}
-	return setsMeta, channels
+	return a
+}
+
+// control returns the parsed control message that p is, if p is one of
+// the answer's (a nil openAnswer has none).
+func (a *openAnswer) control(p []byte) *grip.ControlMessage {
+	if a == nil || len(p) == 0 {
+		return nil
+	}
+	return a.controls[&p[0]]
 }
 
 // postEvents POSTs events to the origin and returns its answer, whatever
@@ -244,7 +304,7 @@ func (ws *wsSession) exchange(events []grip.WSEvent) ([]grip.WSEvent, error) {
 // start with OPEN; its headers set the grip extension, meta and
 // keep-alive interval.
 func (ws *wsSession) opened(r *cache.Response) ([]grip.WSEvent, error) {
-	evs, err := eventsOf(r)
+	evs, err := ws.answerEvents(r)
 	if err != nil {
 		return nil, err
 	}
@@ -261,6 +321,16 @@ func (ws *wsSession) opened(r *cache.Response) ([]grip.WSEvent, error) {
 	}
 	ws.mu.Unlock()
 	return evs[1:], nil
+}
+
+// answerEvents returns the events of the answer to OPEN: parsed already
+// when it is this session's own fetch (not one from the cache).
+func (ws *wsSession) answerEvents(r *cache.Response) ([]grip.WSEvent, error) {
+	if a := ws.fetched.Load(); a != nil && a.events != nil && sameBytes(a.body, r.Body) {
+		return a.events, nil
+	}
+	ws.fetched.Store(nil)
+	return eventsOf(r)
 }
 
 // applyHeaders applies Set-Meta-* and Keep-Alive-Interval from an answer.
@@ -284,6 +354,9 @@ func (ws *wsSession) applyHeaders(r *cache.Response) {
 func (ws *wsSession) setHeaderMeta(name, value string) {
 	name = textproto.CanonicalMIMEHeaderKey(name)
 	if value != "" {
+		if ws.meta == nil {
+			ws.meta = map[string]string{}
+		}
 		ws.meta[name] = value
 	} else {
 		delete(ws.meta, name)
@@ -314,7 +387,7 @@ func (ws *wsSession) filterState() *connSubs {
 		return cs
 	}
 	cs := &connSubs{meta: map[string]string{}, chans: make(map[string]*subChan, len(ws.channels)+1)}
-	for ch := range ws.channels {
+	for _, ch := range ws.channels {
 		cs.chans[ch] = &subChan{}
 	}
 	ws.subs.Store(cs)
@@ -529,7 +602,7 @@ func (ws *wsSession) subscribeDeferred(since uint64) {
 	names := ws.deferred
 	ws.deferred, ws.deferring = nil, false
 	for _, name := range names {
-		if _, ok := ws.channels[name]; ok && !ws.done {
+		if ws.channels.has(name) && !ws.done {
 			ws.s.hub.SubscribeFrom(name, ws.client.fc, since)
 		}
 	}
@@ -563,10 +636,13 @@ func (ws *wsSession) originMessage(ev grip.WSEvent, since uint64) {
 
 // control obeys a "c:" control message.
 func (ws *wsSession) control(p []byte, since uint64) {
-	cm, err := grip.ParseControlMessage(p)
-	if err != nil {
-		ws.s.log.Debug("bad control message from origin", "connection", ws.id, "err", err)
-		return
+	cm := ws.fetched.Load().control(p)
+	if cm == nil {
+		var err error
+		if cm, err = grip.ParseControlMessage(p); err != nil {
+			ws.s.log.Debug("bad control message from origin", "connection", ws.id, "err", err)
+			return
+		}
 	}
 	fc := ws.client.fc
 	switch cm.Type {
@@ -615,7 +691,7 @@ func (ws *wsSession) subscribe(channel string, filters []string, since uint64) {
 	if ws.done {
 		return
 	}
-	_, have := ws.channels[channel]
+	have := ws.channels.has(channel)
 	if (!have && len(ws.channels) >= ws.s.cfg.MaxChannels) || len(filters) > grip.MaxChannelFilters {
 		ws.client.sendClose(closePolicy, "too many channels or filters")
 		return
@@ -630,7 +706,7 @@ func (ws *wsSession) subscribe(channel string, filters []string, since uint64) {
 	if have {
 		return
 	}
-	ws.channels[channel] = struct{}{}
+	ws.channels = append(ws.channels, channel)
 	if ws.deferring {
 		ws.deferred = append(ws.deferred, channel)
 		return
@@ -642,10 +718,10 @@ func (ws *wsSession) subscribe(channel string, filters []string, since uint64) {
 func (ws *wsSession) unsubscribe(channel string) {
 	ws.mu.Lock()
 	defer ws.mu.Unlock()
-	if _, ok := ws.channels[channel]; !ok {
+	if !ws.channels.has(channel) {
 		return
 	}
-	delete(ws.channels, channel)
+	ws.channels = ws.channels.without(channel)
 	ws.s.hub.Unsubscribe(channel, ws.client.fc)
 	if cs := ws.subs.Load(); cs != nil {
 		cs.mu.Lock()
@@ -715,7 +791,7 @@ func (ws *wsSession) ended(reason error) {
 	if ws.kaTimer != nil {
 		ws.kaTimer.Stop()
 	}
-	for ch := range ws.channels {
+	for _, ch := range ws.channels {
 		ws.s.hub.Unsubscribe(ch, ws.client.fc)
 	}
 	ws.channels = nil
@@ -736,4 +812,19 @@ func sleepCtx(ctx context.Context, d time.Duration) bool {
 	case <-ctx.Done():
 		return false
 	}
+}
+
+// wsChannels is a session's channels in the order subscribed: a slice,
+// not a map, since a session has few (-max-channels) and most have one,
+// for which a map costs ten times the memory.
+type wsChannels []string
+
+func (cs wsChannels) has(name string) bool { return slices.Contains(cs, name) }
+
+// without returns the list without name, in place.
+func (cs wsChannels) without(name string) wsChannels {
+	if i := slices.Index(cs, name); i >= 0 {
+		return slices.Delete(cs, i, i+1)
+	}
+	return cs
 }

@@ -5,6 +5,7 @@ package connwatch
 import (
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"sync"
 	"syscall"
@@ -18,9 +19,16 @@ type Watcher struct {
 	wakeR int // eventfd that interrupts epoll_wait on Close
 	mu    sync.Mutex
 	next  uint64
-	funcs map[uint64]func()
+	funcs map[uint64]callback
 	done  chan struct{}
 	once  sync.Once
+}
+
+// callback is one registration's function: run once on hang-up (Add), or
+// on every readiness until removed (AddReadable).
+type callback struct {
+	f    func()
+	keep bool
 }
 
 // Token identifies one registration; it is never reused, so an event for
@@ -51,7 +59,7 @@ func New() (*Watcher, error) {
 		unix.Close(epfd)
 		return nil, fmt.Errorf("connwatch: epoll_ctl: %w", err)
 	}
-	w := &Watcher{epfd: epfd, wakeR: efd, next: wakeToken, funcs: map[uint64]func(){}, done: make(chan struct{})}
+	w := &Watcher{epfd: epfd, wakeR: efd, next: wakeToken, funcs: map[uint64]callback{}, done: make(chan struct{})}
 	go w.run()
 	return w, nil
 }
@@ -68,6 +76,20 @@ func getToken(ev *unix.EpollEvent) uint64 {
 // Add calls onGone (once, on the watcher's goroutine) when c's peer hangs
 // up or the socket fails. onGone must not block.
 func (w *Watcher) Add(c net.Conn, onGone func()) (Token, error) {
+	return w.add(c, callback{f: onGone}, unix.EPOLLRDHUP|unix.EPOLLET)
+}
+
+// AddReadable calls onReadable on the watcher's goroutine whenever c has
+// bytes to read or its peer hangs up or the socket fails, until Remove.
+// It is edge-triggered: onReadable must read c until it would block (see
+// ReadNonblock), or it is not called again for what is already there. A
+// socket that is readable when added is reported at once. onReadable must
+// not block.
+func (w *Watcher) AddReadable(c net.Conn, onReadable func()) (Token, error) {
+	return w.add(c, callback{f: onReadable, keep: true}, unix.EPOLLIN|unix.EPOLLRDHUP|unix.EPOLLET)
+}
+
+func (w *Watcher) add(c net.Conn, cb callback, events uint32) (Token, error) {
 	raw, err := rawConn(c)
 	if err != nil {
 		return 0, err
@@ -79,10 +101,10 @@ func (w *Watcher) Add(c net.Conn, onGone func()) (Token, error) {
 	}
 	w.next++
 	t := w.next
-	w.funcs[t] = onGone
+	w.funcs[t] = cb
 	w.mu.Unlock()
 
-	ev := unix.EpollEvent{Events: unix.EPOLLRDHUP | unix.EPOLLET}
+	ev := unix.EpollEvent{Events: events}
 	setToken(&ev, t)
 	var ctlErr error
 	err = raw.Control(func(fd uintptr) {
@@ -98,6 +120,36 @@ func (w *Watcher) Add(c net.Conn, onGone func()) (Token, error) {
 	return Token(t), nil
 }
 
+// ReadNonblock reads from c what it has without waiting: ErrWouldBlock
+// when it has nothing yet, io.EOF once the peer has closed its side.
+func ReadNonblock(c net.Conn, p []byte) (int, error) {
+	raw, err := rawConn(c)
+	if err != nil {
+		return 0, err
+	}
+	var n int
+	var rerr error
+	err = raw.Read(func(fd uintptr) bool {
+		for {
+			n, rerr = unix.Read(int(fd), p)
+			if rerr != unix.EINTR {
+				return true // never wait in the runtime's poller
+			}
+		}
+	})
+	switch {
+	case err != nil:
+		return 0, err
+	case rerr == unix.EAGAIN:
+		return 0, ErrWouldBlock
+	case rerr != nil:
+		return 0, rerr
+	case n == 0 && len(p) > 0:
+		return 0, io.EOF
+	}
+	return n, nil
+}
+
 // Remove stops watching c. Call it before closing c or handing it on.
 func (w *Watcher) Remove(c net.Conn, t Token) {
 	w.forget(uint64(t))
@@ -108,12 +160,22 @@ func (w *Watcher) Remove(c net.Conn, t Token) {
 	}
 }
 
-func (w *Watcher) forget(t uint64) func() {
+func (w *Watcher) forget(t uint64) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	f := w.funcs[t]
 	delete(w.funcs, t)
-	return f
+}
+
+// due returns the callback of registration t; a one-time callback is
+// forgotten.
+func (w *Watcher) due(t uint64) func() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	cb, ok := w.funcs[t]
+	if ok && !cb.keep {
+		delete(w.funcs, t)
+	}
+	return cb.f
 }
 
 // Len returns how many sockets are watched.
@@ -154,7 +216,7 @@ func (w *Watcher) run() {
 			if t == wakeToken {
 				return
 			}
-			if f := w.forget(t); f != nil {
+			if f := w.due(t); f != nil {
 				f()
 			}
 		}

@@ -34,6 +34,15 @@ func (w *Watcher) Add(c net.Conn, onGone func()) (Token, error) {
 	return Token(w.next), nil
 }
 
+// AddReadable is not supported on this system: callers read with a
+// goroutine of their own.
+func (w *Watcher) AddReadable(c net.Conn, onReadable func()) (Token, error) {
+	return 0, ErrUnsupported
+}
+
+// ReadNonblock is not supported on this system.
+func ReadNonblock(c net.Conn, p []byte) (int, error) { return 0, ErrUnsupported }
+
 // Remove forgets c.
 func (w *Watcher) Remove(c net.Conn, t Token) {
 	w.mu.Lock()
