@@ -92,6 +92,11 @@ type Config struct {
 	// PublishKey, when set, is sent as "Authorization: Bearer <key>" on
 	// every publish.
 	PublishKey string
+	// Host, when set, is the Host header of the subscribers' requests
+	// instead of URL's host: nodes of a tier on one box listen on
+	// different ports, while clients of real edge nodes all send the
+	// public name (which a tier's cache keys and origin shields go by).
+	Host string
 	// Channel is the channel published to. Default: the URL's "ch" query
 	// parameter, else "bench". It must be the channel the origin puts the
 	// subscribers on.
@@ -203,6 +208,9 @@ func (c Config) withDefaults() (Config, error) {
 		if _, err := parseLoopbackURL("PublishURL", c.PublishURL, "http"); err != nil {
 			return c, err
 		}
+	}
+	if strings.ContainsAny(c.Host, " \t\r\n/") {
+		return c, fmt.Errorf("loadtest: Host %q is not a host[:port]", c.Host)
 	}
 	if c.Conns < 1 {
 		return c, fmt.Errorf("loadtest: Conns must be at least 1, got %d", c.Conns)

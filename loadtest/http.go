@@ -21,14 +21,18 @@ const (
 	lineBufSize = 256
 )
 
-// buildRequest returns the subscribe request for u.
-func buildRequest(u *url.URL, tr Transport) []byte {
+// buildRequest returns the subscribe request for u, with host as its
+// Host header (empty: u's).
+func buildRequest(u *url.URL, tr Transport, host string) []byte {
+	if host == "" {
+		host = u.Host
+	}
 	accept := "*/*"
 	if tr == TransportSSE {
 		accept = "text/event-stream"
 	}
 	return fmt.Appendf(nil, "GET %s HTTP/1.1\r\nHost: %s\r\nUser-Agent: edgepush-loadtest\r\nAccept: %s\r\n\r\n",
-		u.RequestURI(), u.Host, accept)
+		u.RequestURI(), host, accept)
 }
 
 // httpSubscriber is an HTTP streaming, SSE or long-poll connection.

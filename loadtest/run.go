@@ -136,9 +136,9 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		ctx: connCtx,
 	}
 	if cfg.Transport == TransportWS {
-		t.ws = newWSDialers(t.dialers)
+		t.ws = newWSDialers(t.dialers, cfg.Host)
 	} else {
-		t.req = buildRequest(u, cfg.Transport)
+		t.req = buildRequest(u, cfg.Transport, cfg.Host)
 	}
 	rep := &Report{
 		Transport: string(cfg.Transport), URL: cfg.URL, Channel: cfg.Channel,

@@ -29,11 +29,16 @@ type wsDialers struct {
 	header http.Header
 }
 
-func newWSDialers(ds *dialers) *wsDialers {
+// newWSDialers makes the dialers; host, when set, is sent as the Host
+// header.
+func newWSDialers(ds *dialers, host string) *wsDialers {
 	pool := &sync.Pool{}
 	w := &wsDialers{
 		d:      make([]*websocket.Dialer, len(ds.d)),
 		header: http.Header{"User-Agent": {"edgepush-loadtest"}},
+	}
+	if host != "" {
+		w.header.Set("Host", host)
 	}
 	for i, nd := range ds.d {
 		w.d[i] = &websocket.Dialer{

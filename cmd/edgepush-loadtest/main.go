@@ -189,6 +189,7 @@ func newRunFlags(stderr io.Writer, tty bool) (*flag.FlagSet, *runFlags) {
 	fs.IntVar(&c.Concurrency, "concurrency", loadtest.DefaultConcurrency, "connections being set up at once")
 	fs.IntVar(&c.LocalAddrs, "local-addrs", 1, "bind client sockets round-robin to 127.0.0.1 … 127.0.0.`K`")
 	fs.StringVar(&c.PublishURL, "publish", "http://127.0.0.1:5561/publish/", "the proxy's publish API `URL` (loopback only)")
+	fs.StringVar(&c.Host, "host", "", "`Host` header of the subscribers' requests (default: the -url's host)")
 	fs.StringVar(&c.PublishKey, "publish-key", "", "send \"Authorization: Bearer `key`\" on publishes")
 	fs.StringVar(&c.Channel, "channel", "", "channel to publish to (default: the URL's ch parameter, else bench)")
 	fs.IntVar(&c.Msgs, "msgs", loadtest.DefaultMsgs, "messages to publish")

@@ -13,7 +13,9 @@
 # connection per node after a purge-and-publish), the bytes and packets
 # that crossed the tier per publish (nft counters on the tier's ports:
 # operations to the control listeners, memberlist gossip), and the
-# publishing node's CPU time per publish.
+# publishing node's CPU time per publish. Every client sends Host: $HOST
+# (api.example), as clients of real edges behind one DNS name do: the
+# cache key, and so the key's origin shield, is the same on every node.
 #
 # The partition: node CUT (default 9) runs as user nobody; an nft table
 # drops, while the cut lasts, every packet nobody's sockets send to the
@@ -41,6 +43,7 @@ HEAL_AT=${HEAL_AT:-160}    # publishes made when the cut heals
 PROFILE=${PROFILE:-lan}    # -cluster-profile of every node (lan, wan, local)
 SETTLE=${SETTLE:-30s}
 EXTRA_FLAGS=${EXTRA_FLAGS:-} # more flags for every node
+HOST=${HOST:-api.example}    # the Host every client sends, as to real edges behind one name
 (( NODES >= 3 && NODES <= 20 )) || { echo "NODES must be 3…20" >&2; exit 2; }
 (( KILL == 0 || KILL != CUT )) || { echo "KILL and CUT must differ" >&2; exit 2; }
 (( KILL != 1 && CUT != 1 )) || { echo "node 1 publishes: it cannot be killed or cut" >&2; exit 2; }
@@ -156,7 +159,7 @@ log "tier of $NODES up ($PROFILE profile); $NODES × $CONNS subscribers, $MSGS m
   "kill node $KILL after $KILL_AT publishes; cut node $CUT from $CUT_AT to $HEAL_AT"
 
 fetch0=$(origin_fetches)
-common=(-transport stream -conns "$CONNS" -concurrency 32 -msgs "$MSGS" -rate "$RATE" -settle "$SETTLE" -timeout 900s -json)
+common=(-host "$HOST" -transport stream -conns "$CONNS" -concurrency 32 -msgs "$MSGS" -rate "$RATE" -settle "$SETTLE" -timeout 900s -json)
 for i in $(seq 2 "$NODES"); do
   timeout 960 "$work/lt" -url "http://127.0.0.1:$(port 190 "$i")/stream?ch=tier" -external-publish -publish-delay 300s \
     -pid "${node_pids[i-1]}" "${common[@]}" >"$work/lt$i.json" 2>>"$work/lt$i.log" &
@@ -228,7 +231,7 @@ curl -s --max-time 5 -X POST "http://127.0.0.1:$(port 191 1)/purge-publish/" -d 
 sleep 1 # the purge reaches every member
 for i in $(seq "$NODES"); do
   alive "${node_pids[i-1]}" || continue
-  curl -s -o /dev/null --max-time 1 "http://127.0.0.1:$(port 190 "$i")/stream?ch=tier" || true
+  curl -s -o /dev/null --max-time 1 -H "Host: $HOST" "http://127.0.0.1:$(port 190 "$i")/stream?ch=tier" || true
 done
 purge_fetches=$(( $(origin_fetches) - f0 ))
 
