@@ -24,7 +24,6 @@ type SocketWriter struct {
 	// passed to raw.Write is allocated once, not per write.
 	bufs []byte
 	vecs [][]byte
-	iov  []unix.Iovec // writev's vector, reused (socket_linux.go)
 	n    int
 	err  error
 	op   func(fd uintptr) bool
@@ -99,7 +98,13 @@ func (w *SocketWriter) TryWrite(bufs [][]byte) (int, error) {
 // attempt and reports done, so raw.Write never waits for writability.
 func (w *SocketWriter) write(fd uintptr) bool {
 	for {
-		n, err := w.writeOnce(fd)
+		var n int
+		var err error
+		if w.vecs != nil {
+			n, err = unix.Writev(int(fd), w.vecs)
+		} else {
+			n, err = unix.Write(int(fd), w.bufs)
+		}
 		switch {
 		case err == unix.EINTR:
 			continue
