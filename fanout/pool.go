@@ -30,13 +30,7 @@ type PoolConfig struct {
 // Pool owns the writer shards: each shard has one goroutine that writes
 // queued frames to its connections, coalescing everything queued for a
 // connection into one write, and checks their keep-alives and timeouts.
-// Connections are spread over shards round-robin. A shard takes its ready
-// connections a few at a time, oldest first, and one that has none left
-// takes the newest ones of another shard's, so that one fan-out is spread
-// over every shard that gets to run: a shard whose goroutine the
-// system keeps waiting (the cores are shared, with the clients on a
-// loopback test) does not hold the last connections of a fan-out back
-// while the other shards are idle.
+// Connections are spread over shards round-robin.
 //
 // A shard never waits on a socket: a connection whose socket refuses
 // data gets a blocking writer of its own. The slow-consumer budget
@@ -61,7 +55,6 @@ type Pool struct {
 	blocked     atomic.Uint64
 	dropped     atomic.Uint64
 	lagging     atomic.Uint64
-	stolen      atomic.Uint64
 }
 
 // PoolStats is a snapshot of a Pool's counters.
@@ -85,33 +78,16 @@ type PoolStats struct {
 	// socket not having refused anything: the pool fell behind. They are
 	// counted in SlowConsumers too.
 	Lagging uint64 `json:"lagging"`
-	// Stolen counts ready connections written by another shard than
-	// their own, which had fallen behind.
-	Stolen uint64 `json:"stolen"`
 }
 
-// drainChunk is how many ready connections a shard takes at a time, from
-// its own ready list or another shard's: small enough that the rest stay
-// within reach of the other shards, large enough that the lock is taken
-// once per many writes.
-const drainChunk = 32
-
 type writerShard struct {
-	pool  *Pool
-	index int // in pool.shards
-	wake  chan struct{}
-	busy  atomic.Bool // draining
+	pool *Pool
+	wake chan struct{}
 
-	// readyQ[readyHead:] are the connections waiting for a write, oldest
-	// first; the shard takes them from the head, other shards from the
-	// tail.
-	readyMu   sync.Mutex
-	readyQ    []*Conn
-	readyHead int
-	closeQ    []closing
-	// batch is what the shard's goroutine is writing (its own goroutine
-	// only).
-	batch []*Conn
+	readyMu sync.Mutex
+	readyQ  []*Conn
+	spareQ  []*Conn
+	closeQ  []closing
 
 	connsMu sync.Mutex
 	conns   []*Conn
@@ -132,8 +108,8 @@ func NewPool(cfg PoolConfig) *Pool {
 		cfg.Tick = 250 * time.Millisecond
 	}
 	p := &Pool{cfg: cfg, stop: make(chan struct{})}
-	for i := range cfg.Shards {
-		p.shards = append(p.shards, &writerShard{pool: p, index: i, wake: make(chan struct{}, 1)})
+	for range cfg.Shards {
+		p.shards = append(p.shards, &writerShard{pool: p, wake: make(chan struct{}, 1)})
 	}
 	return p
 }
@@ -247,7 +223,6 @@ func (p *Pool) Stats() PoolStats {
 		BlockedWrites: p.blocked.Load(),
 		DroppedFrames: p.dropped.Load(),
 		Lagging:       p.lagging.Load(),
-		Stolen:        p.stolen.Load(),
 	}
 }
 
@@ -284,24 +259,17 @@ func (s *writerShard) closeLater(c *Conn, reason error) {
 	s.readyMu.Lock()
 	s.closeQ = append(s.closeQ, closing{c, reason})
 	s.readyMu.Unlock()
-	s.poke()
+	select {
+	case s.wake <- struct{}{}:
+	default:
+	}
 }
 
-// ready puts c on the shard's ready list and wakes the shard. When the
-// shard is busy writing, it wakes the next shard too, which takes
-// connections from the list once it has written its own (see drain).
+// ready puts c on the shard's ready list and wakes the shard.
 func (s *writerShard) ready(c *Conn) {
 	s.readyMu.Lock()
 	s.readyQ = append(s.readyQ, c)
 	s.readyMu.Unlock()
-	s.poke()
-	if s.busy.Load() && len(s.pool.shards) > 1 {
-		s.pool.shards[(s.index+1)%len(s.pool.shards)].poke()
-	}
-}
-
-// poke wakes the shard's goroutine (or leaves it a wake-up if it is busy).
-func (s *writerShard) poke() {
 	select {
 	case s.wake <- struct{}{}:
 	default:
@@ -320,87 +288,36 @@ func (s *writerShard) run() {
 		case now := <-tick.C:
 			s.tick(now.UnixNano())
 		}
-		s.busy.Store(true)
 		s.drain()
-		s.busy.Store(false)
 	}
 }
 
 // drain closes connections marked for closing, then flushes ready
-// connections until none is left: its own, oldest first, then the newest
-// ones of the other shards.
+// connections until none is left.
 func (s *writerShard) drain() {
 	for {
 		s.readyMu.Lock()
-		cq := s.closeQ
-		s.closeQ = nil
-		batch := s.takeHead()
+		q, cq := s.readyQ, s.closeQ
+		s.readyQ, s.spareQ, s.closeQ = s.spareQ[:0], nil, nil
 		s.readyMu.Unlock()
 		for _, cl := range cq {
 			cl.c.Close(cl.reason)
 		}
-		if len(batch) == 0 {
-			if batch = s.steal(); len(batch) == 0 {
-				return
-			}
+		if len(q) == 0 {
+			s.readyMu.Lock()
+			s.spareQ = q
+			s.readyMu.Unlock()
+			return
 		}
 		now := time.Now().UnixNano()
-		for _, c := range batch {
+		for _, c := range q {
 			c.flush(now)
 		}
-		clear(batch)
+		clear(q)
+		s.readyMu.Lock()
+		s.spareQ = q[:0]
+		s.readyMu.Unlock()
 	}
-}
-
-// takeHead moves up to drainChunk of the shard's oldest ready connections
-// into s.batch and returns it; called with s.readyMu held.
-func (s *writerShard) takeHead() []*Conn {
-	n := min(len(s.readyQ)-s.readyHead, drainChunk)
-	s.batch = append(s.batch[:0], s.readyQ[s.readyHead:s.readyHead+n]...)
-	s.readyHead += n
-	switch {
-	case s.readyHead == len(s.readyQ):
-		clear(s.readyQ)
-		s.readyQ, s.readyHead = s.readyQ[:0], 0
-	case s.readyHead >= 4*drainChunk && 2*s.readyHead >= len(s.readyQ):
-		// The list never emptied: move what is left to the front, so
-		// that the slice does not grow while its head moves on.
-		k := copy(s.readyQ, s.readyQ[s.readyHead:])
-		clear(s.readyQ[k:])
-		s.readyQ, s.readyHead = s.readyQ[:k], 0
-	}
-	return s.batch
-}
-
-// steal moves up to drainChunk of the newest ready connections of another
-// shard (the first found with some, starting after this one) into
-// s.batch and returns it. A stolen connection is written by this shard's
-// goroutine; once written it goes back to its own shard's list.
-func (s *writerShard) steal() []*Conn {
-	shards := s.pool.shards
-	for k := 1; k < len(shards); k++ {
-		o := shards[(s.index+k)%len(shards)]
-		o.readyMu.Lock()
-		left := len(o.readyQ) - o.readyHead
-		if left == 0 {
-			o.readyMu.Unlock()
-			continue
-		}
-		// Half of what is left, so that the owner, which may be about
-		// to run, keeps the older half.
-		n := min((left+1)/2, drainChunk)
-		cut := len(o.readyQ) - n
-		s.batch = append(s.batch[:0], o.readyQ[cut:]...)
-		clear(o.readyQ[cut:])
-		o.readyQ = o.readyQ[:cut]
-		if o.readyHead == cut {
-			o.readyQ, o.readyHead = o.readyQ[:0], 0
-		}
-		o.readyMu.Unlock()
-		s.pool.stolen.Add(uint64(n))
-		return s.batch
-	}
-	return nil
 }
 
 // tick queues due keep-alives, pings and timeout frames.
