@@ -44,6 +44,10 @@ const maxWSBody = 64 << 10
 //	                  only answer with Cache-Control and Surrogate-Key);
 //	                  CLOSE with CLOSE (same code), as the protocol asks;
 //	                  other events with no events
+//	POST /ws?ch=C&cache=no  the same, but the OPEN answer is uncacheable
+//	                  (Cache-Control: no-store, no Surrogate-Key): a
+//	                  caching proxy asks the origin for every session, so
+//	                  the session setup rate includes one origin round trip
 //	GET /             a short text listing these endpoints
 //
 // The handler keeps no state and is safe for concurrent use.
@@ -65,7 +69,8 @@ func NewOrigin() http.Handler {
 			"GET /stream?ch=C  HTTP stream hold on channel C\n"+
 			"GET /sse?ch=C     SSE stream hold on channel C\n"+
 			"GET /poll?ch=C    long-poll hold on channel C\n"+
-			"POST /ws?ch=C     WebSocket-over-HTTP, subscribed to channel C\n")
+			"POST /ws?ch=C     WebSocket-over-HTTP, subscribed to channel C\n"+
+			"POST /ws?ch=C&cache=no  the same, OPEN answered with Cache-Control: no-store\n")
 	})
 	return mux
 }
@@ -127,7 +132,11 @@ func wsOverHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	h := w.Header()
 	h.Set("Content-Type", grip.WebSocketEventsType)
-	if opened {
+	switch {
+	case opened && r.URL.Query().Get("cache") == "no":
+		h.Set("Sec-WebSocket-Extensions", "grip")
+		h.Set("Cache-Control", "no-store")
+	case opened:
 		h.Set("Sec-WebSocket-Extensions", "grip")
 		h.Set("Cache-Control", "max-age=60")
 		h.Set("Surrogate-Key", ch)

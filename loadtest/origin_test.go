@@ -73,6 +73,14 @@ func TestOriginWebSocketOverHTTP(t *testing.T) {
 		t.Errorf("answer does not parse: %v %v", evs, err)
 	}
 
+	// cache=no: the same answer, uncacheable and without Surrogate-Key.
+	w = post("/ws?ch=news&cache=no", grip.WebSocketEventsType, grip.WSEvent{Type: grip.WSEventOpen})
+	h = w.Header()
+	if w.Code != 200 || w.Body.String() != want || h.Get("Sec-WebSocket-Extensions") != "grip" ||
+		h.Get("Cache-Control") != "no-store" || h.Get("Surrogate-Key") != "" {
+		t.Errorf("OPEN, cache=no: %d %v %q", w.Code, h, w.Body.String())
+	}
+
 	// The default channel, and a content type with parameters.
 	w = post("/ws", grip.WebSocketEventsType+"; charset=utf-8", grip.WSEvent{Type: grip.WSEventOpen})
 	if w.Code != 200 || !strings.Contains(w.Body.String(), `"channel":"bench"`) {

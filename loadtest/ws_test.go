@@ -1,12 +1,15 @@
 package loadtest
 
 import (
+	"bytes"
 	"context"
 	"errors"
+	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -167,6 +170,63 @@ func TestRunOriginDownThroughEdgepush(t *testing.T) {
 			rep.WriteTable(&sb)
 			if !strings.Contains(sb.String(), "origin was taken down") {
 				t.Errorf("table:\n%s", sb.String())
+			}
+		})
+	}
+}
+
+// TestRunWSSetupUncached is the WebSocket session-setup scenario
+// (bench-compare's ws-setup): sessions through a real edgepush node to the
+// built-in origin's uncacheable OPEN answer (cache=no), so that every
+// session costs the node one origin round trip, which is what the
+// scenario measures. The origin counts the OPENs it answers; with the
+// cacheable answer the node asks it once, as the second case checks.
+func TestRunWSSetupUncached(t *testing.T) {
+	for _, tc := range []struct {
+		query     string
+		wantOpens func(n int64) bool
+	}{
+		{"ch=wssetup&cache=no", func(n int64) bool { return n == 41 }}, // 40 sessions + 1 warm-up
+		{"ch=wssetup", func(n int64) bool { return n >= 1 && n < 41 }},
+	} {
+		t.Run(tc.query, func(t *testing.T) {
+			var opens atomic.Int64
+			origin := NewOrigin()
+			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				if r.Method == http.MethodPost && r.URL.Path == "/ws" {
+					body, err := io.ReadAll(r.Body)
+					if err != nil {
+						http.Error(w, err.Error(), http.StatusBadRequest)
+						return
+					}
+					if bytes.HasPrefix(body, []byte("OPEN\r\n")) {
+						opens.Add(1)
+					}
+					r.Body = io.NopCloser(bytes.NewReader(body))
+				}
+				origin.ServeHTTP(w, r)
+			}))
+			defer srv.Close()
+			client, control := startNode(t, srv.URL)
+			rep, err := Run(context.Background(), Config{
+				URL:        "ws://" + client + "/ws?" + tc.query,
+				Transport:  TransportWS,
+				PublishURL: "http://" + control + "/publish/",
+				Conns:      40,
+				Warmup:     1,
+				Msgs:       1,
+				Rate:       1,
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if rep.ConnsOK != 40 || rep.ConnsFailed != 0 || rep.DeliveriesReceived != 40 || rep.Lost != 0 ||
+				rep.SetupsPerSec <= 0 || rep.SetupP50Ms <= 0 {
+				t.Errorf("ok %d failed %d %v, %d/%d lost %d, setups/s %v p50 %v", rep.ConnsOK, rep.ConnsFailed,
+					rep.SetupErrors, rep.DeliveriesReceived, rep.DeliveriesExpected, rep.Lost, rep.SetupsPerSec, rep.SetupP50Ms)
+			}
+			if n := opens.Load(); !tc.wantOpens(n) {
+				t.Errorf("the origin answered %d OPENs", n)
 			}
 		})
 	}

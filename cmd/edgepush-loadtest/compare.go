@@ -51,16 +51,23 @@ var (
 )
 
 // metricsFor returns the figures shown for a scenario: fan-out scenarios
-// show delivery, setup-only ones (a single publish) show setup.
+// show delivery, setup-only ones (a single publish) show setup; both show
+// the server's RSS per connection (or session) held. Server CPU is left
+// out when no run measured it (a client that does not sample it, such as
+// bench-compare's optional independent one).
 func metricsFor(reports []*loadtest.Report) []metric {
-	fanout := false
+	fanout, cpu := false, false
 	for _, r := range reports {
 		fanout = fanout || r.MsgsRequested > 1
+		cpu = cpu || r.ServerCPUSeconds > 0
 	}
-	if fanout {
-		return []metric{mP50, mP99, mMax, mLost, mSetupRate, mKB, mCPU}
+	if !fanout {
+		return []metric{mSetupRate, mSetupP50, mSetupP99, mConnsOK, mFailed, mKB}
 	}
-	return []metric{mSetupRate, mSetupP50, mSetupP99, mConnsOK, mFailed}
+	if !cpu {
+		return []metric{mP50, mP99, mMax, mLost, mSetupRate, mKB}
+	}
+	return []metric{mP50, mP99, mMax, mLost, mSetupRate, mKB, mCPU}
 }
 
 // runCompare implements "edgepush-loadtest compare": it reads results

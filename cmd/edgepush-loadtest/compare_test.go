@@ -22,10 +22,14 @@ func TestCompareTable(t *testing.T) {
 	}
 	for i, p99 := range []float64{700, 800, 750} {
 		add("pushpin", "stream", i+1, loadtest.Report{MsgsRequested: 20, LatencyP99Ms: p99, SetupsPerSec: 800, Lost: 10})
-		add("edgepush", "stream", i+1, loadtest.Report{MsgsRequested: 20, LatencyP99Ms: p99 / 10, SetupsPerSec: 8000})
+		add("edgepush", "stream", i+1, loadtest.Report{MsgsRequested: 20, LatencyP99Ms: p99 / 10, SetupsPerSec: 8000,
+			ServerCPUSeconds: 1})
 	}
 	add("pushpin", "down", 1, loadtest.Report{MsgsRequested: 1, ConnsFailed: 5000})
-	add("edgepush", "down", 1, loadtest.Report{MsgsRequested: 1, SetupsPerSec: 9000, ConnsOK: 5000})
+	add("edgepush", "down", 1, loadtest.Report{MsgsRequested: 1, SetupsPerSec: 9000, ConnsOK: 5000, KBPerConn: 2.5})
+	// A client that does not sample the server's CPU: no CPU row.
+	add("pushpin", "nocpu", 1, loadtest.Report{MsgsRequested: 20, LatencyP99Ms: 900})
+	add("edgepush", "nocpu", 1, loadtest.Report{MsgsRequested: 20, LatencyP99Ms: 90})
 	buf.WriteString("not json\n\n{\"system\":\"x\"}\n")
 	path := filepath.Join(t.TempDir(), "r.jsonl")
 	if err := os.WriteFile(path, buf.Bytes(), 0o644); err != nil {
@@ -44,10 +48,19 @@ func TestCompareTable(t *testing.T) {
 		"|  | new connections/s | **800** (800 / 800 / 800) | **8,000** (8,000 / 8,000 / 8,000) | 10× (better) |",
 		"| 5,000 down | new connections/s | **0** | **9,000** | ∞ (better) |",
 		"|  | connections failed | **5,000** | **0** | 0.000× (better) |",
+		"|  | RSS KB/conn | **0.00** | **2.50** | — |",
+		"| 5,000 nocpu | delivery p50 ms |",
 	} {
 		if !strings.Contains(got, want) {
 			t.Errorf("missing %q in\n%s", want, got)
 		}
+	}
+	// The CPU row: for stream (edgepush's runs have some), not for nocpu.
+	_, nocpu, _ := strings.Cut(got, "| 5,000 nocpu |")
+	_, stream, _ := strings.Cut(got, "| 5,000 stream |")
+	stream, _, _ = strings.Cut(stream, "| 5,000 down |")
+	if strings.Contains(nocpu, "server CPU") || !strings.Contains(stream, "server CPU") {
+		t.Errorf("CPU rows wrong in\n%s", got)
 	}
 	if code := run(t.Context(), []string{"compare"}, &out, &errb, false); code != 2 {
 		t.Errorf("no files: code %d", code)

@@ -62,7 +62,8 @@ const usageText = `usage:
   edgepush-loadtest [run] [flags]          run a load test (default)
   edgepush-loadtest origin [-listen addr]  serve the GRIP test origin
                                            (GET /stream, /sse, /poll, POST /ws
-                                           ?ch=CHANNEL)
+                                           ?ch=CHANNEL; POST /ws?cache=no: an
+                                           uncacheable OPEN answer)
   edgepush-loadtest compare [-base S] [-vs S] RESULTS.jsonl ...
                                            markdown table of medians and
                                            ratios from bench-compare results

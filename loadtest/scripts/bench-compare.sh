@@ -16,7 +16,7 @@
 #                     (the same for both systems)
 #   LOCAL_ADDRS=1     spread the client's source addresses over 127.0.0.1…K
 #                     (needed beyond ~10k connections; the same for both)
-#   SCENARIOS="stream ws setup origin-down"
+#   SCENARIOS="stream ws setup ws-setup origin-down"
 #   SYSTEMS="pushpin edgepush"
 #   OUT=BENCHMARKS.md file whose marked block is replaced ("" or WRITE=0:
 #                     print the table only)
@@ -31,6 +31,14 @@
 #   PLOT_DIR=docs/bench  (relative to the repository; with WRITE=0 the
 #                     default is /tmp/bench-compare-plots)
 #   EDGEPUSH_BIN, LT_BIN  use these binaries instead of building them
+#   CDNBENCH=PATH     optional: an independent load client (cdnbench, kept
+#                     outside this repository, built by whoever runs this;
+#                     nothing here needs it). When set, every scenario of
+#                     CDNBENCH_SCENARIOS also runs with it, on a fresh
+#                     instance right after the load tool's run, as
+#                     scenario NAME-cdnbench: a target holds when it holds
+#                     with both clients. Its server CPU is not sampled.
+#   CDNBENCH_SCENARIOS="stream ws"  (fan-out scenarios only)
 #   KEEP=1            keep the work dir (logs, configs)
 #
 # Scenarios (each one on a fresh instance of the system):
@@ -40,6 +48,11 @@
 #   setup        CONNS new HTTP-stream connections, one publish: the rate
 #                at which the proxy opens connections (Pushpin asks the
 #                origin for each one, edgepush answers from its cache)
+#   ws-setup     CONNS new WebSocket sessions, one publish, against the
+#                origin's uncacheable OPEN answer (/ws?cache=no): the rate
+#                at which the proxy opens sessions when each one costs an
+#                origin round trip (WebSocket-over-HTTP), and the RSS per
+#                session held
 #   origin-down  the same with the origin stopped after the warm-up
 #
 # Everything listens on 127.0.0.1: origin :18181, Pushpin :18799 (publish
@@ -60,7 +73,16 @@ RUNS=${RUNS:-3}
 MSGS=${MSGS:-20}
 RATE=${RATE:-10}
 WARMUP=${WARMUP:-100}
-SCENARIOS=${SCENARIOS:-stream ws setup origin-down}
+SCENARIOS=${SCENARIOS:-stream ws setup ws-setup origin-down}
+CDNBENCH=${CDNBENCH:-}
+CDNBENCH_SCENARIOS=${CDNBENCH_SCENARIOS:-stream ws}
+if [[ -n $CDNBENCH && ! -x $CDNBENCH ]]; then
+  echo "CDNBENCH=$CDNBENCH is not an executable" >&2
+  exit 2
+fi
+for name in $CDNBENCH_SCENARIOS; do
+  [[ $name == stream || $name == ws ]] || { echo "CDNBENCH_SCENARIOS: $name is not a fan-out scenario (stream, ws)" >&2; exit 2; }
+done
 SYSTEMS=${SYSTEMS:-pushpin edgepush}
 WRITE=${WRITE:-1}
 OUT=${OUT-BENCHMARKS.md}
@@ -274,7 +296,9 @@ label_of() {
     stream) echo "$n HTTP-stream subscribers, $MSGS msgs at $RATE/s" ;;
     ws) echo "$n WebSocket subscribers, $MSGS msgs at $RATE/s" ;;
     setup) echo "$n new HTTP-stream connections (origin up)" ;;
+    ws-setup) echo "$n new WebSocket sessions (uncacheable OPEN: one origin round trip each)" ;;
     origin-down) echo "$n new HTTP-stream connections, origin down" ;;
+    *-cdnbench) echo "$(label_of "${1%-cdnbench}") — cdnbench (independent client)" ;;
   esac
 }
 
@@ -289,6 +313,7 @@ scenario() {
     stream) flags+=(-transport stream -msgs "$MSGS" -rate "$RATE" -settle "$SETTLE") ;;
     ws) flags+=(-transport ws -msgs "$MSGS" -rate "$RATE" -settle "$SETTLE") ;;
     setup) flags+=(-transport stream -msgs 1 -rate 1 -settle 10s) ;;
+    ws-setup) flags+=(-transport ws -msgs 1 -rate 1 -settle 10s) ;;
     origin-down) flags+=(-transport stream -msgs 1 -rate 1 -settle 10s -origin-listen "$ORIGIN" -origin-down) ;;
     *) log "unknown scenario $name"; return 1 ;;
   esac
@@ -300,6 +325,7 @@ scenario() {
   "start_$system" "$up"
   local url=http://$sys_url/stream?ch=bench
   [[ $name == ws ]] && url=ws://$sys_url/ws?ch=bench
+  [[ $name == ws-setup ]] && url="ws://$sys_url/ws?ch=bench&cache=no"
   [[ $PLOTS == 1 && " $PLOT_SCENARIOS " == *" $name "* ]] && flags+=(-plot "$work/plots/$system-$name-$run.svg")
   log "$system: $name, run $run ($CONNS conns, pids $sys_pids)"
   local report rc=0
@@ -318,6 +344,47 @@ scenario() {
   pause
 }
 
+# scenario_cdnbench SYSTEM NAME RUN: the fan-out scenario NAME (stream or
+# ws) with the independent client, on a fresh instance; its JSON line is
+# turned into the load tool's report fields the table uses.
+scenario_cdnbench() {
+  local system=$1 name=$2 run=$3
+  [[ -z $origin_pid ]] && start_origin
+  "start_$system" 200
+  local url=http://$sys_url/stream?ch=bench
+  local -a flags=(--conns "$CONNS" --msgs "$MSGS" --rate "$RATE" --concurrency 64 --settle "$SETTLE"
+    --timeout "${LT_TIMEOUT}s" --channel bench --publish "$sys_pub" --pid "$sys_pids")
+  # Its --local-addrs K means 127.0.0.2…K: the same number of addresses.
+  (( LOCAL_ADDRS > 1 )) && flags+=(--local-addrs $((LOCAL_ADDRS + 1)))
+  if [[ $name == ws ]]; then
+    url=http://$sys_url/ws?ch=bench
+    flags+=(--ws)
+  else # one connection first, so that a caching proxy has the answer (the load tool's warm-up does the same)
+    curl -s -o /dev/null --max-time 1 "$url" || true
+  fi
+  log "$system: $name with cdnbench, run $run ($CONNS conns, pids $sys_pids)"
+  local out rc=0
+  out=$(timeout $((LT_TIMEOUT + 30)) "$CDNBENCH" --url "$url" "${flags[@]}" 2>>"$work/cdnbench.log") || rc=$?
+  stop_system
+  local report
+  report=$(jq -c --arg tr "$name" '{transport: $tr, client: "cdnbench", conns_requested: .conns, conns_ok, conns_failed,
+      msgs_requested: .msgs, msgs_published: .msgs, deliveries_expected: .expected, deliveries_received: .deliveries,
+      lost, duplicated: .dups, latency_p50_ms, latency_p99_ms, latency_max_ms, setup_p50_ms, setup_p99_ms,
+      setup_max_ms, setups_per_s: .setup_rate_per_s, kb_per_conn: .rss_per_conn_kb, rss_base_mb: .server_rss_base_mb,
+      rss_loaded_mb: .server_rss_mb, raw: .}' <<<"$out" 2>/dev/null) || report=""
+  if [[ -z $report ]]; then
+    log "$system $name-cdnbench run $run: no report (exit $rc; see $work/cdnbench.log)"
+    pause
+    return 0
+  fi
+  printf '{"system":"%s","scenario":"%s","label":"%s","run":%d,"report":%s}\n' \
+    "$system" "$name-cdnbench" "$(label_of "$name-cdnbench")" "$run" "$report" >>"$results"
+  jq -r --arg s "$system" --arg n "$name" \
+    '"  \($s) \($n) (cdnbench): ok \(.conns_ok) failed \(.conns_failed) setups/s \(.setups_per_s|floor) p50 \(.latency_p50_ms) p99 \(.latency_p99_ms) lost \(.lost) KB/conn \(.kb_per_conn)"' \
+    <<<"$report" >&2 || true
+  pause
+}
+
 started_at=$(date -u +%FT%TZ)
 read -ra systems <<<"$SYSTEMS"
 for run in $(seq "$RUNS"); do
@@ -328,6 +395,9 @@ for run in $(seq "$RUNS"); do
   for system in "${order[@]}"; do
     for name in $SCENARIOS; do
       scenario "$system" "$name" "$run"
+      if [[ -n $CDNBENCH && " $CDNBENCH_SCENARIOS " == *" $name "* ]]; then
+        scenario_cdnbench "$system" "$name" "$run"
+      fi
     done
     stop_origin
   done
@@ -366,7 +436,7 @@ if [[ $PLOTS == 1 ]]; then
 fi
 block=$(cat <<EOF
 <!-- bench-compare:begin -->
-Generated by \`make bench-compare\` (\`CONNS=$CONNS RUNS=$RUNS MSGS=$MSGS RATE=$RATE WARMUP=$WARMUP LOCAL_ADDRS=$LOCAL_ADDRS\`),
+Generated by \`make bench-compare\` (\`CONNS=$CONNS RUNS=$RUNS MSGS=$MSGS RATE=$RATE WARMUP=$WARMUP LOCAL_ADDRS=$LOCAL_ADDRS\`${CDNBENCH:+, with cdnbench for $CDNBENCH_SCENARIOS}),
 $started_at, $(pushpin --version 2>/dev/null | head -1 || echo "pushpin ?") vs $ep_version
 (tree $(git -C "$repo" describe --always --dirty 2>/dev/null || echo "?")${EDGEPUSH_BIN:+, binary $EDGEPUSH_BIN}); $(nproc) cores, client on the same cores.
 Each scenario on a fresh instance, systems alternating; median of the runs in
