@@ -118,9 +118,12 @@ func (c *Cluster) ShieldFor(key string) (ShieldMember, bool) {
 }
 
 // AskShield sends req to shield m's ShieldPath, with the tier token, and
-// reads its answer into resp, within timeout. A request that fails (not
-// sent, no answer in time) makes ShieldFor skip m for
-// Config.ShieldRetry; an answer, whatever its status, does not.
+// reads its answer into resp, within timeout. A request that fails makes
+// ShieldFor skip m for Config.ShieldRetry when m itself is the problem:
+// it could not be reached, or, after a request with no answer in time,
+// it does not answer a probe either (shieldAnswers). A shield that is
+// slow only because that one URL's origin fetch is slow is not skipped
+// for every key. An answer, whatever its status, never skips it.
 func (c *Cluster) AskShield(m ShieldMember, req *fasthttp.Request, resp *fasthttp.Response, timeout time.Duration) error {
 	hc, err := c.shieldClient(m)
 	if err != nil {
@@ -132,10 +135,28 @@ func (c *Cluster) AskShield(m ShieldMember, req *fasthttp.Request, resp *fasthtt
 		req.Header.Set(fasthttp.HeaderAuthorization, "Bearer "+c.cfg.Token)
 	}
 	if err := hc.DoTimeout(req, resp, timeout); err != nil {
-		c.shieldFailed(m)
+		if !errors.Is(err, fasthttp.ErrTimeout) || !shieldAnswers(hc, m) {
+			c.shieldFailed(m)
+		}
 		return fmt.Errorf("%w: %s: %w", ErrShieldUnreachable, m.Name, err)
 	}
 	return nil
+}
+
+// shieldProbeTimeout bounds the probe of a shield that did not answer a
+// request in time.
+const shieldProbeTimeout = 500 * time.Millisecond
+
+// shieldAnswers reports whether m's control listener answers at all (a
+// GET of ShieldPath: any status will do) within shieldProbeTimeout, on a
+// connection of its own.
+func shieldAnswers(hc *fasthttp.HostClient, m ShieldMember) bool {
+	req, resp := fasthttp.AcquireRequest(), fasthttp.AcquireResponse()
+	defer fasthttp.ReleaseRequest(req)
+	defer fasthttp.ReleaseResponse(resp)
+	req.SetRequestURI("http://" + m.Control + ShieldPath)
+	resp.SkipBody = true
+	return hc.DoTimeout(req, resp, shieldProbeTimeout) == nil
 }
 
 // shieldClient returns the client for m, made on first use.

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"sync/atomic"
 	"time"
+	"unicode/utf8"
 
 	"github.com/edgepush/edgepush/cache"
 	"github.com/edgepush/edgepush/cluster"
@@ -98,10 +99,34 @@ func (s *Server) shielded(rt *route, sk *shieldKey) bool {
 	return sk != nil && sk.url != "" && s.tier != nil && s.cache != nil && rt.cache
 }
 
+// shieldSafe reports whether req may travel to a shield. Not with
+// credentials (Authorization, Cookie): the tier's control links are plain
+// HTTP, so a client's credentials go only to this member and the origin.
+// Not unless its URI, cache URL, host and header fields are valid UTF-8:
+// the shield request carries them as JSON strings, which would replace
+// other bytes, send the origin another request than the client's and make
+// requests that differ only there one.
+func shieldSafe(req *fasthttp.Request, sk *shieldKey) bool {
+	for _, name := range credentialHeaders {
+		if len(req.Header.Peek(name)) > 0 {
+			return false
+		}
+	}
+	if !utf8.Valid(req.Header.RequestURI()) || !utf8.Valid(req.Header.Host()) || !utf8.ValidString(sk.url) {
+		return false
+	}
+	for k, v := range req.Header.All() {
+		if !utf8.Valid(k) || !utf8.Valid(v) {
+			return false
+		}
+	}
+	return true
+}
+
 // fetchVia asks the shield of sk for req when there is one other than
 // this member, else (and when the shield fails) rt's origin.
 func (s *Server) fetchVia(rt *route, req *fasthttp.Request, sk *shieldKey) (*cache.Response, error) {
-	if !s.shielded(rt, sk) {
+	if !s.shielded(rt, sk) || !shieldSafe(req, sk) {
 		return s.fetchOrigin(rt, req)
 	}
 	key := sk.namespace + "\x00" + string(req.Header.Method()) + " " + sk.url

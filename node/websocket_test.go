@@ -401,7 +401,7 @@ func TestWebSocketLimits(t *testing.T) {
 	c := dialWS(t, n, "/ws", false)
 	readText(t, c)
 	c.WriteMessage(websocket.TextMessage, []byte(strings.Repeat("x", 1001)))
-	expectClose(t, c, 1009, "")
+	expectClose(t, c, 1009, "message too big")
 
 	c2 := dialWS(t, n, "/ws", false)
 	readText(t, c2)
@@ -410,6 +410,18 @@ func TestWebSocketLimits(t *testing.T) {
 		c2.WriteMessage(websocket.TextMessage, []byte(strings.Repeat("y", 900)))
 	}
 	expectClose(t, c2, closeTryAgainLater, "")
+
+	// Empty pings count too: a client cannot queue them without bound
+	// while the origin is busy.
+	c3 := dialWS(t, n, "/ws", false)
+	readText(t, c3)
+	c3.WriteMessage(websocket.TextMessage, []byte("stall"))
+	for range 2000 / wsEventCost * 2 {
+		if c3.WriteControl(websocket.PingMessage, nil, time.Now().Add(waitTimeout)) != nil {
+			break
+		}
+	}
+	expectClose(t, c3, closeTryAgainLater, "")
 }
 
 // TestWebSocketVersionMismatch: a handshake for another WebSocket version

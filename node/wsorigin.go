@@ -423,6 +423,11 @@ func (ws *wsSession) enqueue(ev grip.WSEvent, force bool) {
 	ws.startSender(start, overflow)
 }
 
+// wsEventCost is what a queued event counts toward -ws-max-pending
+// besides its content: its place in the queue and its line in the POST,
+// so that empty events (pings, empty messages) are not free.
+const wsEventCost = 32
+
 // queue adds an event to the next POST; called with ws.mu held. Nothing
 // goes to the origin after a CLOSE or DISCONNECT, which may still be
 // queued after the connection is gone. start is true when the sender must
@@ -433,12 +438,12 @@ func (ws *wsSession) queue(ev grip.WSEvent, force bool) (start, overflow bool) {
 	if ws.originEnded || (ws.done && !final) {
 		return false, false
 	}
-	if ws.pendingBytes+len(ev.Content) > ws.s.cfg.WSMaxPending {
+	if ws.pendingBytes+len(ev.Content)+wsEventCost > ws.s.cfg.WSMaxPending {
 		return false, true
 	}
 	if ev.Type != "" {
 		ws.pending = append(ws.pending, ev)
-		ws.pendingBytes += len(ev.Content)
+		ws.pendingBytes += len(ev.Content) + wsEventCost
 	}
 	ws.originEnded = final
 	ws.force = ws.force || force

@@ -42,7 +42,7 @@ func protocolError(reason string) *wsCloseError {
 	return &wsCloseError{code: closeProtocolError, reason: reason}
 }
 
-var errWSTooBig = &wsCloseError{code: closeTooBig}
+var errWSTooBig = &wsCloseError{code: closeTooBig, reason: "message too big"}
 
 // wsParser reads client frames. Its zero value is not ready: limit is
 // the largest message (as inflated), deflate whether permessage-deflate

@@ -33,6 +33,10 @@ import (
 // wsReadBufSize is the pooled buffer one readable socket is read into.
 const wsReadBufSize = 16 << 10
 
+// wsReadsPerTurn bounds the reads of one session per watcher turn
+// (wsReadsPerTurn × wsReadBufSize bytes).
+const wsReadsPerTurn = 4
+
 var wsReadBufs = sync.Pool{New: func() any { b := make([]byte, wsReadBufSize); return &b }}
 
 var errWSIdle = errors.New("websocket: no message or pong from the client within twice the ping interval")
@@ -113,23 +117,30 @@ func (r *wsReader) watch(hijacked net.Conn) bool {
 }
 
 // onReadable runs on the watcher's goroutine: it reads the socket until
-// it would block (the watcher is edge-triggered).
-func (r *wsReader) onReadable() {
+// it would block (the watcher is edge-triggered), or for wsReadsPerTurn
+// reads at most: a client sending without pause then waits for its next
+// turn (more), after every other ready socket, instead of holding the
+// watcher that reads all sessions and notices every hang-up.
+func (r *wsReader) onReadable() (more bool) {
 	bp := wsReadBufs.Get().(*[]byte)
 	defer wsReadBufs.Put(bp)
-	for !r.stopped.Load() {
+	for range wsReadsPerTurn {
+		if r.stopped.Load() {
+			return false
+		}
 		n, err := connwatch.ReadNonblock(r.conn, *bp)
 		if n > 0 && r.consume((*bp)[:n]) {
-			return
+			return false
 		}
 		switch {
 		case errors.Is(err, connwatch.ErrWouldBlock):
-			return
+			return false
 		case err != nil:
 			r.end(err)
-			return
+			return false
 		}
 	}
+	return true // its turn is over: the watcher comes back after the others
 }
 
 // readLoop reads the client's frames with blocking reads until its side

@@ -11,6 +11,8 @@ import (
 	"net/http"
 	"runtime"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -485,4 +487,60 @@ func TestTLSWebSocketClientFrames(t *testing.T) {
 	}
 	c.Close()
 	waitEvent(t, o, grip.WSEventDisconnect, "")
+}
+
+// TestWSFloodDoesNotStarveOtherSessions: one client sending unsolicited
+// pongs without pause (no answer, nothing to the origin: free for it)
+// does not hold the watcher that reads every session: another session's
+// message still reaches the origin while the flood goes on.
+func TestWSFloodDoesNotStarveOtherSessions(t *testing.T) {
+	o := &wsOrigin{}
+	n := startNode(t, o)
+	b := dialRawWS(t, n, "/ws", nil)
+	if got := b.readText(t); got != "welcome" {
+		t.Fatalf("b: %q", got)
+	}
+	a := dialRawWS(t, n, "/ws", nil)
+	a.readText(t)
+	pong := clientWSFrame(true, 0, opPong, nil, true)
+	chunk := bytes.Repeat(pong, 256<<10/len(pong))
+	var flooding sync.WaitGroup
+	stop := make(chan struct{})
+	defer func() {
+		close(stop)
+		a.Conn.Close()
+		flooding.Wait()
+	}()
+	var sent atomic.Int64
+	for range 2 {
+		flooding.Add(1)
+		go func() {
+			defer flooding.Done()
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				a.Conn.SetWriteDeadline(time.Now().Add(waitTimeout))
+				if _, err := a.Conn.Write(chunk); err != nil {
+					return
+				}
+				sent.Add(1)
+			}
+		}()
+	}
+	for deadline := time.Now().Add(waitTimeout); sent.Load() < 8; {
+		if time.Now().After(deadline) {
+			t.Fatal("the flood did not get going")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	b.Write(clientWSFrame(true, 0, opText, []byte("hello"), true))
+	for deadline := time.Now().Add(waitTimeout); !o.hasEvent(grip.WSEventText, "hello"); {
+		if time.Now().After(deadline) {
+			t.Fatalf("another session's message never reached the origin while one client floods (%d × 256 KiB sent)", sent.Load())
+		}
+		time.Sleep(time.Millisecond)
+	}
 }

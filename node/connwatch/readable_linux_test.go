@@ -6,6 +6,7 @@ import (
 	"errors"
 	"io"
 	"net"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -23,7 +24,7 @@ func TestReadableReportsEveryArrival(t *testing.T) {
 	defer w.Close()
 	server, client := tcpPair(t)
 	got := make(chan string, 16)
-	_, err = w.AddReadable(server, func() {
+	_, err = w.AddReadable(server, func() bool {
 		buf := make([]byte, 64)
 		for {
 			n, err := ReadNonblock(server, buf)
@@ -31,13 +32,13 @@ func TestReadableReportsEveryArrival(t *testing.T) {
 			case n > 0:
 				got <- string(buf[:n])
 			case errors.Is(err, ErrWouldBlock):
-				return
+				return false
 			case errors.Is(err, io.EOF):
 				got <- "EOF"
-				return
+				return false
 			default:
 				got <- "error: " + err.Error()
-				return
+				return false
 			}
 		}
 	})
@@ -88,7 +89,7 @@ func TestReadableAlreadyReadable(t *testing.T) {
 		time.Sleep(time.Millisecond)
 	}
 	ready := make(chan struct{}, 4)
-	if _, err := w.AddReadable(server, func() { ready <- struct{}{} }); err != nil {
+	if _, err := w.AddReadable(server, func() bool { ready <- struct{}{}; return false }); err != nil {
 		t.Fatal(err)
 	}
 	select {
@@ -115,4 +116,61 @@ func readPeek(c net.Conn, p []byte) (n int, ok bool, err error) {
 		return true
 	})
 	return n, n > 0, err
+}
+
+// TestReadableTakesTurns: a socket whose callback always has more to
+// read (a client sending without pause) does not keep the watcher from
+// other sockets: they are called in turn, and its callback is called
+// again after them.
+func TestReadableTakesTurns(t *testing.T) {
+	w, err := New()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	floodS, floodC := tcpPair(t)
+	var stop atomic.Bool
+	var floodCalls atomic.Int64
+	if _, err := w.AddReadable(floodS, func() bool {
+		floodCalls.Add(1)
+		return !stop.Load() // never drained: always more, until the test ends
+	}); err != nil {
+		t.Fatal(err)
+	}
+	defer stop.Store(true)
+	if _, err := floodC.Write([]byte("x")); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(5 * time.Second); floodCalls.Load() < 2; {
+		if time.Now().After(deadline) {
+			t.Fatal("a callback that has more was not called again")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	otherS, otherC := tcpPair(t)
+	ready := make(chan struct{}, 1)
+	if _, err := w.AddReadable(otherS, func() bool {
+		select {
+		case ready <- struct{}{}:
+		default:
+		}
+		return false
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := otherC.Write([]byte("y")); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-ready:
+	case <-time.After(5 * time.Second):
+		t.Fatal("another socket's bytes were never reported while one socket always had more")
+	}
+	before := floodCalls.Load()
+	for deadline := time.Now().Add(5 * time.Second); floodCalls.Load() == before; {
+		if time.Now().After(deadline) {
+			t.Fatal("the busy socket was not called again after the others")
+		}
+		time.Sleep(time.Millisecond)
+	}
 }

@@ -25,10 +25,11 @@ type Watcher struct {
 }
 
 // callback is one registration's function: run once on hang-up (Add), or
-// on every readiness until removed (AddReadable).
+// on every readiness until removed (AddReadable: then it reports whether
+// it stopped with bytes maybe left to read).
 type callback struct {
 	f    func()
-	keep bool
+	more func() bool
 }
 
 // Token identifies one registration; it is never reused, so an event for
@@ -81,12 +82,15 @@ func (w *Watcher) Add(c net.Conn, onGone func()) (Token, error) {
 
 // AddReadable calls onReadable on the watcher's goroutine whenever c has
 // bytes to read or its peer hangs up or the socket fails, until Remove.
-// It is edge-triggered: onReadable must read c until it would block (see
-// ReadNonblock), or it is not called again for what is already there. A
-// socket that is readable when added is reported at once. onReadable must
-// not block.
-func (w *Watcher) AddReadable(c net.Conn, onReadable func()) (Token, error) {
-	return w.add(c, callback{f: onReadable, keep: true}, unix.EPOLLIN|unix.EPOLLRDHUP|unix.EPOLLET)
+// It is edge-triggered: onReadable reads c until it would block (see
+// ReadNonblock) and returns false, or stops earlier, after a bounded
+// amount of work, and returns true: it is then called again once every
+// other socket ready meanwhile has had its turn. So one client sending
+// without pause cannot hold the watcher (and every other socket's
+// callbacks) for itself. A socket that is readable when added is
+// reported at once. onReadable must not block.
+func (w *Watcher) AddReadable(c net.Conn, onReadable func() (more bool)) (Token, error) {
+	return w.add(c, callback{more: onReadable}, unix.EPOLLIN|unix.EPOLLRDHUP|unix.EPOLLET)
 }
 
 func (w *Watcher) add(c net.Conn, cb callback, events uint32) (Token, error) {
@@ -168,14 +172,27 @@ func (w *Watcher) forget(t uint64) {
 
 // due returns the callback of registration t; a one-time callback is
 // forgotten.
-func (w *Watcher) due(t uint64) func() {
+func (w *Watcher) due(t uint64) callback {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	cb, ok := w.funcs[t]
-	if ok && !cb.keep {
+	if ok && cb.more == nil {
 		delete(w.funcs, t)
 	}
-	return cb.f
+	return cb
+}
+
+// call runs registration t's callback; it reports whether t asked to be
+// called again (AddReadable's more).
+func (w *Watcher) call(t uint64) bool {
+	cb := w.due(t)
+	switch {
+	case cb.more != nil:
+		return cb.more()
+	case cb.f != nil:
+		cb.f()
+	}
+	return false
 }
 
 // Len returns how many sockets are watched.
@@ -200,11 +217,20 @@ func (w *Watcher) Close() error {
 	return nil
 }
 
+// run calls the callbacks of ready sockets. Readable sockets whose
+// callback stopped with more to read wait in a round-robin list, served
+// after each epoll_wait (which then only polls), one turn each.
 func (w *Watcher) run() {
 	defer close(w.done)
 	events := make([]unix.EpollEvent, 256)
+	var again, next []uint64
+	queued := map[uint64]bool{}
 	for {
-		n, err := unix.EpollWait(w.epfd, events, -1)
+		timeout := -1
+		if len(again) > 0 {
+			timeout = 0
+		}
+		n, err := unix.EpollWait(w.epfd, events, timeout)
 		if err == unix.EINTR {
 			continue
 		}
@@ -216,10 +242,19 @@ func (w *Watcher) run() {
 			if t == wakeToken {
 				return
 			}
-			if f := w.due(t); f != nil {
-				f()
+			if !queued[t] && w.call(t) {
+				queued[t] = true
+				next = append(next, t)
 			}
 		}
+		for _, t := range again {
+			if w.call(t) {
+				next = append(next, t)
+			} else {
+				delete(queued, t)
+			}
+		}
+		again, next = next, again[:0]
 	}
 }
 

@@ -36,7 +36,7 @@ func (w *Watcher) Add(c net.Conn, onGone func()) (Token, error) {
 
 // AddReadable is not supported on this system: callers read with a
 // goroutine of their own.
-func (w *Watcher) AddReadable(c net.Conn, onReadable func()) (Token, error) {
+func (w *Watcher) AddReadable(c net.Conn, onReadable func() (more bool)) (Token, error) {
 	return 0, ErrUnsupported
 }
 
