@@ -9,9 +9,10 @@ import (
 // that moment, for data fetched elsewhere (another tier member asked the
 // origin N ms ago) whose messages since must be replayed on this node.
 // Every position is assigned under positionLog.mu, with the time its
-// message was published (no later than any later message's); two rings keep samples of them, a fine one (one sample per
-// millisecond at most: the last seconds of a busy hub, much longer for a
-// quiet one) and a coarse one (one per second: about an hour). A moment
+// message was published (no later than any later message's); two rings
+// keep samples of them, a fine one (one sample per millisecond at most:
+// the last seconds of a busy hub, much longer for a quiet one) and a
+// coarse one (one per second: about an hour). A moment
 // older than both maps to 0, the start: the whole history is replayed.
 // Errors are always towards an earlier position (a message replayed that
 // the data already had, never one lost).
