@@ -78,6 +78,7 @@ type Conn struct {
 	t     Transport
 	shard *writerShard
 	opts  ConnOptions
+	seq   uint64 // the order it was added in: its shard writes in this order
 
 	mu     sync.Mutex
 	queue  [][]byte
@@ -248,8 +249,9 @@ func (c *Conn) flush(now int64) {
 		c.Close(err)
 		return
 	}
-	c.shard.pool.bytes.Add(uint64(n))
 	if n > 0 {
+		c.shard.pool.bytes.Add(uint64(n))
+		c.shard.pool.writes.Add(1)
 		c.lastWrite.Store(now)
 	}
 	if n < total {

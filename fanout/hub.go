@@ -130,7 +130,7 @@ type hubShard struct {
 type channel struct {
 	mu      sync.Mutex
 	seq     uint64
-	subs    map[Subscriber]struct{}
+	subs    subscribers
 	history []*Message // oldest first
 	lost    lostMark   // the newest message history no longer has (gaps.go)
 	ids     *order     // publish ids (sequence.go); nil until a message has one
@@ -217,7 +217,7 @@ func (h *Hub) Position() uint64 { return h.pos.Load() }
 func (sh *hubShard) channelFor(name string) *channel {
 	ch := sh.channels[name]
 	if ch == nil {
-		ch = &channel{subs: make(map[Subscriber]struct{})}
+		ch = &channel{}
 		if m, ok := sh.lost[name]; ok {
 			ch.lost = m
 			delete(sh.lost, name)
@@ -252,10 +252,9 @@ func (h *Hub) subscribe(name string, s Subscriber, since uint64) bool {
 	ch.mu.Lock()
 	sh.mu.Unlock()
 	defer ch.mu.Unlock()
-	if _, ok := ch.subs[s]; ok {
+	if !ch.subs.add(s) {
 		return false
 	}
-	ch.subs[s] = struct{}{}
 	var replay []*Message
 	for _, m := range ch.history {
 		if m.Pos > since && time.Since(m.at) <= h.cfg.HistoryAge {
@@ -287,8 +286,8 @@ func (h *Hub) Unsubscribe(name string, s Subscriber) {
 		return
 	}
 	ch.mu.Lock()
-	delete(ch.subs, s)
-	if len(ch.subs) == 0 && h.unused(ch, time.Now()) {
+	ch.subs.remove(s)
+	if ch.subs.len() == 0 && h.unused(ch, time.Now()) {
 		h.forget(sh, name, ch)
 	}
 	ch.mu.Unlock()
@@ -299,7 +298,7 @@ func (h *Hub) Unsubscribe(name string, s Subscriber) {
 // held.
 func (h *Hub) unused(ch *channel, now time.Time) bool {
 	o := ch.ids
-	return len(ch.subs) == 0 && len(ch.history) == 0 &&
+	return ch.subs.len() == 0 && len(ch.history) == 0 &&
 		(o == nil || len(o.parked) == 0 && now.Sub(o.idAt) > h.idKeep())
 }
 
@@ -361,8 +360,8 @@ func (h *Hub) publish(m *Message, now time.Time) int {
 func (h *Hub) deliver(ch *channel, m *Message, now time.Time) int {
 	ch.seq++
 	m.Seq, m.Pos, m.at = ch.seq, h.advance(now), now
-	n := len(ch.subs)
-	for s := range ch.subs {
+	n := ch.subs.len()
+	for _, s := range ch.subs.list {
 		s.Deliver(m)
 	}
 	// Kept after delivery, so that the encodings just made are counted.
@@ -575,7 +574,7 @@ func (h *Hub) Subscribers(name string) int {
 	}
 	ch.mu.Lock()
 	defer ch.mu.Unlock()
-	return len(ch.subs)
+	return ch.subs.len()
 }
 
 // Stats returns a snapshot of the Hub's counters. It walks every channel,
@@ -593,7 +592,7 @@ func (h *Hub) Stats() HubStats {
 		st.Channels += len(sh.channels)
 		for _, ch := range sh.channels {
 			ch.mu.Lock()
-			st.Subscriptions += len(ch.subs)
+			st.Subscriptions += ch.subs.len()
 			if ch.ids != nil {
 				st.Pending += len(ch.ids.parked)
 			}

@@ -30,6 +30,9 @@ type runState struct {
 	msgs      int
 
 	latency *hist // delivery latency, per connection shard
+	// byMsg is each message's latency sum and maximum (microseconds),
+	// for runs of at most maxByMsg messages.
+	byMsg []msgLatency
 
 	phase      atomic.Value // string
 	connsOK    atomic.Int64 // slow readers included
@@ -126,7 +129,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 
 	r := &runState{
 		cfg: cfg, spec: spec, start: time.Now(), msgs: cfg.Msgs,
-		latency: newHist(), setupHist: newHist(),
+		latency: newHist(), setupHist: newHist(), byMsg: newByMsg(cfg.Msgs),
 	}
 	r.startNano = r.start.UnixNano()
 	r.phase.Store("setup")
@@ -265,6 +268,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	rep.LatencyCurve = latencyCurve(lh)
 	rep.LatencyP50Ms, rep.LatencyP90Ms, rep.LatencyP99Ms = lq.p50, lq.p90, lq.p99
 	rep.LatencyMaxMs, rep.LatencyMeanMs = lq.max, lq.mean
+	rep.LatencyByMessage = r.latencyByMessage()
 	rep.Repolls = r.repolls.Load()
 	if r.sampler != nil {
 		rep.RSSBaseMB = mb(base.RSS)

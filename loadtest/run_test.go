@@ -269,6 +269,7 @@ func TestRunStream(t *testing.T) {
 			rep.Lost, rep.Duplicated, rep.OutOfOrder, rep.Unexpected)
 	}
 	checkLatencies(t, rep)
+	checkByMessage(t, rep, 5, 50)
 	if rep.Channel != "s1" || fp.publishes.Load() != 5 {
 		t.Errorf("channel %q, publishes %d", rep.Channel, fp.publishes.Load())
 	}
@@ -463,5 +464,20 @@ func TestConfigErrors(t *testing.T) {
 	ok.Transport, ok.URL = TransportLongPoll, "http://localhost:1/poll?ch=x"
 	if c, err = ok.withDefaults(); err != nil || c.Channel != "x" || c.PublishDelay != DefaultLongPollDelay {
 		t.Errorf("%+v %v", c, err)
+	}
+}
+
+// checkByMessage checks the per-message latencies: one entry per message
+// in publish order, each with every connection's delivery, and min ≤
+// mean ≤ max within the run's overall maximum.
+func checkByMessage(t *testing.T, rep *Report, msgs int, conns int64) {
+	t.Helper()
+	if len(rep.LatencyByMessage) != msgs {
+		t.Fatalf("latency_by_message has %d entries, want %d", len(rep.LatencyByMessage), msgs)
+	}
+	for i, m := range rep.LatencyByMessage {
+		if m.Seq != i || m.N != conns || m.MinMs < 0 || m.MinMs > m.MeanMs || m.MeanMs > m.MaxMs || m.MaxMs > rep.LatencyMaxMs+1 {
+			t.Errorf("message %d: %+v (run max %.3f ms)", i, m, rep.LatencyMaxMs)
+		}
 	}
 }

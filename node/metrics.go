@@ -249,6 +249,7 @@ func (c statsCollector) Collect(ch chan<- prometheus.Metric) {
 	e.one("edgepush_write_error_disconnects_total", "Held connections dropped for a failed write.", counter, float64(pool.WriteErrors))
 	e.one("edgepush_blocked_writes_total", "Writes to held connections that needed a blocking writer.", counter, float64(pool.BlockedWrites))
 	e.one("edgepush_written_bytes_total", "Bytes written to held connections.", counter, float64(pool.BytesWritten))
+	e.one("edgepush_socket_writes_total", "Non-blocking writes to held connections (each carries every frame queued for the connection then).", counter, float64(pool.Writes))
 
 	c.collectOrigins(e)
 
