@@ -13,6 +13,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"runtime/debug"
 	"strings"
 	"sync"
 	"testing"
@@ -159,6 +160,10 @@ stale-if-error = 10m
 		{"several errors", nil, []string{"-origin", origin, "-max-conns", "-5", "-join", "10.0.0.1:7946"}, 2, "",
 			[]string{"edgepush: config: -max-conns -5: must not be negative", "edgepush: config: -join needs -cluster-bind"}},
 		{"no origin", nil, nil, 2, "", []string{"edgepush: config: -origin is required (or at least one -route)"}},
+		{"gc percent out of range", nil, []string{"-check-config", "-origin", origin, "-gc-percent", "0"}, 2, "",
+			[]string{"edgepush: config: -gc-percent 0: want 1…1000"}},
+		{"gc percent from the environment", []string{"EDGEPUSH_GC_PERCENT=2000"}, []string{"-check-config", "-origin", origin}, 2, "",
+			[]string{"edgepush: config: -gc-percent 2000: want 1…1000 (from EDGEPUSH_GC_PERCENT)"}},
 		{"check: valid", nil, []string{"-check-config", "-origin", origin, "-listen", busy.Addr().String()}, 0, "edgepush: configuration OK\n", nil},
 		{"check: the README's spellings", nil, []string{"-check-config", "-config", goodConf}, 0, "configuration OK", nil},
 		{"check: New's own checks", nil, []string{"-check-config", "-origin", origin, "-cluster-bind", "127.0.0.1:0", "-cluster-key", "short"}, 2, "",
@@ -342,5 +347,24 @@ func TestClusterKeyMismatchIsLogged(t *testing.T) {
 				t.Errorf("a log line carries %q twice: %s", k, l)
 			}
 		}
+	}
+}
+
+// -gc-percent sets the collector's target unless GOGC is in the
+// environment: then the runtime has applied GOGC and it wins.
+func TestGCPercent(t *testing.T) {
+	prev := debug.SetGCPercent(100)
+	defer debug.SetGCPercent(prev)
+	if !setGCPercent([]string{"HOME=/root"}, 37) {
+		t.Fatal("not applied without GOGC in the environment")
+	}
+	if got := debug.SetGCPercent(100); got != 37 {
+		t.Fatalf("GC percent %d after setGCPercent(37), want 37", got)
+	}
+	if setGCPercent([]string{"GOGC=80"}, 37) {
+		t.Fatal("applied although GOGC is in the environment")
+	}
+	if got := debug.SetGCPercent(100); got != 100 {
+		t.Fatalf("GC percent %d with GOGC in the environment, want it left at 100", got)
 	}
 }
