@@ -117,3 +117,34 @@ func (s *orderSub) Deliver(*Message) {
 	*s.log = append(*s.log, s.id)
 	s.mu.Unlock()
 }
+
+// A subscriber set that shrinks to a quarter of its capacity is rebuilt
+// smaller, and stays consistent through it.
+func TestSubscribersShrink(t *testing.T) {
+	var ss subscribers
+	subs := make([]*orderSub, 1000)
+	for i := range subs {
+		subs[i] = &orderSub{id: i}
+		ss.add(subs[i])
+	}
+	for _, s := range subs[:990] {
+		ss.remove(s)
+	}
+	if ss.len() != 10 || cap(ss.list) >= 1000 {
+		t.Fatalf("len %d cap %d after 990 of 1000 left; want 10 and a smaller array", ss.len(), cap(ss.list))
+	}
+	for i, s := range ss.list {
+		if ss.at[s] != i {
+			t.Fatalf("index of %v is %d, want %d", s, ss.at[s], i)
+		}
+	}
+	for _, s := range subs[990:] {
+		if ss.add(s) {
+			t.Fatalf("%v was not kept", s)
+		}
+		ss.remove(s)
+	}
+	if ss.len() != 0 || ss.list != nil || ss.at != nil {
+		t.Fatalf("len %d, list %v, map %v when empty; want all released", ss.len(), ss.list, ss.at)
+	}
+}

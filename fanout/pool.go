@@ -67,9 +67,10 @@ type PoolStats struct {
 	Conns int64 `json:"conns"`
 	// BytesWritten counts bytes written to connections.
 	BytesWritten uint64 `json:"bytes_written"`
-	// Writes counts the non-blocking socket writes that wrote something:
-	// with Deliveries counted by the Hub, how well frames queued for one
-	// connection were coalesced.
+	// Writes counts the non-blocking socket writes that wrote something.
+	// With the Hub's Delivered it tells, roughly, how many messages one
+	// write carried (writes also carry keep-alives, pings, initial data
+	// and the rest of partial writes; blocking writes are not counted).
 	Writes uint64 `json:"writes"`
 	// SlowConsumers counts connections closed for exceeding their queue.
 	SlowConsumers uint64 `json:"slow_consumers"`
@@ -93,8 +94,8 @@ type writerShard struct {
 	wake chan struct{}
 
 	readyMu sync.Mutex
-	readyQ  []*Conn
-	spareQ  []*Conn
+	readyQ  []readyConn
+	spareQ  []readyConn
 	closeQ  []closing
 
 	connsMu sync.Mutex
@@ -277,7 +278,7 @@ func (s *writerShard) closeLater(c *Conn, reason error) {
 // ready puts c on the shard's ready list and wakes the shard.
 func (s *writerShard) ready(c *Conn) {
 	s.readyMu.Lock()
-	s.readyQ = append(s.readyQ, c)
+	s.readyQ = append(s.readyQ, readyConn{c.seq, c})
 	s.readyMu.Unlock()
 	select {
 	case s.wake <- struct{}{}:
@@ -301,6 +302,13 @@ func (s *writerShard) run() {
 	}
 }
 
+// readyConn is a ready connection with its Conn.seq, so that a batch is
+// sorted without reading the Conns.
+type readyConn struct {
+	seq uint64
+	c   *Conn
+}
+
 // drain closes connections marked for closing, then flushes ready
 // connections until none is left.
 //
@@ -309,12 +317,14 @@ func (s *writerShard) run() {
 // consecutive writes then touch memory (the Conns, their sockets' kernel
 // state) laid out close together, which at 19k connections cut the CPU
 // per write by ~15 % for the node and ~20 % for a client on the same box
-// (BENCHMARKS.md, session 6). The order is also the fairest one for a
-// shard that falls behind: a connection written early in one batch and
-// queued again is early in the next, so no connection waits much longer
-// than one pass between two writes. The Hub hands a message to a
-// channel's subscribers in the order they subscribed, so a batch arrives
-// nearly sorted and sorting it costs little.
+// (BENCHMARKS.md, session 6). For a shard that falls behind it also
+// bounds the gap between two writes to one connection by about one pass:
+// a connection written early in one batch and queued again is early in
+// the next. (The price: within a pass, the connections added last are
+// always written last.) The Hub hands a message to a channel's
+// subscribers in the order they subscribed, which for most channels is
+// about the order their connections were added, so a batch is often
+// sorted already: that is checked first, in one pass over the batch.
 func (s *writerShard) drain() {
 	for {
 		s.readyMu.Lock()
@@ -331,9 +341,12 @@ func (s *writerShard) drain() {
 			return
 		}
 		now := time.Now().UnixNano()
-		slices.SortFunc(q, func(a, b *Conn) int { return cmp.Compare(a.seq, b.seq) })
-		for _, c := range q {
-			c.flush(now)
+		bySeq := func(a, b readyConn) int { return cmp.Compare(a.seq, b.seq) }
+		if !slices.IsSortedFunc(q, bySeq) {
+			slices.SortFunc(q, bySeq)
+		}
+		for _, r := range q {
+			r.c.flush(now)
 		}
 		clear(q)
 		s.readyMu.Lock()

@@ -1,5 +1,7 @@
 package fanout
 
+import "slices"
+
 // subscribers is a channel's subscriber set, kept in the order they
 // subscribed (a removal moves the last one into the gap): a publish
 // hands a message to them in that order, so that the connections it
@@ -38,10 +40,23 @@ func (ss *subscribers) remove(s Subscriber) {
 	}
 	ss.list[last] = nil
 	ss.list = ss.list[:last]
-	if len(ss.list) == 0 {
-		ss.list = nil // a channel that had many subscribers gives the array back
+	switch n := len(ss.list); {
+	case n == 0:
+		ss.list, ss.at = nil, nil
+	case n < cap(ss.list)/4 && cap(ss.list) > minShrink:
+		// A channel that had many more subscribers gives the memory
+		// back: Go maps do not shrink, so the map is built anew too.
+		// Each shrink is paid for by the 3n removals before it.
+		ss.list = slices.Clone(ss.list)
+		ss.at = make(map[Subscriber]int, n)
+		for i, s := range ss.list {
+			ss.at[s] = i
+		}
 	}
 }
+
+// minShrink is the capacity below which a subscriber set is not shrunk.
+const minShrink = 64
 
 // len is the number of subscribers.
 func (ss *subscribers) len() int { return len(ss.list) }

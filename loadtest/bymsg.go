@@ -6,8 +6,8 @@ import "sync/atomic"
 const maxByMsg = 1000
 
 // msgLatency is one message's latency sum, minimum + 1, maximum
-// (microseconds) and delivery count, updated concurrently by the
-// connections' readers.
+// (microseconds) and delivery count in one shard of connections, updated
+// concurrently by the connections' readers.
 type msgLatency struct {
 	sum, min1, max atomic.Int64
 	n              atomic.Int64
@@ -22,22 +22,34 @@ type MessageLatency struct {
 	MaxMs  float64 `json:"max_ms"`
 }
 
+// byMsg is the per-message latencies of a run, spread over connection
+// shards as hist is, so that readers of different connections seldom
+// update the same counters: the client's own CPU is part of what a run
+// measures.
+type byMsg [histShards][]msgLatency
+
 // newByMsg returns the per-message latency slots for a run of msgs
 // messages; none past maxByMsg.
-func newByMsg(msgs int) []msgLatency {
+func newByMsg(msgs int) *byMsg {
+	b := &byMsg{}
 	if msgs <= 0 || msgs > maxByMsg {
-		return nil
+		return b
 	}
-	return make([]msgLatency, msgs)
+	for i := range b {
+		b[i] = make([]msgLatency, msgs)
+	}
+	return b
 }
 
-// recordByMsg adds one delivery of message seq, d nanoseconds late.
-func (r *runState) recordByMsg(seq, d int64) {
-	if seq < 0 || seq >= int64(len(r.byMsg)) {
+// record adds one delivery of message seq, d nanoseconds late, on the
+// shard of key (a connection index).
+func (b *byMsg) record(key int, seq, d int64) {
+	slots := b[uint(key)%histShards]
+	if seq < 0 || seq >= int64(len(slots)) {
 		return
 	}
 	us := max(d/1000, 0)
-	m := &r.byMsg[seq]
+	m := &slots[seq]
 	m.sum.Add(us)
 	m.n.Add(1)
 	for {
@@ -54,16 +66,25 @@ func (r *runState) recordByMsg(seq, d int64) {
 	}
 }
 
-// latencyByMessage is the report's view of byMsg.
-func (r *runState) latencyByMessage() []MessageLatency {
+// report merges the shards into one entry per message.
+func (b *byMsg) report() []MessageLatency {
 	var out []MessageLatency
-	for i := range r.byMsg {
-		m := &r.byMsg[i]
-		n := m.n.Load()
-		ml := MessageLatency{Seq: i, N: n, MaxMs: round3(float64(m.max.Load()) / 1000)}
+	for seq := range b[0] {
+		var sum, n, hi int64
+		lo := int64(-1)
+		for i := range b {
+			m := &b[i][seq]
+			sum += m.sum.Load()
+			n += m.n.Load()
+			hi = max(hi, m.max.Load())
+			if v := m.min1.Load(); v != 0 && (lo < 0 || v-1 < lo) {
+				lo = v - 1
+			}
+		}
+		ml := MessageLatency{Seq: seq, N: n, MaxMs: round3(float64(hi) / 1000)}
 		if n > 0 {
-			ml.MinMs = round3(float64(m.min1.Load()-1) / 1000)
-			ml.MeanMs = round3(float64(m.sum.Load()) / float64(n) / 1000)
+			ml.MinMs = round3(float64(lo) / 1000)
+			ml.MeanMs = round3(float64(sum) / float64(n) / 1000)
 		}
 		out = append(out, ml)
 	}

@@ -107,8 +107,8 @@ type Report struct {
 	LatencyP99Ms  float64 `json:"latency_p99_ms"`
 	LatencyMaxMs  float64 `json:"latency_max_ms"`
 	LatencyMeanMs float64 `json:"latency_mean_ms"`
-	// LatencyByMessage is each message's mean and maximum delivery
-	// latency, in publish order (runs of at most 1,000 messages): whether
+	// LatencyByMessage is each message's minimum, mean and maximum
+	// delivery latency, in publish order (runs of at most 1,000 messages): whether
 	// the latency stays level over a run or grows with a backlog.
 	LatencyByMessage []MessageLatency `json:"latency_by_message,omitempty"`
 	// LatencyCurve is the delivery latency distribution as a percentile

@@ -30,9 +30,9 @@ type runState struct {
 	msgs      int
 
 	latency *hist // delivery latency, per connection shard
-	// byMsg is each message's latency sum and maximum (microseconds),
-	// for runs of at most maxByMsg messages.
-	byMsg []msgLatency
+	// byMsg is each message's latency minimum, mean and maximum, for
+	// runs of at most maxByMsg messages.
+	byMsg *byMsg
 
 	phase      atomic.Value // string
 	connsOK    atomic.Int64 // slow readers included
@@ -268,7 +268,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	rep.LatencyCurve = latencyCurve(lh)
 	rep.LatencyP50Ms, rep.LatencyP90Ms, rep.LatencyP99Ms = lq.p50, lq.p90, lq.p99
 	rep.LatencyMaxMs, rep.LatencyMeanMs = lq.max, lq.mean
-	rep.LatencyByMessage = r.latencyByMessage()
+	rep.LatencyByMessage = r.byMsg.report()
 	rep.Repolls = r.repolls.Load()
 	if r.sampler != nil {
 		rep.RSSBaseMB = mb(base.RSS)

@@ -150,6 +150,6 @@ func (c *connState) deliver(line []byte) {
 		c.next = seq + 1
 	}
 	c.run.latency.record(c.idx, time.Duration(now-ts))
-	c.run.recordByMsg(seq, now-ts)
+	c.run.byMsg.record(c.idx, seq, now-ts)
 	c.run.received.Add(1)
 }

@@ -164,6 +164,13 @@ stale-if-error = 10m
 			[]string{"edgepush: config: -gc-percent 0: want 1…1000"}},
 		{"gc percent from the environment", []string{"EDGEPUSH_GC_PERCENT=2000"}, []string{"-check-config", "-origin", origin}, 2, "",
 			[]string{"edgepush: config: -gc-percent 2000: want 1…1000 (from EDGEPUSH_GC_PERCENT)"}},
+		{"gc percent with other errors", nil, []string{"-origin", origin, "-gc-percent", "-1", "-max-conns", "-5"}, 2, "",
+			[]string{"edgepush: config: -gc-percent -1: want 1…1000", "edgepush: config: -max-conns -5: must not be negative"}},
+		{"check: gc percent with other errors", nil, []string{"-check-config", "-origin", origin, "-gc-percent", "-1", "-max-conns", "-5"}, 2, "",
+			[]string{"edgepush: config: -gc-percent -1: want 1…1000", "edgepush: config: -max-conns -5: must not be negative"}},
+		{"check: GOGC wins over gc percent", []string{"GOGC=80"}, []string{"-check-config", "-origin", origin, "-gc-percent", "30"}, 0, "configuration OK",
+			[]string{"edgepush: warning: config: -gc-percent does nothing: GOGC is set in the environment, and it wins"}},
+		{"check: GOGC and the default gc percent", []string{"GOGC=80"}, []string{"-check-config", "-origin", origin}, 0, "configuration OK", nil},
 		{"check: valid", nil, []string{"-check-config", "-origin", origin, "-listen", busy.Addr().String()}, 0, "edgepush: configuration OK\n", nil},
 		{"check: the README's spellings", nil, []string{"-check-config", "-config", goodConf}, 0, "configuration OK", nil},
 		{"check: New's own checks", nil, []string{"-check-config", "-origin", origin, "-cluster-bind", "127.0.0.1:0", "-cluster-key", "short"}, 2, "",
@@ -287,6 +294,7 @@ func TestEnvironmentConfiguresANode(t *testing.T) {
 	p := startProcEnv(t, edgepushBinary(t), []string{
 		"EDGEPUSH_ORIGIN=" + origin.URL, "EDGEPUSH_METRICS_LISTEN=127.0.0.1:0", "EDGEPUSH_MAX_CHANNELS=3", "EDGEPUSH_CACHE_OFF=1",
 		"EDGEPUSH_LISTEN=127.0.0.1:1", // the flag startProc gives wins
+		"EDGEPUSH_GC_PERCENT=50",
 	})
 	if p.metrics == "" {
 		t.Fatal("no metrics listener from EDGEPUSH_METRICS_LISTEN")
@@ -301,8 +309,18 @@ func TestEnvironmentConfiguresANode(t *testing.T) {
 	case <-time.After(waitTimeout):
 		t.Fatal("no publish reached the stream")
 	}
-	if code := httpStatus(p.metrics, "/metrics"); code != 200 {
-		t.Fatalf("GET /metrics on the metrics listener: %d", code)
+	resp, err := http.Get("http://" + p.metrics + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Fatalf("GET /metrics on the metrics listener: %d", resp.StatusCode)
+	}
+	// -gc-percent is applied (GOGC is not in the environment).
+	if !regexp.MustCompile(`(?m)^go_gc_gogc_percent 50$`).Match(body) {
+		t.Errorf("/metrics has no go_gc_gogc_percent 50 (EDGEPUSH_GC_PERCENT=50):\n%s", regexp.MustCompile(`(?m)^go_gc_gogc.*$`).Find(body))
 	}
 }
 
@@ -361,6 +379,10 @@ func TestGCPercent(t *testing.T) {
 	if got := debug.SetGCPercent(100); got != 37 {
 		t.Fatalf("GC percent %d after setGCPercent(37), want 37", got)
 	}
+	if !setGCPercent([]string{"GOGC="}, 37) {
+		t.Fatal("not applied with an empty GOGC, which the runtime ignores")
+	}
+	debug.SetGCPercent(100)
 	if setGCPercent([]string{"GOGC=80"}, 37) {
 		t.Fatal("applied although GOGC is in the environment")
 	}

@@ -38,25 +38,49 @@ const (
 	exitUsage = 2
 )
 
-// defaultGCPercent is -gc-percent's default. A node's heap is mostly
-// the state of held connections, long-lived, and it allocates little per
-// delivered message, so collecting at 1.5× the live heap instead of Go's
-// 2× costs few collections and cuts the memory per held connection:
-// 5,000 WebSocket sessions took 3.4–3.5 KB of RSS each against 3.9–4.3 KB
-// at 100, for the same setup rate and CPU (BENCHMARKS.md, session 6).
-const defaultGCPercent = 50
+// defaultGCPercent is -gc-percent's default: the Go runtime's own. A
+// node's heap is mostly the state of held connections, long-lived, so a
+// lower value trades collections for memory per connection: at 50, 5,000
+// WebSocket sessions took 3.4–3.5 KB of RSS each against 3.9–4.3 KB at
+// 100, for the same setup rate; but at 19,000 streams it ran 14 instead
+// of 6 collections during setup, and one landed in the publish burst of
+// some runs, which showed in the delivery p99 (BENCHMARKS.md, session 6).
+const defaultGCPercent = 100
 
-// setGCPercent applies -gc-percent unless the environment sets GOGC,
-// which the Go runtime has applied already and which then wins. It
-// reports whether it applied pct.
+// setGCPercent applies -gc-percent unless the environment sets GOGC
+// (not empty), which the Go runtime has applied already and which then
+// wins. It reports whether it applied pct.
 func setGCPercent(environ []string, pct int) bool {
-	for _, kv := range environ {
-		if strings.HasPrefix(kv, "GOGC=") {
-			return false
-		}
+	if envGOGC(environ) {
+		return false
 	}
 	debug.SetGCPercent(pct)
 	return true
+}
+
+// envGOGC reports whether environ sets GOGC to something (the runtime
+// ignores an empty GOGC).
+func envGOGC(environ []string) bool {
+	for _, kv := range environ {
+		if v, ok := strings.CutPrefix(kv, "GOGC="); ok && v != "" {
+			return true
+		}
+	}
+	return false
+}
+
+// gcPercentCheck checks -gc-percent and warns when it was given but GOGC
+// wins over it.
+func gcPercentCheck(fs *flag.FlagSet, loader *node.Loader, environ []string, pct int) (warnings []string, err error) {
+	if pct < 1 || pct > 1000 {
+		err = fmt.Errorf("config: -gc-percent %d: want 1…1000", pct)
+	}
+	given := loader.Origin("gc-percent") != ""
+	fs.Visit(func(f *flag.Flag) { given = given || f.Name == "gc-percent" })
+	if given && envGOGC(environ) {
+		warnings = append(warnings, "config: -gc-percent does nothing: GOGC is set in the environment, and it wins")
+	}
+	return warnings, err
 }
 
 // run is main without the exit, for tests: args without the program
@@ -106,11 +130,14 @@ func run(args, environ []string, stdout, stderr io.Writer) int {
 	if *withDemo && !demoOrigin {
 		warnings = append(warnings, "config: -demo does nothing with -origin: the demo origin is not started")
 	}
-	if *gcPercent < 1 || *gcPercent > 1000 {
-		return fail(exitUsage, annotate(fmt.Errorf("config: -gc-percent %d: want 1…1000", *gcPercent), loader))
-	}
+	gcWarnings, gcErr := gcPercentCheck(fs, loader, environ, *gcPercent)
+	warnings = append(warnings, gcWarnings...)
 	if *checkOnly {
-		return checkConfig(cfg, demoOrigin, loader, warnings, stdout, stderr)
+		return checkConfig(cfg, demoOrigin, loader, warnings, gcErr, stdout, stderr)
+	}
+	if gcErr != nil { // with what else is wrong, as -check-config says it
+		_, err := cfg.Check()
+		return fail(exitUsage, annotate(errors.Join(gcErr, err), loader))
 	}
 	setGCPercent(environ, *gcPercent)
 
@@ -186,7 +213,9 @@ func run(args, environ []string, stdout, stderr io.Writer) int {
 // checkConfig is -check-config: every check New makes (keys,
 // certificates, the access log's file included), nothing started; the
 // warnings and errors on stderr, "configuration OK" on stdout when it is.
-func checkConfig(cfg node.Config, demoOrigin bool, loader *node.Loader, warnings []string, stdout, stderr io.Writer) int {
+// flagErr is what is wrong with the command's own flags (-gc-percent),
+// reported with the rest.
+func checkConfig(cfg node.Config, demoOrigin bool, loader *node.Loader, warnings []string, flagErr error, stdout, stderr io.Writer) int {
 	if demoOrigin {
 		cfg.Origin = "http://127.0.0.1:1" // where the demo origin would be
 	}
@@ -194,6 +223,7 @@ func checkConfig(cfg node.Config, demoOrigin bool, loader *node.Loader, warnings
 	for _, w := range append(warnings, checkWarnings...) {
 		fmt.Fprintln(stderr, "edgepush: warning: "+w)
 	}
+	err = errors.Join(flagErr, err)
 	if err == nil {
 		var srv *node.Server
 		if srv, err = node.New(cfg, nil); err == nil {
