@@ -42,8 +42,11 @@ func newByMsg(msgs int) *byMsg {
 }
 
 // record adds one delivery of message seq, d nanoseconds late, on the
-// shard of key (a connection index).
+// shard of key (a connection index). A nil byMsg keeps nothing.
 func (b *byMsg) record(key int, seq, d int64) {
+	if b == nil {
+		return
+	}
 	slots := b[uint(key)%histShards]
 	if seq < 0 || seq >= int64(len(slots)) {
 		return
@@ -66,8 +69,11 @@ func (b *byMsg) record(key int, seq, d int64) {
 	}
 }
 
-// report merges the shards into one entry per message.
+// report merges the shards into one entry per message; nil for none.
 func (b *byMsg) report() []MessageLatency {
+	if b == nil {
+		return nil
+	}
 	var out []MessageLatency
 	for seq := range b[0] {
 		var sum, n, hi int64

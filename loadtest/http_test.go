@@ -107,7 +107,7 @@ func TestStreamPathDoesNotAllocate(t *testing.T) {
 	var c chunkedReader
 	c.reset(br)
 	lr := bufio.NewReaderSize(&c, lineBufSize)
-	cs := &connState{run: &runState{msgs: 1, latency: newHist()}, seen: make([]uint64, 1)}
+	cs := &connState{run: &runState{msgs: 1, latency: newHist(), byMsg: newByMsg(1)}, seen: make([]uint64, 1)}
 	allocs := testing.AllocsPerRun(1000, func() {
 		line, err := lr.ReadSlice('\n')
 		if err != nil {
