@@ -1,6 +1,7 @@
 package fanout
 
 import (
+	"bytes"
 	"errors"
 	"sync"
 	"sync/atomic"
@@ -71,14 +72,26 @@ type ConnOptions struct {
 	PingEvery time.Duration
 }
 
+// equal reports whether o and p ask for the same behaviour: the same
+// settings, and frames of the same bytes (nil only equal to nil).
+func (o *ConnOptions) equal(p *ConnOptions) bool {
+	same := func(a, b []byte) bool { return (a == nil) == (b == nil) && bytes.Equal(a, b) }
+	return o.MaxQueueBytes == p.MaxQueueBytes && o.KeepAliveEvery == p.KeepAliveEvery &&
+		o.KeepAliveInterval == p.KeepAliveInterval && o.Timeout == p.Timeout && o.PingEvery == p.PingEvery &&
+		same(o.KeepAlive, p.KeepAlive) && same(o.TimeoutFrame, p.TimeoutFrame) && same(o.Ping, p.Ping)
+}
+
 // Conn is one held connection's delivery state: a bounded queue of frames,
 // written in order by the connection's writer shard. It implements
 // Subscriber.
 type Conn struct {
 	t     Transport
 	shard *writerShard
-	opts  ConnOptions
-	seq   uint64 // the order it was added in: its shard writes in this order
+	// opts is shared with other connections of equal options (see
+	// writerShard.intern) and never modified: SetKeepAlive replaces it.
+	// Written under both shard.connsMu and mu, so either lock reads it.
+	opts *ConnOptions
+	seq  uint64 // the order it was added in: its shard writes in this order
 
 	mu     sync.Mutex
 	queue  [][]byte
@@ -216,7 +229,12 @@ func (c *Conn) SetKeepAlive(frame []byte, every time.Duration, interval bool) {
 	s := c.shard
 	s.connsMu.Lock()
 	defer s.connsMu.Unlock()
-	c.opts.KeepAlive, c.opts.KeepAliveEvery, c.opts.KeepAliveInterval = frame, every, interval
+	o := *c.opts
+	o.KeepAlive, o.KeepAliveEvery, o.KeepAliveInterval = frame, every, interval
+	shared := s.intern(&o)
+	c.mu.Lock()
+	c.opts = shared
+	c.mu.Unlock()
 	c.nextKA = time.Now().UnixNano() + int64(every)
 }
 

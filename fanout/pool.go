@@ -100,6 +100,12 @@ type writerShard struct {
 
 	connsMu sync.Mutex
 	conns   []*Conn
+	// opts holds the options of connections added lately, under
+	// connsMu: a connection whose options equal one of them shares it,
+	// so that thousands of connections with the same options hold one
+	// copy (see intern).
+	opts     [4]*ConnOptions
+	nextOpts int
 }
 
 // NewPool returns a Pool; call Start before adding connections.
@@ -137,7 +143,9 @@ func (p *Pool) Start() {
 var ErrPoolClosed = errors.New("fanout: pool closed")
 
 // Add registers a connection written through t. initial frames are queued
-// first, before anything delivered later.
+// first, before anything delivered later. The frames in opts are kept,
+// and shared with later connections whose options are equal, so they
+// must not be modified afterwards.
 func (p *Pool) Add(t Transport, opts ConnOptions, initial ...[]byte) (*Conn, error) {
 	select {
 	case <-p.stop:
@@ -148,7 +156,7 @@ func (p *Pool) Add(t Transport, opts ConnOptions, initial ...[]byte) (*Conn, err
 		opts.MaxQueueBytes = p.cfg.MaxQueueBytes
 	}
 	s := p.shards[int(p.next.Add(1))%len(p.shards)]
-	c := &Conn{t: t, shard: s, opts: opts, seq: p.seq.Add(1)}
+	c := &Conn{t: t, shard: s, seq: p.seq.Add(1)}
 	now := time.Now().UnixNano()
 	c.lastWrite.Store(now)
 	if opts.Timeout > 0 {
@@ -160,7 +168,7 @@ func (p *Pool) Add(t Transport, opts ConnOptions, initial ...[]byte) (*Conn, err
 	if opts.PingEvery > 0 {
 		c.nextPing = now + int64(opts.PingEvery)
 	}
-	s.add(c)
+	s.add(c, &opts)
 	p.conns.Add(1)
 	for _, b := range initial {
 		c.Send(b, false)
@@ -236,11 +244,27 @@ func (p *Pool) Stats() PoolStats {
 	}
 }
 
-func (s *writerShard) add(c *Conn) {
+func (s *writerShard) add(c *Conn, opts *ConnOptions) {
 	s.connsMu.Lock()
+	c.opts = s.intern(opts)
 	c.idx = len(s.conns)
 	s.conns = append(s.conns, c)
 	s.connsMu.Unlock()
+}
+
+// intern returns a shared copy of o: one of the shard's recent options
+// if equal to o, else a new copy, remembered in place of the oldest. The
+// caller holds connsMu.
+func (s *writerShard) intern(o *ConnOptions) *ConnOptions {
+	for _, r := range s.opts {
+		if r != nil && r.equal(o) {
+			return r
+		}
+	}
+	cp := *o
+	s.opts[s.nextOpts] = &cp
+	s.nextOpts = (s.nextOpts + 1) % len(s.opts)
+	return &cp
 }
 
 func (s *writerShard) remove(c *Conn) {
@@ -367,7 +391,7 @@ func (s *writerShard) tick(now int64) {
 // tick queues what the connection owes at time now. It runs on the shard
 // goroutine under connsMu.
 func (c *Conn) tick(now int64) {
-	o := &c.opts
+	o := c.opts
 	if c.deadline != 0 && now >= c.deadline {
 		c.deadline = 0
 		c.Send(o.TimeoutFrame, true)

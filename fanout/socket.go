@@ -3,6 +3,7 @@ package fanout
 import (
 	"errors"
 	"net"
+	"sync"
 	"syscall"
 	"time"
 
@@ -19,15 +20,25 @@ type SocketWriter struct {
 	conn    net.Conn
 	raw     syscall.RawConn
 	timeout time.Duration
+}
 
-	// State of the write in progress, kept here so that the callback
-	// passed to raw.Write is allocated once, not per write.
+// socketOp is the state of one TryWrite, kept apart from SocketWriter so
+// that an idle connection holds none of it: ops are pooled (socketOps),
+// and each carries the callback passed to raw.Write, allocated once.
+type socketOp struct {
 	bufs []byte
 	vecs [][]byte
 	n    int
 	err  error
-	op   func(fd uintptr) bool
+	fn   func(fd uintptr) bool
 }
+
+// socketOps recycles socketOps between writes (on every connection).
+var socketOps = sync.Pool{New: func() any {
+	op := new(socketOp)
+	op.fn = op.write
+	return op
+}}
 
 // ErrNotSocket is returned for connections without a file descriptor.
 var ErrNotSocket = errors.New("fanout: connection has no file descriptor")
@@ -39,9 +50,7 @@ func NewSocketWriter(c net.Conn, writeTimeout time.Duration) (*SocketWriter, err
 	if err != nil {
 		return nil, err
 	}
-	w := &SocketWriter{conn: c, raw: raw, timeout: orDefaultTimeout(writeTimeout)}
-	w.op = w.write
-	return w, nil
+	return &SocketWriter{conn: c, raw: raw, timeout: orDefaultTimeout(writeTimeout)}, nil
 }
 
 // rawConn is c's descriptor access, for connections that have one.
@@ -64,23 +73,26 @@ func orDefaultTimeout(d time.Duration) time.Duration {
 // TryWrite writes a prefix of bufs with one write(2) or writev(2) and
 // returns the bytes written; a full socket buffer is not an error.
 func (w *SocketWriter) TryWrite(bufs [][]byte) (int, error) {
+	op := socketOps.Get().(*socketOp)
+	defer socketOps.Put(op)
 	total := 0
 	for len(bufs) > 0 {
 		k := min(len(bufs), maxIovecs)
 		if k == 1 {
-			w.bufs, w.vecs = bufs[0], nil
+			op.bufs, op.vecs = bufs[0], nil
 		} else {
-			w.bufs, w.vecs = nil, bufs[:k]
+			op.bufs, op.vecs = nil, bufs[:k]
 		}
-		w.n, w.err = 0, nil
-		if err := w.raw.Write(w.op); err != nil {
-			return total, err
-		}
-		n, err := w.n, w.err
-		w.bufs, w.vecs = nil, nil
-		total += n
+		op.n, op.err = 0, nil
+		err := w.raw.Write(op.fn)
+		n, werr := op.n, op.err
+		op.bufs, op.vecs, op.err = nil, nil, nil // keep no caller's buffers in the pool
 		if err != nil {
 			return total, err
+		}
+		total += n
+		if werr != nil {
+			return total, werr
 		}
 		want := 0
 		for _, b := range bufs[:k] {
@@ -96,24 +108,24 @@ func (w *SocketWriter) TryWrite(bufs [][]byte) (int, error) {
 
 // write runs inside raw.Write with the socket's descriptor. It makes one
 // attempt and reports done, so raw.Write never waits for writability.
-func (w *SocketWriter) write(fd uintptr) bool {
+func (op *socketOp) write(fd uintptr) bool {
 	for {
 		var n int
 		var err error
-		if w.vecs != nil {
-			n, err = unix.Writev(int(fd), w.vecs)
+		if op.vecs != nil {
+			n, err = unix.Writev(int(fd), op.vecs)
 		} else {
-			n, err = unix.Write(int(fd), w.bufs)
+			n, err = unix.Write(int(fd), op.bufs)
 		}
 		switch {
 		case err == unix.EINTR:
 			continue
 		case err == unix.EAGAIN:
-			w.n, w.err = 0, nil
+			op.n, op.err = 0, nil
 		case err != nil:
-			w.n, w.err = 0, err
+			op.n, op.err = 0, err
 		default:
-			w.n = n
+			op.n = n
 		}
 		return true
 	}

@@ -57,10 +57,10 @@ const minKeepAliveInterval = 20 * time.Second
 type wsSession struct {
 	s      *Server
 	rt     *route
-	id     string // Connection-Id
-	uri    string // origin request URI
-	host   []byte
-	header []grip.Header // the handshake's origin request headers, replayed on every POST
+	id     string        // Connection-Id
+	uri    string        // origin request URI
+	host   string        // origin request Host
+	header packedHeaders // the handshake's origin request headers, replayed on every POST
 	client *wsClient     // set before the upgrade
 
 	refreshing atomic.Bool
@@ -76,26 +76,30 @@ type wsSession struct {
 	// the answer came from the cache.
 	fetched atomic.Pointer[openAnswer]
 
-	mu       sync.Mutex
-	meta     map[string]string // from Set-Meta-* answer headers; sent as Meta-* headers
-	gripExt  bool
-	prefix   []byte
-	detached bool // c:detach: the origin is done with, the client is not
+	// Under mu. The flags sit together so that the struct packs tightly:
+	// one is held per session.
+	mu   sync.Mutex
+	meta map[string]string // from Set-Meta-* answer headers; sent as Meta-* headers
+	// prefix is the GRIP extension's message prefix when gripExt.
+	prefix   string
+	deferred []string
+	channels wsChannels
+	pending  []grip.WSEvent
+	// pendingBytes is what pending costs against WSMaxPending.
+	pendingBytes int
+	kaEvery      time.Duration
+	kaTimer      *time.Timer
+	gripExt      bool
+	detached     bool // c:detach: the origin is done with, the client is not
 	// deferring is set while an answer's events are played: hub
 	// subscriptions (deferred) wait for its end (subscribeDeferred).
 	deferring bool
-	deferred  []string
 	// originEnded: a CLOSE or DISCONNECT is queued for the origin, which
 	// gets nothing after it.
-	originEnded  bool
-	channels     wsChannels
-	pending      []grip.WSEvent
-	pendingBytes int
-	inFlight     bool
-	force        bool // post even without events (keep-alive, refresh)
-	done         bool
-	kaEvery      time.Duration
-	kaTimer      *time.Timer
+	originEnded bool
+	inFlight    bool
+	force       bool // post even without events (keep-alive, refresh)
+	done        bool
 }
 
 // newWSSession captures what every WebSocket-over-HTTP request of the
@@ -110,53 +114,25 @@ func (s *Server) newWSSession(ctx *fasthttp.RequestCtx, rt *route) *wsSession {
 	s.originRequest(ctx, req, rt, s.cacheable(ctx, rt))
 	stripWSHandshake(&req.Header)
 	ws.uri = string(req.Header.RequestURI())
-	ws.host = bytes.Clone(req.Header.Host())
-	kept := func(k []byte) bool {
-		return !bytes.EqualFold(k, []byte("Host")) && !bytes.EqualFold(k, []byte("Content-Length")) &&
-			!bytes.EqualFold(k, []byte("Grip-Sig")) // set by each request
-	}
-	n := 0
-	for k := range req.Header.All() {
-		if kept(k) {
-			n++
-		}
-	}
-	ws.header = make([]grip.Header, 0, n) // held for the session: no spare room
+	ws.host = string(req.Header.Host())
+	var packed []byte
 	for k, v := range req.Header.All() {
-		if kept(k) {
-			ws.header = append(ws.header, grip.Header{Name: commonString(k), Value: commonString(v)})
+		if !bytes.EqualFold(k, []byte("Host")) && !bytes.EqualFold(k, []byte("Content-Length")) &&
+			!bytes.EqualFold(k, []byte("Grip-Sig")) { // set by each request
+			packed = appendPackedHeader(packed, k, v)
 		}
 	}
+	ws.header = packedHeaders(packed) // held for the session: no spare room
 	return ws
-}
-
-// commonString returns b as a string, without a copy of its own for the
-// names and values that every session's origin requests carry.
-func commonString(b []byte) string {
-	switch string(b) { // no allocation: the compiler compares in place
-	case "Cdn-Loop":
-		return "Cdn-Loop"
-	case "X-Forwarded-For":
-		return "X-Forwarded-For"
-	case "X-Forwarded-Proto":
-		return "X-Forwarded-Proto"
-	case "edgepush":
-		return "edgepush"
-	case "http":
-		return "http"
-	case "https":
-		return "https"
-	}
-	return string(b)
 }
 
 // lookupHeader returns the value of a header of the session's origin
 // requests (values of a repeated header joined), for the cache's key.
 func (ws *wsSession) lookupHeader(name string) string {
 	var vs []string
-	for _, h := range ws.header {
-		if strings.EqualFold(h.Name, name) {
-			vs = append(vs, h.Value)
+	for k, v := range ws.header.All() {
+		if strings.EqualFold(k, name) {
+			vs = append(vs, v)
 		}
 	}
 	return strings.Join(vs, ", ")
@@ -244,9 +220,9 @@ func (ws *wsSession) postEvents(events []grip.WSEvent) (*cache.Response, error) 
 	req.Header.SetMethod(fasthttp.MethodPost)
 	req.SetRequestURI(ws.uri)
 	req.UseHostHeader = true
-	req.Header.SetHostBytes(ws.host)
-	for _, h := range ws.header {
-		req.Header.Add(h.Name, h.Value)
+	req.Header.SetHost(ws.host)
+	for k, v := range ws.header.All() {
+		req.Header.Add(k, v)
 	}
 	req.Header.Set("Content-Type", grip.WebSocketEventsType)
 	req.Header.Set("Accept", grip.WebSocketEventsType)
@@ -313,10 +289,10 @@ func (ws *wsSession) opened(r *cache.Response) ([]grip.WSEvent, error) {
 	}
 	ws.applyHeaders(r)
 	ws.mu.Lock()
-	ws.gripExt, ws.prefix = false, nil
+	ws.gripExt, ws.prefix = false, ""
 	for _, e := range strings.Split(r.Get("Sec-WebSocket-Extensions"), ",") {
 		if on, prefix := grip.ParseGripExtension(e); on {
-			ws.gripExt, ws.prefix = true, []byte(prefix)
+			ws.gripExt, ws.prefix = true, strings.Clone(prefix)
 		}
 	}
 	ws.mu.Unlock()
@@ -630,7 +606,7 @@ func (ws *wsSession) originMessage(ev grip.WSEvent, since uint64) {
 		case bytes.HasPrefix(p, []byte("c:")):
 			ws.control(p[2:], since)
 			return
-		case !bytes.HasPrefix(p, prefix):
+		case len(p) < len(prefix) || string(p[:len(prefix)]) != prefix:
 			ws.s.log.Debug("dropping unprefixed WebSocket message from origin", "connection", ws.id)
 			return
 		}

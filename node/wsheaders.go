@@ -1,0 +1,57 @@
+package node
+
+import "iter"
+
+// packedHeaders is a list of header fields in one string, kept for a
+// WebSocket session's lifetime (its origin requests repeat them): one
+// allocation instead of a slice of name/value strings. Each field is its
+// name's length and its value's length (uvarints), then name and value.
+type packedHeaders string
+
+// appendPackedHeader appends the field name: value to b.
+func appendPackedHeader(b []byte, name, value []byte) []byte {
+	b = appendUvarint(b, len(name))
+	b = appendUvarint(b, len(value))
+	b = append(b, name...)
+	return append(b, value...)
+}
+
+func appendUvarint(b []byte, n int) []byte {
+	for n >= 0x80 {
+		b = append(b, byte(n)|0x80)
+		n >>= 7
+	}
+	return append(b, byte(n))
+}
+
+// uvarint decodes the length at the start of s, returning it and the rest.
+func uvarint(s string) (int, string) {
+	n, shift := 0, 0
+	for i := 0; i < len(s) && shift < 63; i++ {
+		n |= int(s[i]&0x7f) << shift
+		if s[i] < 0x80 {
+			return n, s[i+1:]
+		}
+		shift += 7
+	}
+	return 0, "" // not reached for what appendPackedHeader wrote
+}
+
+// All yields the fields in the order they were packed.
+func (h packedHeaders) All() iter.Seq2[string, string] {
+	return func(yield func(name, value string) bool) {
+		s := string(h)
+		for len(s) > 0 {
+			var nl, vl int
+			nl, s = uvarint(s)
+			vl, s = uvarint(s)
+			if nl+vl > len(s) {
+				return
+			}
+			if !yield(s[:nl], s[nl:nl+vl]) {
+				return
+			}
+			s = s[nl+vl:]
+		}
+	}
+}
