@@ -66,7 +66,9 @@ func AppendWSEvents(dst []byte, evs ...WSEvent) []byte {
 // It is stricter than Pushpin, which tolerates a content length running past
 // the body and does not check the CRLF after content: both are errors here.
 func ParseWSEvents(body []byte) ([]WSEvent, error) {
-	var evs []WSEvent
+	// Every event has a CRLF-ended line: room for all of them (a bound
+	// that content with CRLFs of its own may exceed, so capped).
+	evs := make([]WSEvent, 0, min(bytes.Count(body, []byte("\r\n")), 8))
 	for len(body) > 0 {
 		ev, rest, reason := nextWSEvent(body)
 		if reason != "" {
@@ -88,7 +90,7 @@ func nextWSEvent(b []byte) (ev WSEvent, rest []byte, reason string) {
 	if !validEventType(typ) {
 		return ev, nil, "invalid event type"
 	}
-	ev.Type = WSEventType(typ)
+	ev.Type = eventType(typ)
 	if !hasLen {
 		return ev, b, ""
 	}
@@ -101,6 +103,17 @@ func nextWSEvent(b []byte) (ev WSEvent, rest []byte, reason string) {
 	}
 	ev.Content = b[:n:n]
 	return ev, b[n+2:], ""
+}
+
+// eventType is typ as a WSEventType, without an allocation for the
+// types the protocol defines.
+func eventType(typ []byte) WSEventType {
+	for _, t := range [...]WSEventType{WSEventOpen, WSEventText, WSEventBinary, WSEventPing, WSEventPong, WSEventClose, WSEventDisconnect} {
+		if string(typ) == string(t) {
+			return t
+		}
+	}
+	return WSEventType(typ)
 }
 
 // validEventType requires a non-empty run of printable ASCII without spaces.

@@ -314,7 +314,7 @@ func hasHeader(hs []grip.Header, name string) bool {
 // 101 response carries: not hop-by-hop, Grip-*, framing, or the
 // WebSocket-over-HTTP headers the node acts on itself.
 func upgradeHeaders(hs []grip.Header) []grip.Header {
-	var out []grip.Header
+	out := make([]grip.Header, 0, len(hs))
 	for _, h := range hs {
 		name := h.Name
 		switch {

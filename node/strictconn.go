@@ -56,7 +56,10 @@ func (c *strictConn) Read(p []byte) (int, error) {
 	if c.done || n == 0 {
 		return n, err
 	}
-	b := append(c.tail, p[:n]...)
+	b := p[:n]
+	if len(c.tail) > 0 { // only when a header block spans reads
+		b = append(c.tail, b...)
+	}
 	end := bytes.Index(b, []byte("\r\n\r\n"))
 	lf := bytes.Index(b, []byte("\n\n"))
 	switch {

@@ -16,6 +16,19 @@ func appendPackedHeader(b []byte, name, value []byte) []byte {
 	return append(b, value...)
 }
 
+// packedHeaderSize is what appendPackedHeader appends for name: value.
+func packedHeaderSize(name, value []byte) int {
+	return uvarintSize(len(name)) + uvarintSize(len(value)) + len(name) + len(value)
+}
+
+func uvarintSize(n int) int {
+	size := 1
+	for ; n >= 0x80; n >>= 7 {
+		size++
+	}
+	return size
+}
+
 func appendUvarint(b []byte, n int) []byte {
 	for n >= 0x80 {
 		b = append(b, byte(n)|0x80)

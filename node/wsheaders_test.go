@@ -18,8 +18,13 @@ func TestPackedHeaders(t *testing.T) {
 		{"X-Forwarded-For", "10.0.0.1"},
 	}
 	var b []byte
+	size := 0
 	for _, f := range fields {
 		b = appendPackedHeader(b, []byte(f[0]), []byte(f[1]))
+		size += packedHeaderSize([]byte(f[0]), []byte(f[1]))
+	}
+	if size != len(b) {
+		t.Errorf("sizes add up to %d, packed %d bytes", size, len(b))
 	}
 	h := packedHeaders(b)
 	var got [][2]string

@@ -115,10 +115,19 @@ func (s *Server) newWSSession(ctx *fasthttp.RequestCtx, rt *route) *wsSession {
 	stripWSHandshake(&req.Header)
 	ws.uri = string(req.Header.RequestURI())
 	ws.host = string(req.Header.Host())
-	var packed []byte
+	kept := func(k []byte) bool {
+		return !bytes.EqualFold(k, []byte("Host")) && !bytes.EqualFold(k, []byte("Content-Length")) &&
+			!bytes.EqualFold(k, []byte("Grip-Sig")) // set by each request
+	}
+	size := 0
 	for k, v := range req.Header.All() {
-		if !bytes.EqualFold(k, []byte("Host")) && !bytes.EqualFold(k, []byte("Content-Length")) &&
-			!bytes.EqualFold(k, []byte("Grip-Sig")) { // set by each request
+		if kept(k) {
+			size += packedHeaderSize(k, v)
+		}
+	}
+	packed := make([]byte, 0, size)
+	for k, v := range req.Header.All() {
+		if kept(k) {
 			packed = appendPackedHeader(packed, k, v)
 		}
 	}

@@ -7,7 +7,6 @@ import (
 	"encoding/base64"
 	"encoding/binary"
 	"errors"
-	"io"
 	"net"
 	"os"
 	"sync"
@@ -341,10 +340,10 @@ const closeNoStatus = 1005
 
 // wsAcceptKey is the handshake's Sec-WebSocket-Accept (RFC 6455 §4.2.2).
 func wsAcceptKey(key []byte) string {
-	h := sha1.New()
-	h.Write(key)
-	io.WriteString(h, "258EAFA5-E914-47DA-95CA-C5AB0DC85B11")
-	return base64.StdEncoding.EncodeToString(h.Sum(nil))
+	const guid = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+	b := make([]byte, 0, 64) // a key is 24 bytes: on the stack
+	sum := sha1.Sum(append(append(b, key...), guid...))
+	return base64.StdEncoding.EncodeToString(sum[:])
 }
 
 // acceptWebSocket answers the handshake with 101 and, once fasthttp has
