@@ -314,20 +314,36 @@ func hasHeader(hs []grip.Header, name string) bool {
 // 101 response carries: not hop-by-hop, Grip-*, framing, or the
 // WebSocket-over-HTTP headers the node acts on itself.
 func upgradeHeaders(hs []grip.Header) []grip.Header {
-	out := make([]grip.Header, 0, len(hs))
+	n := 0
 	for _, h := range hs {
-		name := h.Name
-		switch {
-		case isHopHeader(name, nil) || grip.IsGripHeader(name),
-			strings.EqualFold(name, "Content-Type"), strings.EqualFold(name, "Content-Length"),
-			strings.EqualFold(name, "Keep-Alive-Interval"), strings.EqualFold(name, "Sec-WebSocket-Extensions"),
-			strings.EqualFold(name, "Sec-WebSocket-Accept"),
-			isSetMeta(name):
-			continue
+		if upgradeHeader(h.Name) {
+			n++
 		}
-		out = append(out, h)
+	}
+	if n == 0 {
+		return nil
+	}
+	out := make([]grip.Header, 0, n)
+	for _, h := range hs {
+		if upgradeHeader(h.Name) {
+			out = append(out, h)
+		}
 	}
 	return out
+}
+
+// upgradeHeader reports whether an origin answer's header goes on to the
+// client's 101 response.
+func upgradeHeader(name string) bool {
+	switch {
+	case isHopHeader(name, nil) || grip.IsGripHeader(name),
+		strings.EqualFold(name, "Content-Type"), strings.EqualFold(name, "Content-Length"),
+		strings.EqualFold(name, "Keep-Alive-Interval"), strings.EqualFold(name, "Sec-WebSocket-Extensions"),
+		strings.EqualFold(name, "Sec-WebSocket-Accept"),
+		isSetMeta(name):
+		return false
+	}
+	return true
 }
 
 // isSetMeta reports whether name is a Set-Meta-* header.

@@ -46,32 +46,47 @@ func (c strictTLSConn) ConnectionState() tls.ConnectionState { return c.tls.Conn
 // bytes are only framed by fasthttp.
 type strictConn struct {
 	net.Conn
-	done bool   // the first header block ended (or was refused)
-	tail []byte // the last bytes of the previous read, for a split "\n\n"
+	done bool    // the first header block ended (or was refused)
+	last [3]byte // the 3 bytes read before, for an end split between reads
 }
 
-// Read reads and inspects until the first header block has ended.
+// Read reads and inspects until the first header block has ended: the
+// first "\n" that ends either "\r\n\r\n" (the end) or "\n\n" (a bare LF)
+// decides, since neither can end where the other does.
 func (c *strictConn) Read(p []byte) (int, error) {
 	n, err := c.Conn.Read(p)
 	if c.done || n == 0 {
 		return n, err
 	}
 	b := p[:n]
-	if len(c.tail) > 0 { // only when a header block spans reads
-		b = append(c.tail, b...)
-	}
-	end := bytes.Index(b, []byte("\r\n\r\n"))
-	lf := bytes.Index(b, []byte("\n\n"))
-	switch {
-	case lf >= 0 && (end < 0 || lf < end):
-		c.done = true
-		return 0, errBareLF
-	case end >= 0:
-		c.done = true
-	default:
-		c.tail = append(c.tail[:0], b[max(len(b)-3, 0):]...)
+	for len(b) > 0 && !c.done {
+		i := bytes.IndexByte(b, '\n')
+		if i < 0 {
+			c.push(b)
+			break
+		}
+		c.push(b[:i])
+		switch {
+		case c.last[2] == '\n':
+			c.done = true
+			return 0, errBareLF
+		case c.last == [3]byte{'\r', '\n', '\r'}:
+			c.done = true
+		}
+		c.push(b[i : i+1])
+		b = b[i+1:]
 	}
 	return n, err
+}
+
+// push records b as the latest bytes read.
+func (c *strictConn) push(b []byte) {
+	if len(b) >= 3 {
+		copy(c.last[:], b[len(b)-3:])
+		return
+	}
+	k := copy(c.last[:], c.last[len(b):])
+	copy(c.last[k:], b)
 }
 
 // UnsafeConn returns the wrapped connection (held connections write to

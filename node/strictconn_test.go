@@ -1,8 +1,12 @@
 package node
 
 import (
+	"bytes"
 	"errors"
+	"io"
+	"math/rand/v2"
 	"net"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -58,5 +62,61 @@ func TestStrictConnAcrossReads(t *testing.T) {
 				t.Errorf("read %q, want %q", got.String(), want)
 			}
 		})
+	}
+}
+
+// chunkConn returns its chunks one per Read, then io.EOF.
+type chunkConn struct {
+	net.Conn
+	chunks []string
+}
+
+func (c *chunkConn) Read(p []byte) (int, error) {
+	if len(c.chunks) == 0 {
+		return 0, io.EOF
+	}
+	n := copy(p, c.chunks[0])
+	c.chunks[0] = c.chunks[0][n:]
+	if c.chunks[0] == "" {
+		c.chunks = c.chunks[1:]
+	}
+	return n, nil
+}
+
+// Whatever the bytes and however they are split, strictConn decides as a
+// search of the whole stream does: a bare LF is refused when "\n\n" comes
+// before any "\r\n\r\n".
+func TestStrictConnMatchesWholeStreamSearch(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	alphabet := []byte("\r\na")
+	for range 20000 {
+		s := make([]byte, rng.IntN(14))
+		for i := range s {
+			s[i] = alphabet[rng.IntN(len(alphabet))]
+		}
+		end := bytes.Index(s, []byte("\r\n\r\n"))
+		lf := bytes.Index(s, []byte("\n\n"))
+		want := lf >= 0 && (end < 0 || lf < end)
+		var chunks []string
+		for rest := string(s); rest != ""; {
+			k := 1 + rng.IntN(len(rest))
+			chunks = append(chunks, rest[:k])
+			rest = rest[k:]
+		}
+		sc := &strictConn{Conn: &chunkConn{chunks: slices.Clone(chunks)}}
+		buf := make([]byte, 16)
+		got := false
+		for {
+			_, err := sc.Read(buf)
+			if errors.Is(err, errBareLF) {
+				got = true
+			}
+			if err != nil {
+				break
+			}
+		}
+		if got != want {
+			t.Fatalf("%q read as %q: bare LF %v, want %v", s, chunks, got, want)
+		}
 	}
 }
