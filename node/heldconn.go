@@ -22,16 +22,39 @@ type heldConn struct {
 	s          *Server
 	conn       net.Conn // the TCP connection (under TLS, if any)
 	channels   []string
-	kind       string      // "stream" or "response", for logs and stats
 	acc        *heldAccess // access-log record; nil when the log is off
 
-	wmu      sync.Mutex // serializes writes: the pool's and a farewell
-	midFrame bool       // the last write stopped inside a frame
+	wmu sync.Mutex // serializes writes: the pool's and a farewell
+	mu  sync.Mutex
+	fc  *fanout.Conn // under mu
+	// token is the close watcher's registration, under mu.
+	token connwatch.Token
 
-	mu     sync.Mutex
-	fc     *fanout.Conn
-	token  connwatch.Token
-	closed bool
+	kind     heldKind // for logs and stats
+	midFrame bool     // under wmu: the last write stopped inside a frame
+	closed   bool     // under mu
+}
+
+// heldKind is a held connection's transport. Its value indexes
+// heldTransports.
+type heldKind uint8
+
+// The held transports.
+const (
+	kindStream    heldKind = iota // Grip-Hold: stream
+	kindResponse                  // Grip-Hold: response (long-poll)
+	kindWebSocket                 // WebSocket-over-HTTP
+)
+
+// String names the kind in logs.
+func (k heldKind) String() string {
+	switch k {
+	case kindStream:
+		return "stream"
+	case kindResponse:
+		return "response"
+	}
+	return "websocket"
 }
 
 // connWriter writes a held connection's frames: fanout.SocketWriter for
@@ -192,7 +215,7 @@ func (h *heldConn) markClosed(reason error) {
 	h.s.held.Add(-1)
 	h.s.metrics.connClosed(h.kind)
 	h.s.access.heldEnded(h, reason)
-	h.s.log.Debug("held connection ended", "transport", h.kind, "channels", h.channelList(), "reason", errString(reason))
+	h.s.log.Debug("held connection ended", "transport", h.kind.String(), "channels", h.channelList(), "reason", errString(reason))
 }
 
 func errString(err error) string {
@@ -202,7 +225,7 @@ func errString(err error) string {
 	return err.Error()
 }
 
-func (s *Server) newHeldConn(c net.Conn, channels []string, kind string) heldConn {
+func (s *Server) newHeldConn(c net.Conn, channels []string, kind heldKind) heldConn {
 	conn := tcpConn(c)
 	var w connWriter
 	var err error

@@ -136,7 +136,7 @@ func (s *Server) holdStream(ctx *fasthttp.RequestCtx, hr heldResponse, in *grip.
 	channels := channelNames(in)
 	acc := s.access.held(ctx, transportStream, hr.code)
 	s.hijack(ctx, func(c net.Conn) {
-		t := &streamTransport{heldConn: s.newHeldConn(c, channels, "stream"), chunked: chunked, session: session}
+		t := &streamTransport{heldConn: s.newHeldConn(c, channels, kindStream), chunked: chunked, session: session}
 		t.acc = acc
 		if session != nil {
 			session.t = t
@@ -319,7 +319,7 @@ func (s *Server) holdResponse(ctx *fasthttp.RequestCtx, hr, onTimeout heldRespon
 	channels := channelNames(in)
 	acc := s.access.held(ctx, transportLongPoll, onTimeout.code)
 	s.hijack(ctx, func(c net.Conn) {
-		t := &responseTransport{heldConn: s.newHeldConn(c, channels, "response"), hj: c, held: hr, keepAlive: keepAlive,
+		t := &responseTransport{heldConn: s.newHeldConn(c, channels, kindResponse), hj: c, held: hr, keepAlive: keepAlive,
 			refetch: refetch, subs: newConnSubs(in), links: lf, goneLink: in.GoneLink}
 		t.acc = acc
 		if t.connWriter == nil {

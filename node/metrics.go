@@ -25,20 +25,9 @@ const (
 	transportWS       = "ws"       // WebSocket-over-HTTP
 )
 
-// heldTransports lists the held transports in the order of
-// nodeMetrics.held and nodeMetrics.opened.
-var heldTransports = [...]string{transportStream, transportLongPoll, transportWS}
-
-// transportIndex maps a heldConn.kind to its index in heldTransports.
-func transportIndex(kind string) int {
-	switch kind {
-	case "stream":
-		return 0
-	case "response":
-		return 1
-	}
-	return 2 // "websocket"
-}
+// heldTransports names the held transports, indexed by heldKind (the
+// order of nodeMetrics.held and nodeMetrics.opened).
+var heldTransports = [...]string{kindStream: transportStream, kindResponse: transportLongPoll, kindWebSocket: transportWS}
 
 // originLatencyBuckets are the upper bounds, in seconds, of the origin
 // request latency histogram.
@@ -124,14 +113,13 @@ func newNodeMetrics(s *Server) *nodeMetrics {
 }
 
 // connOpened counts a held connection of kind (heldConn.kind) starting.
-func (m *nodeMetrics) connOpened(kind string) {
-	i := transportIndex(kind)
-	m.held[i].Add(1)
-	m.opened[i].Add(1)
+func (m *nodeMetrics) connOpened(kind heldKind) {
+	m.held[kind].Add(1)
+	m.opened[kind].Add(1)
 }
 
 // connClosed counts a held connection of kind ending.
-func (m *nodeMetrics) connClosed(kind string) { m.held[transportIndex(kind)].Add(-1) }
+func (m *nodeMetrics) connClosed(kind heldKind) { m.held[kind].Add(-1) }
 
 // transports returns the held and opened connections per transport.
 func (m *nodeMetrics) transports() map[string]TransportStats {

@@ -150,7 +150,7 @@ type wsClient struct {
 func (c *wsClient) start(conn net.Conn) error {
 	s := c.s
 	tc := tcpConn(conn)
-	t := &wsTransport{heldConn: s.newHeldConn(tc, nil, "websocket"), client: c}
+	t := &wsTransport{heldConn: s.newHeldConn(tc, nil, kindWebSocket), client: c}
 	t.acc = c.acc
 	if t.connWriter == nil {
 		tc.Close()
