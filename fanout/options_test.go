@@ -85,3 +85,29 @@ func TestSetKeepAliveLeavesOthersAlone(t *testing.T) {
 		t.Errorf("the connection whose keep-alive was turned off got %d", n)
 	}
 }
+
+// Options with large frames (a long-poll's held response as its
+// TimeoutFrame) are not remembered for sharing: they would outlive their
+// connection.
+func TestLargeFramesAreNotKept(t *testing.T) {
+	p := NewPool(PoolConfig{Shards: 1})
+	defer p.Close()
+	var mu sync.Mutex
+	var log []int
+	big := ConnOptions{Timeout: time.Minute, TimeoutFrame: make([]byte, maxInternedFrames+1)}
+	c, err := p.Add(&orderTransport{mu: &mu, log: &log, closed: make(chan struct{})}, big)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := p.shards[0]
+	s.connsMu.Lock()
+	defer s.connsMu.Unlock()
+	for _, o := range s.opts {
+		if o != nil && len(o.TimeoutFrame) > maxInternedFrames {
+			t.Fatal("options with a large frame are kept by the shard")
+		}
+	}
+	if c.opts.Timeout != time.Minute || len(c.opts.TimeoutFrame) != maxInternedFrames+1 {
+		t.Errorf("the connection's own options: %+v", c.opts)
+	}
+}

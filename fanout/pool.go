@@ -252,16 +252,25 @@ func (s *writerShard) add(c *Conn, opts *ConnOptions) {
 	s.connsMu.Unlock()
 }
 
+// maxInternedFrames bounds the frame bytes of the options a shard
+// remembers for sharing: larger ones (a long-poll's whole held response
+// as its TimeoutFrame) are rarely equal, and are not kept alive past
+// their connection.
+const maxInternedFrames = 4 << 10
+
 // intern returns a shared copy of o: one of the shard's recent options
-// if equal to o, else a new copy, remembered in place of the oldest. The
-// caller holds connsMu.
+// if equal to o, else a new copy, remembered in place of the oldest
+// unless its frames are large. The caller holds connsMu.
 func (s *writerShard) intern(o *ConnOptions) *ConnOptions {
+	cp := *o
+	if len(o.KeepAlive)+len(o.TimeoutFrame)+len(o.Ping) > maxInternedFrames {
+		return &cp
+	}
 	for _, r := range s.opts {
 		if r != nil && r.equal(o) {
 			return r
 		}
 	}
-	cp := *o
 	s.opts[s.nextOpts] = &cp
 	s.nextOpts = (s.nextOpts + 1) % len(s.opts)
 	return &cp

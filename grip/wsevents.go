@@ -66,9 +66,17 @@ func AppendWSEvents(dst []byte, evs ...WSEvent) []byte {
 // It is stricter than Pushpin, which tolerates a content length running past
 // the body and does not check the CRLF after content: both are errors here.
 func ParseWSEvents(body []byte) ([]WSEvent, error) {
-	// Every event has a CRLF-ended line: room for all of them (a bound
-	// that content with CRLFs of its own may exceed, so capped).
-	evs := make([]WSEvent, 0, min(bytes.Count(body, []byte("\r\n")), 8))
+	// Every event has a CRLF-ended line: room for one event per CRLF, up
+	// to 8 (content with CRLFs of its own may make it more than needed).
+	n := 0
+	for rest := body; n < 8; n++ {
+		i := bytes.Index(rest, []byte("\r\n"))
+		if i < 0 {
+			break
+		}
+		rest = rest[i+2:]
+	}
+	evs := make([]WSEvent, 0, n)
 	for len(body) > 0 {
 		ev, rest, reason := nextWSEvent(body)
 		if reason != "" {

@@ -135,3 +135,20 @@ func TestCloseContent(t *testing.T) {
 		}
 	}
 }
+
+// The events' slice is sized by the CRLFs in the body, at most 8: content
+// with many lines of its own does not make it large.
+func TestParseWSEventsCapacity(t *testing.T) {
+	content := strings.Repeat("line\r\n", 1000)
+	body := AppendWSEvents(nil, WSEvent{Type: WSEventOpen}, WSEvent{Type: WSEventText, Content: []byte(content)})
+	evs, err := ParseWSEvents(body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(evs) != 2 || evs[0].Type != WSEventOpen || string(evs[1].Content) != content {
+		t.Fatalf("parsed %d events", len(evs))
+	}
+	if cap(evs) > 8 {
+		t.Errorf("capacity %d for 2 events", cap(evs))
+	}
+}

@@ -1,6 +1,9 @@
 package node
 
-import "iter"
+import (
+	"iter"
+	"strings"
+)
 
 // packedHeaders is a list of header fields in one string, kept for a
 // WebSocket session's lifetime (its origin requests repeat them): one
@@ -8,15 +11,15 @@ import "iter"
 // name's length and its value's length (uvarints), then name and value.
 type packedHeaders string
 
-// appendPackedHeader appends the field name: value to b.
-func appendPackedHeader(b []byte, name, value []byte) []byte {
-	b = appendUvarint(b, len(name))
-	b = appendUvarint(b, len(value))
-	b = append(b, name...)
-	return append(b, value...)
+// writePackedHeader adds the field name: value to sb.
+func writePackedHeader(sb *strings.Builder, name, value []byte) {
+	var buf [20]byte // two uvarints of at most 10 bytes
+	sb.Write(appendUvarint(appendUvarint(buf[:0], len(name)), len(value)))
+	sb.Write(name)
+	sb.Write(value)
 }
 
-// packedHeaderSize is what appendPackedHeader appends for name: value.
+// packedHeaderSize is what writePackedHeader adds for name: value.
 func packedHeaderSize(name, value []byte) int {
 	return uvarintSize(len(name)) + uvarintSize(len(value)) + len(name) + len(value)
 }
@@ -47,7 +50,7 @@ func uvarint(s string) (int, string) {
 		}
 		shift += 7
 	}
-	return 0, "" // not reached for what appendPackedHeader wrote
+	return 0, "" // not reached for what writePackedHeader wrote
 }
 
 // All yields the fields in the order they were packed.

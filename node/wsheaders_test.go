@@ -3,6 +3,7 @@ package node
 import (
 	"strings"
 	"testing"
+	"unsafe"
 )
 
 // Packed headers give back every field as packed, in order, whatever
@@ -17,16 +18,16 @@ func TestPackedHeaders(t *testing.T) {
 		{"Longer", strings.Repeat("w", 20000)},
 		{"X-Forwarded-For", "10.0.0.1"},
 	}
-	var b []byte
+	var b strings.Builder
 	size := 0
 	for _, f := range fields {
-		b = appendPackedHeader(b, []byte(f[0]), []byte(f[1]))
+		writePackedHeader(&b, []byte(f[0]), []byte(f[1]))
 		size += packedHeaderSize([]byte(f[0]), []byte(f[1]))
 	}
-	if size != len(b) {
-		t.Errorf("sizes add up to %d, packed %d bytes", size, len(b))
+	if size != b.Len() {
+		t.Errorf("sizes add up to %d, packed %d bytes", size, b.Len())
 	}
-	h := packedHeaders(b)
+	h := packedHeaders(b.String())
 	var got [][2]string
 	for k, v := range h.All() {
 		got = append(got, [2]string{k, v})
@@ -45,6 +46,13 @@ func TestPackedHeaders(t *testing.T) {
 	ws := &wsSession{header: h}
 	if v := ws.lookupHeader("x-forwarded-for"); v != "127.0.0.1, 10.0.0.1" {
 		t.Errorf("lookupHeader: %q", v)
+	}
+	// A single value comes back as a copy, not as a part of the packed
+	// headers, which it would keep alive (in a cache entry's Vary values).
+	v := ws.lookupHeader("long")
+	start := uintptr(unsafe.Pointer(unsafe.StringData(string(h))))
+	if p := uintptr(unsafe.Pointer(unsafe.StringData(v))); p >= start && p < start+uintptr(len(h)) {
+		t.Error("lookupHeader returned a part of the packed headers")
 	}
 	if v := ws.lookupHeader("Absent"); v != "" {
 		t.Errorf("lookupHeader of an absent header: %q", v)

@@ -125,13 +125,14 @@ func (s *Server) newWSSession(ctx *fasthttp.RequestCtx, rt *route) *wsSession {
 			size += packedHeaderSize(k, v)
 		}
 	}
-	packed := make([]byte, 0, size)
+	var packed strings.Builder
+	packed.Grow(size) // held for the session: no spare room
 	for k, v := range req.Header.All() {
 		if kept(k) {
-			packed = appendPackedHeader(packed, k, v)
+			writePackedHeader(&packed, k, v)
 		}
 	}
-	ws.header = packedHeaders(packed) // held for the session: no spare room
+	ws.header = packedHeaders(packed.String())
 	return ws
 }
 
@@ -144,7 +145,10 @@ func (ws *wsSession) lookupHeader(name string) string {
 			vs = append(vs, v)
 		}
 	}
-	return strings.Join(vs, ", ")
+	// A copy: a single value would be a part of the packed headers (with
+	// the client's Cookie and Authorization) and keep them all alive in
+	// the cache entry that stores it.
+	return strings.Clone(strings.Join(vs, ", "))
 }
 
 // openFetcher returns the cache's fetcher for the session's OPEN. An
