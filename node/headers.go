@@ -251,7 +251,11 @@ func setDate(h *fasthttp.ResponseHeader, date string) {
 
 // originHeaders copies the origin response's headers.
 func originHeaders(resp *fasthttp.Response) []grip.Header {
-	hs := make([]grip.Header, 0, 12)
+	n := 0
+	for range resp.Header.All() {
+		n++
+	}
+	hs := make([]grip.Header, 0, n)
 	for k, v := range resp.Header.All() {
 		hs = append(hs, grip.Header{Name: string(k), Value: string(v)})
 	}

@@ -176,7 +176,10 @@ type openAnswer struct {
 	events   []grip.WSEvent // nil: not valid events
 	setsMeta bool
 	channels []string
-	// controls are the answer's control messages by their first byte.
+	// The answer's control messages by their first byte: the first one
+	// (most answers have one: no map for them), then the others.
+	firstAt  *byte
+	first    *grip.ControlMessage
 	controls map[*byte]*grip.ControlMessage
 }
 
@@ -206,10 +209,14 @@ func openControl(r *cache.Response) *openAnswer {
 			case cm.Type == grip.ControlSubscribe:
 				a.channels = append(a.channels, cm.Channel)
 			}
-			if a.controls == nil {
-				a.controls = map[*byte]*grip.ControlMessage{}
+			switch {
+			case a.first == nil:
+				a.firstAt, a.first = &p[0], cm
+			case a.controls == nil:
+				a.controls = map[*byte]*grip.ControlMessage{&p[0]: cm}
+			default:
+				a.controls[&p[0]] = cm
 			}
-			a.controls[&p[0]] = cm
 		}
 	}
 	return a
@@ -220,6 +227,9 @@ func openControl(r *cache.Response) *openAnswer {
 func (a *openAnswer) control(p []byte) *grip.ControlMessage {
 	if a == nil || len(p) == 0 {
 		return nil
+	}
+	if &p[0] == a.firstAt {
+		return a.first
 	}
 	return a.controls[&p[0]]
 }
