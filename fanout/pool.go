@@ -262,18 +262,21 @@ const maxInternedFrames = 4 << 10
 // if equal to o, else a new copy, remembered in place of the oldest
 // unless its frames are large. The caller holds connsMu.
 func (s *writerShard) intern(o *ConnOptions) *ConnOptions {
-	cp := *o
-	if len(o.KeepAlive)+len(o.TimeoutFrame)+len(o.Ping) > maxInternedFrames {
-		return &cp
-	}
-	for _, r := range s.opts {
-		if r != nil && r.equal(o) {
-			return r
+	small := len(o.KeepAlive)+len(o.TimeoutFrame)+len(o.Ping) <= maxInternedFrames
+	if small {
+		for _, r := range s.opts {
+			if r != nil && r.equal(o) {
+				return r
+			}
 		}
 	}
-	s.opts[s.nextOpts] = &cp
-	s.nextOpts = (s.nextOpts + 1) % len(s.opts)
-	return &cp
+	cp := new(ConnOptions)
+	*cp = *o
+	if small {
+		s.opts[s.nextOpts] = cp
+		s.nextOpts = (s.nextOpts + 1) % len(s.opts)
+	}
+	return cp
 }
 
 func (s *writerShard) remove(c *Conn) {
