@@ -1,6 +1,7 @@
 package node
 
 import (
+	"encoding/binary"
 	"iter"
 	"strings"
 )
@@ -13,31 +14,21 @@ type packedHeaders string
 
 // writePackedHeader adds the field name: value to sb.
 func writePackedHeader(sb *strings.Builder, name, value []byte) {
-	var buf [20]byte // two uvarints of at most 10 bytes
-	sb.Write(appendUvarint(appendUvarint(buf[:0], len(name)), len(value)))
+	var buf [2 * binary.MaxVarintLen64]byte
+	sb.Write(appendLengths(buf[:0], name, value))
 	sb.Write(name)
 	sb.Write(value)
 }
 
 // packedHeaderSize is what writePackedHeader adds for name: value.
 func packedHeaderSize(name, value []byte) int {
-	return uvarintSize(len(name)) + uvarintSize(len(value)) + len(name) + len(value)
+	var buf [2 * binary.MaxVarintLen64]byte
+	return len(appendLengths(buf[:0], name, value)) + len(name) + len(value)
 }
 
-func uvarintSize(n int) int {
-	size := 1
-	for ; n >= 0x80; n >>= 7 {
-		size++
-	}
-	return size
-}
-
-func appendUvarint(b []byte, n int) []byte {
-	for n >= 0x80 {
-		b = append(b, byte(n)|0x80)
-		n >>= 7
-	}
-	return append(b, byte(n))
+// appendLengths appends the lengths that precede a field to b.
+func appendLengths(b, name, value []byte) []byte {
+	return binary.AppendUvarint(binary.AppendUvarint(b, uint64(len(name))), uint64(len(value)))
 }
 
 // uvarint decodes the length at the start of s, returning it and the rest.
